@@ -1,0 +1,1 @@
+//! socklab-async (not written yet).

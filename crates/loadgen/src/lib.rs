@@ -1,0 +1,1 @@
+//! socklab-loadgen (not written yet).

@@ -1,0 +1,1 @@
+//! socklab-nonblocking (not written yet).

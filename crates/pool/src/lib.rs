@@ -1,0 +1,1 @@
+//! socklab-pool (not written yet).

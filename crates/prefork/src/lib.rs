@@ -1,0 +1,1 @@
+//! socklab-prefork (not written yet).

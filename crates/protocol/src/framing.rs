@@ -1,0 +1,286 @@
+//! Framing: how a byte stream is cut into requests, and what each one is answered with.
+//!
+//! TCP is a byte stream: one `write()` by the client can arrive as many `read()`s
+//! on the server and several writes can arrive as one. The tutorial's servers treat
+//! each `recv(1024)` as one message; that is only true by luck. Here the framing is
+//! explicit, and the property tests check that any chunking gives the same bytes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::limits::Limits;
+
+/// The line sent to a client whose `lines` request exceeded [`Limits::max_line`],
+/// just before the server closes the connection.
+pub const LINE_TOO_LONG: &[u8] = b"ERR line too long\n";
+
+/// How a TCP byte stream is cut into requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Framing {
+    /// Every byte read is sent back uppercased, in order, same length. Each chunk the
+    /// driver reads counts as one request. Works with `nc` and any echo benchmark.
+    #[default]
+    Raw,
+    /// Each `\n`-terminated line is one request, answered by its uppercased line.
+    Lines,
+}
+
+impl FromStr for Framing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "raw" => Ok(Framing::Raw),
+            "lines" => Ok(Framing::Lines),
+            other => Err(format!("unknown framing {other:?}: expected raw or lines")),
+        }
+    }
+}
+
+impl fmt::Display for Framing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Framing::Raw => "raw",
+            Framing::Lines => "lines",
+        })
+    }
+}
+
+/// What one call to [`Session::feed`] produced besides the reply bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fed {
+    /// Requests completed by this input; the driver performs `work.times(requests)`
+    /// before it sends the reply bytes.
+    pub requests: usize,
+    /// The client sent bad input: the reply bytes end with an error line, and after
+    /// sending them the driver must close the connection and ignore further input.
+    pub closing: bool,
+}
+
+/// One connection's protocol state. Input in, reply bytes out; no I/O.
+#[derive(Debug, Clone)]
+pub struct Session {
+    framing: Framing,
+    limits: Limits,
+    /// Bytes of a `lines` request whose `\n` has not arrived yet. Never longer than
+    /// `limits.max_line`.
+    partial_line: Vec<u8>,
+    closing: bool,
+}
+
+impl Session {
+    pub fn new(framing: Framing, limits: Limits) -> Self {
+        Session {
+            framing,
+            limits,
+            partial_line: Vec::new(),
+            closing: false,
+        }
+    }
+
+    /// Feeds bytes the client sent; appends the reply bytes to `out`.
+    ///
+    /// Bytes fed after the session started closing are ignored: the driver is
+    /// about to close the connection.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Fed {
+        if self.closing || input.is_empty() {
+            return Fed {
+                requests: 0,
+                closing: self.closing,
+            };
+        }
+        match self.framing {
+            Framing::Raw => {
+                out.extend(input.iter().map(u8::to_ascii_uppercase));
+                Fed {
+                    requests: 1,
+                    closing: false,
+                }
+            }
+            Framing::Lines => self.feed_lines(input, out),
+        }
+    }
+
+    /// True once bad input was seen; the connection must close after its last reply.
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    /// Bytes held for an unfinished line (what this connection costs in memory
+    /// beyond its socket buffers).
+    pub fn buffered(&self) -> usize {
+        self.partial_line.len()
+    }
+
+    fn feed_lines(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Fed {
+        let mut requests = 0;
+        while let Some(newline) = input.iter().position(|&b| b == b'\n') {
+            let (line, rest) = input.split_at(newline);
+            if self.partial_line.len() + line.len() > self.limits.max_line {
+                return self.reject_long_line(out, requests);
+            }
+            out.extend(self.partial_line.drain(..).map(|b| b.to_ascii_uppercase()));
+            out.extend(line.iter().map(u8::to_ascii_uppercase));
+            out.push(b'\n');
+            requests += 1;
+            input = &rest[1..];
+        }
+        if self.partial_line.len() + input.len() > self.limits.max_line {
+            return self.reject_long_line(out, requests);
+        }
+        self.partial_line.extend_from_slice(input);
+        Fed {
+            requests,
+            closing: false,
+        }
+    }
+
+    fn reject_long_line(&mut self, out: &mut Vec<u8>, requests: usize) -> Fed {
+        self.closing = true;
+        self.partial_line = Vec::new();
+        out.extend_from_slice(LINE_TOO_LONG);
+        Fed {
+            requests,
+            closing: true,
+        }
+    }
+}
+
+/// Uppercases a datagram in place: UDP's reply is the same datagram, uppercased,
+/// whole. One datagram in, one datagram out; an empty datagram gets an empty reply.
+pub fn uppercase_datagram(datagram: &mut [u8]) {
+    datagram.make_ascii_uppercase();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn feed_all(framing: Framing, limits: Limits, chunks: &[&[u8]]) -> (Vec<u8>, usize, bool) {
+        let mut session = Session::new(framing, limits);
+        let mut out = Vec::new();
+        let mut requests = 0;
+        for chunk in chunks {
+            let fed = session.feed(chunk, &mut out);
+            requests += fed.requests;
+        }
+        (out, requests, session.is_closing())
+    }
+
+    #[test]
+    fn raw_uppercases_ascii_only() {
+        let input = b"hello, World! \x00\x7f\x80\xff\xe4\xbd\xa0 z";
+        let (out, requests, _) = feed_all(Framing::Raw, Limits::default(), &[input]);
+        assert_eq!(out, b"HELLO, WORLD! \x00\x7f\x80\xff\xe4\xbd\xa0 Z");
+        assert_eq!(requests, 1);
+    }
+
+    #[test]
+    fn lines_answers_each_complete_line() {
+        let (out, requests, closing) =
+            feed_all(Framing::Lines, Limits::default(), &[b"ab\ncd", b"\n\nef"]);
+        assert_eq!(out, b"AB\nCD\n\n");
+        assert_eq!(requests, 3);
+        assert!(!closing);
+    }
+
+    #[test]
+    fn over_long_line_is_refused_and_closes() {
+        let limits = Limits { max_line: 4 };
+        let (out, requests, closing) = feed_all(Framing::Lines, limits, &[b"ok\n12345", b"x\n"]);
+        assert_eq!(out, [b"OK\n".as_slice(), LINE_TOO_LONG].concat());
+        assert_eq!(requests, 1);
+        assert!(closing);
+    }
+
+    #[test]
+    fn a_line_of_exactly_the_limit_is_accepted() {
+        let limits = Limits { max_line: 4 };
+        let (out, _, closing) = feed_all(Framing::Lines, limits, &[b"ab", b"cd\n"]);
+        assert_eq!(out, b"ABCD\n");
+        assert!(!closing);
+    }
+
+    #[test]
+    fn partial_line_never_exceeds_the_limit() {
+        let limits = Limits { max_line: 8 };
+        let mut session = Session::new(Framing::Lines, limits);
+        let mut out = Vec::new();
+        for _ in 0..100 {
+            session.feed(b"abc", &mut out);
+            assert!(session.buffered() <= 8);
+        }
+        assert!(session.is_closing());
+    }
+
+    #[test]
+    fn datagram_is_uppercased_whole() {
+        let mut d = vec![b'a'; crate::MAX_UDP_PAYLOAD];
+        uppercase_datagram(&mut d);
+        assert!(d.iter().all(|&b| b == b'A'));
+        let mut empty: [u8; 0] = [];
+        uppercase_datagram(&mut empty);
+    }
+
+    /// Splits `input` at the given cut points (taken modulo its length).
+    fn split<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut start = 0;
+        for p in points {
+            chunks.push(&input[start..p]);
+            start = p;
+        }
+        chunks.push(&input[start..]);
+        chunks
+    }
+
+    fn framing_strategy() -> impl Strategy<Value = Framing> {
+        prop_oneof![Just(Framing::Raw), Just(Framing::Lines)]
+    }
+
+    proptest! {
+        /// Any chunking of the input gives the same reply bytes as the whole input at once.
+        #[test]
+        fn chunking_never_changes_the_reply(
+            input in proptest::collection::vec(prop_oneof![any::<u8>(), Just(b'\n')], 0..512),
+            cuts in proptest::collection::vec(any::<usize>(), 0..16),
+            framing in framing_strategy(),
+            max_line in 1usize..64,
+        ) {
+            let limits = Limits { max_line };
+            let whole = feed_all(framing, limits, &[&input]);
+            let chunked = feed_all(framing, limits, &split(&input, &cuts));
+            prop_assert_eq!(&whole.0, &chunked.0);
+            prop_assert_eq!(whole.2, chunked.2);
+            if framing == Framing::Lines {
+                prop_assert_eq!(whole.1, chunked.1);
+            }
+        }
+
+        /// Raw framing keeps the length and uppercases exactly the bytes a-z.
+        #[test]
+        fn raw_keeps_length_and_maps_bytewise(input in proptest::collection::vec(any::<u8>(), 0..1024)) {
+            let (out, _, _) = feed_all(Framing::Raw, Limits::default(), &[&input]);
+            prop_assert_eq!(out.len(), input.len());
+            for (i, o) in input.iter().zip(&out) {
+                let expected = if i.is_ascii_lowercase() { i - 32 } else { *i };
+                prop_assert_eq!(*o, expected);
+            }
+        }
+
+        /// Lines framing answers exactly the complete lines, each uppercased, when none is too long.
+        #[test]
+        fn lines_answers_complete_lines(lines in proptest::collection::vec("[a-zA-Z0-9 ]{0,20}", 0..20), tail in "[a-z]{0,5}") {
+            let mut input = String::new();
+            for l in &lines { input.push_str(l); input.push('\n'); }
+            input.push_str(&tail);
+            let (out, requests, closing) = feed_all(Framing::Lines, Limits::default(), &[input.as_bytes()]);
+            let expected: String = lines.iter().map(|l| format!("{}\n", l.to_ascii_uppercase())).collect();
+            prop_assert_eq!(out, expected.into_bytes());
+            prop_assert_eq!(requests, lines.len());
+            prop_assert!(!closing);
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Server-side counters, kept in memory that a forked child shares with its parent.
+//!
+//! After `fork()` a child's memory is a copy: an ordinary `AtomicU64` incremented in
+//! the child is never seen by the parent. So the counters live in one anonymous
+//! `MAP_SHARED` page, which parent and children map at the same address. Thread
+//! models get the same page and never notice the difference.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+
+/// Accepted, active, requests and bytes, for the whole server (all its processes).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub accepted: AtomicU64,
+    pub active: AtomicU64,
+    pub requests: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Clients that ended with an error other than the ordinary reset/EOF.
+    pub client_errors: AtomicU64,
+}
+
+/// A plain copy of [`Counters`] at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    pub accepted: u64,
+    pub active: u64,
+    pub requests: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub client_errors: u64,
+}
+
+impl Counters {
+    /// Counters in a `MAP_SHARED | MAP_ANONYMOUS` page, alive for the rest of the
+    /// process (and of every child forked after this call).
+    pub fn shared() -> &'static Counters {
+        let len = std::num::NonZeroUsize::new(std::mem::size_of::<Counters>()).unwrap();
+        // SAFETY: a fresh anonymous mapping is zero-filled, and all-zero bytes are a
+        // valid `Counters` (atomics of 0). It is never unmapped, so `'static` holds.
+        unsafe {
+            let page = mmap_anonymous(
+                None,
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+            )
+            .expect("mmap of one shared page for counters");
+            &*(page.as_ptr() as *const Counters)
+        }
+    }
+
+    pub fn connection_opened(&self) {
+        self.accepted.fetch_add(1, Relaxed);
+        self.active.fetch_add(1, Relaxed);
+    }
+
+    pub fn connection_closed(&self) {
+        self.active.fetch_sub(1, Relaxed);
+    }
+
+    pub fn served(&self, requests: usize, bytes_in: usize, bytes_out: usize) {
+        self.requests.fetch_add(requests as u64, Relaxed);
+        self.bytes_in.fetch_add(bytes_in as u64, Relaxed);
+        self.bytes_out.fetch_add(bytes_out as u64, Relaxed);
+    }
+
+    pub fn active(&self) -> u64 {
+        self.active.load(Relaxed)
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            accepted: self.accepted.load(Relaxed),
+            active: self.active.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            client_errors: self.client_errors.load(Relaxed),
+        }
+    }
+
+    /// Waits until no connection is active or `deadline` passes; true if idle.
+    /// Used after shutdown to let connections in flight finish.
+    pub fn wait_idle(&self, deadline: std::time::Instant) -> bool {
+        while self.active() > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        true
+    }
+}
+
+impl std::fmt::Display for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "accepted={} active={} requests={} bytes_in={} bytes_out={} client_errors={}",
+            self.accepted,
+            self.active,
+            self.requests,
+            self.bytes_in,
+            self.bytes_out,
+            self.client_errors
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forked_child_counts_into_the_parents_page() {
+        let counters = Counters::shared();
+        counters.served(3, 10, 10);
+        // SAFETY: the child only touches atomics and calls _exit.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                counters.served(2, 5, 5);
+                unsafe { libc::_exit(0) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+        assert_eq!(counters.snapshot().requests, 5);
+        assert_eq!(counters.snapshot().bytes_in, 15);
+    }
+}
+
+impl Counters {
+    /// Blocks while `max` connections are active: the connection cap. New clients
+    /// wait in the listen backlog meanwhile. Returns false if shutdown came first.
+    pub fn wait_for_slot(&self, max: usize, shutdown: &crate::Shutdown) -> bool {
+        while self.active() >= max as u64 {
+            if shutdown.is_triggered() {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        true
+    }
+}

@@ -1,0 +1,50 @@
+//! What every socklab server shares, so that a model crate holds only its
+//! concurrency model.
+//!
+//! # Layout
+//!
+//! - [`config`]: the knobs every model honours the same way (framing, work, limits,
+//!   connection cap, idle timeout, grace period, chaos).
+//! - [`listen`]: socket creation with socket2 — `SO_REUSEADDR`, a large backlog,
+//!   IPv4 and IPv6, close-on-exec.
+//! - [`shutdown`]: the [`Shutdown`] handle: SIGINT/SIGTERM stop accepting; a second
+//!   signal exits at once.
+//! - [`accept`]: the blocking accept loop's one step, shared by the blocking models.
+//! - [`driver`]: the blocking per-connection driver (read, feed the protocol, do the
+//!   work, write) that every blocking model runs for each client.
+//! - [`work`]: performing per-request work on a blocking thread.
+//! - [`counters`]: accepted/active/requests/bytes, in memory that survives `fork()`.
+//! - [`udp`]: the blocking datagram loop (one `recvfrom`, one `sendto`).
+
+pub mod accept;
+pub mod config;
+pub mod context;
+pub mod counters;
+pub mod driver;
+pub mod listen;
+pub mod shutdown;
+pub mod udp;
+pub mod work;
+
+pub use accept::{accept_next, set_accept_timeout, Next, SHUTDOWN_POLL};
+pub use config::Config;
+pub use context::Context;
+pub use counters::Counters;
+pub use driver::{prepare_stream, serve_connection};
+pub use listen::{bind_tcp, bind_udp, BindOptions};
+pub use shutdown::Shutdown;
+pub use udp::serve_datagrams;
+
+/// Logs one client's failure. Resets, broken pipes and idle timeouts are the
+/// normal ways clients leave (a load generator closes with `SO_LINGER 0`, i.e. a
+/// reset), so only surprising errors are printed. A client's error never stops the
+/// server.
+pub fn log_client_error(model: &str, err: &std::io::Error) {
+    use std::io::ErrorKind::*;
+    if !matches!(
+        err.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | TimedOut | WouldBlock | UnexpectedEof
+    ) {
+        eprintln!("socklab {model}: client error: {err}");
+    }
+}

@@ -1,0 +1,1 @@
+//! socklab-uring (not written yet).
