@@ -27,4 +27,4 @@ pub mod work;
 
 pub use framing::{uppercase_datagram, Fed, Framing, Session, LINE_TOO_LONG};
 pub use limits::{Limits, MAX_UDP_PAYLOAD};
-pub use work::{Work, WorkParseError};
+pub use work::{parse_duration, Work, WorkParseError};

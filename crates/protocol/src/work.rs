@@ -75,16 +75,21 @@ impl FromStr for Work {
         let (kind, dur) = s
             .split_once(':')
             .ok_or_else(|| WorkParseError::UnknownKind(s.to_string()))?;
+        let make: fn(Duration) -> Work = match kind {
+            "cpu" => Work::Cpu,
+            "sleep" => Work::Sleep,
+            other => return Err(WorkParseError::UnknownKind(other.to_string())),
+        };
         let duration = parse_duration(dur)?;
-        match kind {
-            "cpu" => Ok(Work::Cpu(duration)),
-            "sleep" => Ok(Work::Sleep(duration)),
-            other => Err(WorkParseError::UnknownKind(other.to_string())),
+        if duration > MAX_WORK {
+            return Err(WorkParseError::TooLong(dur.to_string()));
         }
+        Ok(make(duration))
     }
 }
 
-/// Parses `50us`, `2ms`, `1s`, `500ns` (also `µs`).
+/// Parses `50us`, `2ms`, `1s`, `500ns` (also `µs`): the one duration syntax of
+/// every socklab flag.
 pub fn parse_duration(s: &str) -> Result<Duration, WorkParseError> {
     let bad = || WorkParseError::BadDuration(s.to_string());
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
@@ -97,9 +102,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, WorkParseError> {
         "s" => Duration::from_secs(n),
         _ => return Err(bad()),
     };
-    if duration > MAX_WORK {
-        return Err(WorkParseError::TooLong(s.to_string()));
-    }
     Ok(duration)
 }
 
@@ -115,11 +117,11 @@ impl fmt::Display for Work {
 
 fn format_duration(d: Duration) -> String {
     let ns = d.as_nanos();
-    if ns % 1_000_000_000 == 0 {
+    if ns.is_multiple_of(1_000_000_000) {
         format!("{}s", ns / 1_000_000_000)
-    } else if ns % 1_000_000 == 0 {
+    } else if ns.is_multiple_of(1_000_000) {
         format!("{}ms", ns / 1_000_000)
-    } else if ns % 1_000 == 0 {
+    } else if ns.is_multiple_of(1_000) {
         format!("{}us", ns / 1_000)
     } else {
         format!("{ns}ns")

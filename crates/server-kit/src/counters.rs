@@ -81,6 +81,18 @@ impl Counters {
         }
     }
 
+    /// Blocks while `max` connections are active: the connection cap. New clients
+    /// wait in the listen backlog meanwhile. Returns false if shutdown came first.
+    pub fn wait_for_slot(&self, max: usize, shutdown: &crate::Shutdown) -> bool {
+        while self.active() >= max as u64 {
+            if shutdown.is_triggered() {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        true
+    }
+
     /// Waits until no connection is active or `deadline` passes; true if idle.
     /// Used after shutdown to let connections in flight finish.
     pub fn wait_idle(&self, deadline: std::time::Instant) -> bool {
@@ -129,19 +141,5 @@ mod tests {
         }
         assert_eq!(counters.snapshot().requests, 5);
         assert_eq!(counters.snapshot().bytes_in, 15);
-    }
-}
-
-impl Counters {
-    /// Blocks while `max` connections are active: the connection cap. New clients
-    /// wait in the listen backlog meanwhile. Returns false if shutdown came first.
-    pub fn wait_for_slot(&self, max: usize, shutdown: &crate::Shutdown) -> bool {
-        while self.active() >= max as u64 {
-            if shutdown.is_triggered() {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        true
     }
 }

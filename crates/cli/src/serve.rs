@@ -1,0 +1,241 @@
+//! `socklab serve <model>`: bind, print the addresses, serve until a signal.
+//!
+//! The supervising main thread waits for SIGINT/SIGTERM while the model runs on
+//! its own thread(s) — one for TCP, one for UDP. After the signal the model stops
+//! accepting and gets the grace period to finish connections in flight; if it has
+//! not returned by then (a blocking model stuck in `read()` on a client that never
+//! leaves), the process exits anyway: the grace period is a promise.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use socklab_protocol::{Framing, Limits, Work};
+use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
+
+use crate::{args, models};
+
+/// The port the tutorial's TCP server listens on.
+const DEFAULT_TCP: &str = "127.0.0.1:7788";
+
+/// Extra time, past the grace period, for the model to return before we exit anyway.
+const RETURN_MARGIN: Duration = Duration::from_secs(1);
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    model: ServeModel,
+}
+
+/// The server models. `socklab serve <model> --help` shows each one's options.
+#[derive(Subcommand)]
+enum ServeModel {
+    /// One client at a time in one thread (the natural UDP server).
+    Iterative(Common),
+    /// fork() a process per client; children reaped and capped. TCP only.
+    Fork(Common),
+    /// One OS thread per client, capped. TCP only.
+    Thread(Common),
+}
+
+/// Options every model takes.
+#[derive(Args, Clone)]
+struct Common {
+    /// TCP address to listen on (port 0: any free port). Default 127.0.0.1:7788 unless only --udp is given.
+    #[arg(long, value_parser = args::address)]
+    tcp: Option<SocketAddr>,
+    /// UDP address to serve datagrams on (port 0: any free port).
+    #[arg(long, value_parser = args::address)]
+    udp: Option<SocketAddr>,
+    /// How the TCP stream is cut into requests: raw (every byte echoed) or lines.
+    #[arg(long, default_value = "raw")]
+    framing: Framing,
+    /// Work per request: none, cpu:<dur> (burn CPU), sleep:<dur> (wait without CPU).
+    #[arg(long, default_value = "none")]
+    work: Work,
+    /// Longest line in lines framing, in bytes; a longer one gets "ERR line too long" and a close.
+    #[arg(long, default_value_t = Limits::default().max_line)]
+    max_line: usize,
+    /// Most clients served at once; past it the server stops accepting until one leaves.
+    #[arg(long, default_value_t = socklab_server_kit::config::DEFAULT_MAX_CONNS)]
+    max_conns: usize,
+    /// Disconnect a client that sends nothing for this long (e.g. 30s). Default: never.
+    #[arg(long, value_parser = args::duration)]
+    idle_timeout: Option<Duration>,
+    /// After SIGINT/SIGTERM, how long connections in flight may take to finish.
+    #[arg(long, value_parser = args::duration, default_value = "5s")]
+    grace: Duration,
+    /// Listen backlog (capped by net.core.somaxconn).
+    #[arg(long, default_value_t = socklab_server_kit::listen::DEFAULT_BACKLOG)]
+    backlog: i32,
+    /// Fault injection: a request containing SOCKLAB-CHAOS-CRASH aborts its handler's process.
+    #[arg(long)]
+    chaos: bool,
+}
+
+impl ServeModel {
+    fn name(&self) -> &'static str {
+        match self {
+            ServeModel::Iterative(_) => "iterative",
+            ServeModel::Fork(_) => "fork",
+            ServeModel::Thread(_) => "thread",
+        }
+    }
+
+    fn common(&self) -> &Common {
+        match self {
+            ServeModel::Iterative(c) | ServeModel::Fork(c) | ServeModel::Thread(c) => c,
+        }
+    }
+
+    fn bind_options(&self) -> BindOptions {
+        BindOptions {
+            backlog: self.common().backlog,
+            ..BindOptions::default()
+        }
+    }
+
+    fn serve_tcp(&self, listener: TcpListener, cx: &Context) -> std::io::Result<()> {
+        match self {
+            ServeModel::Iterative(_) => socklab_iterative::serve(listener, cx),
+            ServeModel::Fork(_) => socklab_fork::serve(listener, cx),
+            ServeModel::Thread(_) => socklab_thread::serve(listener, cx),
+        }
+    }
+
+    fn serve_udp(&self, socket: UdpSocket, cx: &Context) -> std::io::Result<()> {
+        match self {
+            ServeModel::Iterative(_) => socklab_iterative::serve_udp(socket, cx),
+            ServeModel::Fork(_) => socklab_fork::serve_udp(socket, cx),
+            ServeModel::Thread(_) => socklab_thread::serve_udp(socket, cx),
+        }
+    }
+}
+
+impl Common {
+    fn config(&self) -> anyhow::Result<Config> {
+        if self.max_line == 0 {
+            bail!("--max-line must be at least 1 byte");
+        }
+        if self.max_conns == 0 {
+            bail!("--max-conns must be at least 1");
+        }
+        Ok(Config {
+            framing: self.framing,
+            limits: Limits {
+                max_line: self.max_line,
+            },
+            work: self.work,
+            max_conns: self.max_conns,
+            idle_timeout: self.idle_timeout,
+            grace: self.grace,
+            chaos: self.chaos,
+        })
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let model = args.model;
+    let name = model.name();
+    let common = model.common().clone();
+    if common.udp.is_some() && !models::info(name).udp {
+        bail!(
+            "the {name} model cannot serve UDP: UDP has no connections, so there is no client to give a {} \
+             (use iterative, or another model from `socklab models` marked tcp+udp)",
+            if name == "fork" { "process" } else { "thread" }
+        );
+    }
+    let tcp_addr = match (common.tcp, common.udp) {
+        (None, Some(_)) => None,
+        (tcp, _) => Some(tcp.unwrap_or_else(|| DEFAULT_TCP.parse().expect("valid default"))),
+    };
+    let cx = Context::new(common.config()?).context("creating the server context")?;
+    cx.shutdown
+        .on_signals()
+        .context("installing SIGINT/SIGTERM handlers")?;
+
+    let bind = model.bind_options();
+    let listener = tcp_addr
+        .map(|addr| bind_tcp(addr, bind).with_context(|| format!("binding TCP {addr}")))
+        .transpose()?;
+    let udp = common
+        .udp
+        .map(|addr| bind_udp(addr, bind).with_context(|| format!("binding UDP {addr}")))
+        .transpose()?;
+    announce(name, listener.as_ref(), udp.as_ref())?;
+
+    let (done_tx, done_rx) = mpsc::channel();
+    let model = std::sync::Arc::new(model);
+    let mut running = 0;
+    if let Some(listener) = listener {
+        running += 1;
+        let (model, cx, done) = (model.clone(), cx.clone(), done_tx.clone());
+        std::thread::Builder::new()
+            .name("tcp".into())
+            .spawn(move || done.send(("tcp", model.serve_tcp(listener, &cx))))?;
+    }
+    if let Some(socket) = udp {
+        running += 1;
+        let (model, cx, done) = (model.clone(), cx.clone(), done_tx.clone());
+        std::thread::Builder::new()
+            .name("udp".into())
+            .spawn(move || done.send(("udp", model.serve_udp(socket, &cx))))?;
+    }
+    supervise(name, &cx, &done_rx, running)
+}
+
+/// Prints the bound addresses on one line, so `--tcp 127.0.0.1:0` works from scripts:
+/// `socklab: thread serving tcp=127.0.0.1:40123 udp=127.0.0.1:40124 pid=1234`.
+fn announce(name: &str, tcp: Option<&TcpListener>, udp: Option<&UdpSocket>) -> anyhow::Result<()> {
+    let mut line = format!("socklab: {name} serving");
+    if let Some(l) = tcp {
+        line += &format!(" tcp={}", l.local_addr()?);
+    }
+    if let Some(u) = udp {
+        line += &format!(" udp={}", u.local_addr()?);
+    }
+    line += &format!(" pid={}", std::process::id());
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Waits for a signal (or for a server to fail), then for the servers to return
+/// within the grace period.
+fn supervise(
+    name: &str,
+    cx: &Context,
+    done: &mpsc::Receiver<(&'static str, std::io::Result<()>)>,
+    mut running: usize,
+) -> anyhow::Result<()> {
+    let mut deadline: Option<Instant> = None;
+    while running > 0 {
+        if deadline.is_none() && cx.shutdown.is_triggered() {
+            deadline = Some(Instant::now() + cx.config.grace + RETURN_MARGIN);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            eprintln!(
+                "socklab: {name}: grace period over with {} connection(s) still open; exiting",
+                cx.counters.active()
+            );
+            break;
+        }
+        match done.recv_timeout(Duration::from_millis(50)) {
+            Ok((proto, Ok(()))) => {
+                running -= 1;
+                if !cx.shutdown.is_triggered() {
+                    bail!("the {name} {proto} server stopped on its own");
+                }
+            }
+            Ok((proto, Err(e))) => bail!("the {name} {proto} server failed: {e}"),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    eprintln!("socklab: {name} stopped: {}", cx.counters.snapshot());
+    Ok(())
+}

@@ -1,0 +1,206 @@
+//! The `socklab` command line as a user meets it: the tutorial's Python clients,
+//! `socklab client`, and misuse that must end in a clear message, never a panic.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::*;
+
+fn socklab(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_socklab"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run socklab")
+}
+
+fn python_available() -> bool {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Runs one of the tutorial's Python clients with `stdin` and returns its stdout.
+fn run_tutorial_client(script: &str, addr: std::net::SocketAddr, stdin: &str) -> String {
+    let path = format!("{}/tests/tutorial/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("timeout")
+        .args([
+            "10",
+            "python3",
+            &path,
+            &addr.ip().to_string(),
+            &addr.port().to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    String::from_utf8_lossy(&child.wait_with_output().unwrap().stdout).into_owned()
+}
+
+/// The tutorial's own UDP `>>>` client gets uppercased replies from socklab.
+#[test]
+fn tutorial_udp_client_is_answered() {
+    if !python_available() {
+        eprintln!("skipping: python3 not found");
+        return;
+    }
+    let server = Server::start(
+        &Spec {
+            args: &["iterative"],
+            udp: true,
+        },
+        &[],
+    );
+    let out = run_tutorial_client("udp_client.py", server.udp.unwrap(), "hello\nsocket 编程\n");
+    assert!(out.contains("b'HELLO'"), "{out}");
+    assert!(
+        out.contains("b'SOCKET \\xe7\\xbc\\x96\\xe7\\xa8\\x8b'"),
+        "{out}"
+    );
+}
+
+/// The tutorial's own TCP client gets `HELLO` from every TCP model it was written for.
+#[test]
+fn tutorial_tcp_client_is_answered() {
+    if !python_available() {
+        eprintln!("skipping: python3 not found");
+        return;
+    }
+    for model in ["iterative", "fork", "thread"] {
+        let server = Server::start_args(&["serve", model, "--tcp", "127.0.0.1:0"]);
+        let out = run_tutorial_client("tcp_client.py", server.tcp, "");
+        assert!(out.contains("b'HELLO'"), "{model}: {out}");
+    }
+}
+
+/// `socklab client` with piped stdin prints one reply line per input line, no prompt.
+#[test]
+fn client_pipes_one_reply_per_line() {
+    let server = Server::start(
+        &Spec {
+            args: &["thread"],
+            udp: false,
+        },
+        &["--framing", "lines"],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_socklab"))
+        .args(["client", "--tcp", &server.tcp.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\ntwo three\n\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "ONE\nTWO THREE\n\n");
+}
+
+/// `socklab client --udp` answers per datagram too.
+#[test]
+fn client_speaks_udp() {
+    let server = Server::start(
+        &Spec {
+            args: &["iterative"],
+            udp: true,
+        },
+        &[],
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_socklab"))
+        .args(["client", "--udp", &server.udp.unwrap().to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"datagram\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "DATAGRAM\n");
+}
+
+/// Misuse gets a clear message and a non-zero exit, never a panic backtrace.
+#[test]
+fn misuse_is_a_clear_error() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["serve", "nosuchmodel"], "unrecognized subcommand"),
+        (
+            &["serve", "thread", "--work", "nap:3ms"],
+            "unknown work kind",
+        ),
+        (&["serve", "thread", "--framing", "json"], "unknown framing"),
+        (
+            &["serve", "thread", "--tcp", "not-an-address"],
+            "not a HOST:PORT",
+        ),
+        (
+            &["serve", "fork", "--udp", "127.0.0.1:0"],
+            "cannot serve UDP",
+        ),
+        (
+            &[
+                "serve",
+                "thread",
+                "--max-conns",
+                "0",
+                "--tcp",
+                "127.0.0.1:0",
+            ],
+            "at least 1",
+        ),
+        (&["client"], "required"),
+        (
+            &["client", "--tcp", "127.0.0.1:1"],
+            "connecting to TCP 127.0.0.1:1",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = socklab(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}
+
+/// Binding an address already in use is an error naming the address.
+#[test]
+fn address_in_use_names_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = socklab(&["serve", "thread", "--tcp", &addr]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("binding TCP {addr}")), "{stderr}");
+}
+
+/// `socklab models` lists every model with its transports.
+#[test]
+fn models_lists_every_model() {
+    let out = socklab(&["models"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    for model in ["iterative", "fork", "thread"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(model)),
+            "{model} missing:\n{text}"
+        );
+    }
+}

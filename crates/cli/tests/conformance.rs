@@ -1,0 +1,244 @@
+//! The conformance suite: one body per behaviour, run against every server model
+//! through the real `socklab serve` binary (ripgrep's `rgtest!` habit). A new
+//! model gets every test by adding one line to the `conformance!` table at the end.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::time::Duration;
+
+use common::*;
+
+/// The test bodies. Each takes the model under test.
+mod cases {
+    use super::*;
+
+    /// Every byte comes back uppercased, including NUL and bytes >= 0x80.
+    pub fn echo_bytes(spec: &Spec) {
+        let server = Server::start(spec, &[]);
+        let mut c = server.connect();
+        let msg = b"hello, World! \x00 \x7f\x80\xff \xe4\xbd\xa0\xe5\xa5\xbd z\n";
+        assert_eq!(round_trip(&mut c, msg), upper(msg));
+        let random = pseudo_random_bytes(4096, 7);
+        assert_eq!(round_trip(&mut c, &random), upper(&random));
+    }
+
+    /// 8 MiB written while reading concurrently arrive back exact: no deadlock when
+    /// both directions' socket buffers fill.
+    pub fn eight_mib_concurrently(spec: &Spec) {
+        let server = Server::start(spec, &[]);
+        let c = server.connect();
+        let data = pseudo_random_bytes(8 << 20, 8);
+        let expected = upper(&data);
+        let mut writer = c.try_clone().unwrap();
+        let sent = std::thread::spawn(move || {
+            for chunk in data.chunks(64 * 1024) {
+                writer.write_all(chunk).unwrap();
+            }
+            writer.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut reader = c;
+        let got = read_to_eof(&mut reader);
+        sent.join().unwrap();
+        assert_eq!(got.len(), expected.len());
+        assert!(got == expected, "8 MiB echo differs");
+    }
+
+    /// Bytes sent one at a time each come back.
+    pub fn one_byte_at_a_time(spec: &Spec) {
+        let server = Server::start(spec, &[]);
+        let mut c = server.connect();
+        for &b in b"slow typist\n" {
+            assert_eq!(round_trip(&mut c, &[b]), upper(&[b]));
+        }
+    }
+
+    /// Many messages written before any reply is read all come back, in order.
+    pub fn pipelined(spec: &Spec) {
+        let server = Server::start(spec, &["--framing", "lines"]);
+        let mut c = server.connect();
+        let mut sent = Vec::new();
+        for i in 0..500 {
+            sent.extend_from_slice(format!("message number {i}\n").as_bytes());
+        }
+        c.write_all(&sent).unwrap();
+        let mut got = vec![0u8; sent.len()];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, upper(&sent));
+    }
+
+    /// 200 clients at once each get their own bytes back.
+    pub fn two_hundred_clients(spec: &Spec) {
+        let server = Server::start(spec, &[]);
+        let addr = server.tcp;
+        let clients: Vec<_> = (0..200)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let mut c = connect(addr);
+                    let msg = format!("client {i} says hello\n").into_bytes();
+                    let reply = round_trip(&mut c, &msg);
+                    reply == upper(&msg)
+                })
+            })
+            .collect();
+        let ok = clients
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|ok| *ok)
+            .count();
+        assert_eq!(ok, 200);
+    }
+
+    /// A client that shuts its write side still gets every reply, then EOF.
+    pub fn half_close(spec: &Spec) {
+        let server = Server::start(spec, &[]);
+        let mut c = server.connect();
+        let msg = pseudo_random_bytes(100_000, 3);
+        c.write_all(&msg).unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_to_eof(&mut c), upper(&msg));
+    }
+
+    /// A client that resets mid-stream (SO_LINGER 0: RST instead of FIN) does not
+    /// disturb the server: the next clients are served. (The iterative model serves
+    /// one client at a time, so "the others" come after the rude one.)
+    pub fn reset_mid_stream(spec: &Spec) {
+        let server = Server::start(spec, &[]);
+        for _ in 0..3 {
+            let rude = server.connect();
+            socket2::SockRef::from(&rude)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            (&rude).write_all(&[b'x'; 50_000]).unwrap();
+            // Dropped with SO_LINGER 0: the kernel sends RST, not FIN.
+        }
+        let mut next = server.connect();
+        assert_eq!(round_trip(&mut next, b"after\n"), b"AFTER\n");
+        assert!(server.alive());
+    }
+
+    /// In lines framing an over-long line gets `ERR line too long` and a close,
+    /// after the replies to the good lines before it.
+    pub fn over_long_line(spec: &Spec) {
+        let server = Server::start(spec, &["--framing", "lines", "--max-line", "1024"]);
+        let mut c = server.connect();
+        let mut input = b"fine\n".to_vec();
+        input.extend(std::iter::repeat_n(b'a', 5000));
+        c.write_all(&input).unwrap();
+        let got = read_to_eof(&mut c);
+        assert_eq!(got, b"FINE\nERR line too long\n");
+        let mut next = server.connect();
+        assert_eq!(round_trip(&mut next, b"ok\n"), b"OK\n");
+    }
+
+    /// UDP: an empty datagram gets an empty reply; a 65,507-byte one comes back whole.
+    pub fn udp_extremes(spec: &Spec) {
+        if !spec.udp {
+            return;
+        }
+        let server = Server::start(spec, &[]);
+        let c = udp_client(server.udp.unwrap());
+        let mut buf = vec![0u8; 70_000];
+        c.send(b"").unwrap();
+        assert_eq!(c.recv(&mut buf).unwrap(), 0);
+        let big = pseudo_random_bytes(65_507, 11);
+        c.send(&big).unwrap();
+        let n = c.recv(&mut buf).unwrap();
+        assert_eq!(n, big.len(), "datagram truncated");
+        assert!(buf[..n] == upper(&big)[..]);
+    }
+
+    /// UDP: a burst of 1,000 datagrams (at most 64 in flight) is answered, each one right.
+    pub fn udp_burst(spec: &Spec) {
+        if !spec.udp {
+            return;
+        }
+        let server = Server::start(spec, &[]);
+        let c = udp_client(server.udp.unwrap());
+        let mut buf = [0u8; 128];
+        let (mut sent, mut answered) = (0usize, 0usize);
+        while answered < 1000 {
+            while sent < 1000 && sent - answered < 64 {
+                c.send(format!("datagram {sent}").as_bytes()).unwrap();
+                sent += 1;
+            }
+            let n = c.recv(&mut buf).expect("a reply within the timeout");
+            let text = std::str::from_utf8(&buf[..n]).unwrap();
+            assert!(text.starts_with("DATAGRAM "), "{text}");
+            answered += 1;
+        }
+    }
+
+    /// SIGTERM with an idle client: exit 0 within the grace period, no children left.
+    pub fn sigterm_exits_cleanly(spec: &Spec) {
+        let server = Server::start(spec, &[]);
+        let mut idle = server.connect();
+        assert_eq!(round_trip(&mut idle, b"hi\n"), b"HI\n");
+        let children = server.children();
+        let status = server.stop();
+        assert_eq!(status.code(), Some(0), "exit status {status:?}");
+        for pid in children {
+            assert!(
+                process_state(pid).is_none(),
+                "child {pid} outlived the server"
+            );
+        }
+    }
+
+    /// After 1,000 connect/request/close cycles: no zombies and no leaked descriptors.
+    pub fn no_leaks_after_churn(spec: &Spec) {
+        let server = Server::start(spec, &[]);
+        {
+            let mut warm = server.connect();
+            round_trip(&mut warm, b"warm\n");
+        }
+        assert!(eventually(Duration::from_secs(5), || server
+            .zombies()
+            .is_empty()));
+        let fds_before = server.open_fds();
+        for i in 0..1000 {
+            let mut c = server.connect();
+            let msg = format!("cycle {i}\n");
+            assert_eq!(round_trip(&mut c, msg.as_bytes()), upper(msg.as_bytes()));
+        }
+        assert!(
+            eventually(Duration::from_secs(5), || server.open_fds() <= fds_before),
+            "fds grew from {fds_before} to {}",
+            server.open_fds()
+        );
+        assert!(
+            eventually(Duration::from_secs(5), || server.zombies().is_empty()),
+            "zombies left: {:?}",
+            server.zombies()
+        );
+    }
+}
+
+/// Expands every case for each `name => spec` row.
+macro_rules! conformance {
+    ($($model:ident => $spec:expr),* $(,)?) => {$(
+        mod $model {
+            use super::*;
+            const SPEC: Spec = $spec;
+            #[test] fn echo_bytes() { cases::echo_bytes(&SPEC) }
+            #[test] fn eight_mib_concurrently() { cases::eight_mib_concurrently(&SPEC) }
+            #[test] fn one_byte_at_a_time() { cases::one_byte_at_a_time(&SPEC) }
+            #[test] fn pipelined() { cases::pipelined(&SPEC) }
+            #[test] fn two_hundred_clients() { cases::two_hundred_clients(&SPEC) }
+            #[test] fn half_close() { cases::half_close(&SPEC) }
+            #[test] fn reset_mid_stream() { cases::reset_mid_stream(&SPEC) }
+            #[test] fn over_long_line() { cases::over_long_line(&SPEC) }
+            #[test] fn udp_extremes() { cases::udp_extremes(&SPEC) }
+            #[test] fn udp_burst() { cases::udp_burst(&SPEC) }
+            #[test] fn sigterm_exits_cleanly() { cases::sigterm_exits_cleanly(&SPEC) }
+            #[test] fn no_leaks_after_churn() { cases::no_leaks_after_churn(&SPEC) }
+        }
+    )*};
+}
+
+conformance! {
+    iterative => Spec { args: &["iterative"], udp: true },
+    fork => Spec { args: &["fork"], udp: false },
+    thread => Spec { args: &["thread"], udp: false },
+}

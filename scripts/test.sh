@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test suite: formatting, lints, every crate's tests (the conformance suite
+# runs every server model), doc tests, and a build of the benchmarks so they never rot.
+# Usage: scripts/test.sh            (what CI runs, and what README.md tells you to run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    echo "(cargo-nextest not found; using cargo test)"
+    cargo test --workspace --locked --no-fail-fast
+fi
+
+step "doc tests"
+cargo test --workspace --locked --doc
