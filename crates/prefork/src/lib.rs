@@ -1,1 +1,270 @@
-//! socklab-prefork (not written yet).
+//! Prefork: N worker processes forked once, up front, and kept alive.
+//!
+//! # Model
+//!
+//! `serve` forks [`Options::workers`] processes before the first client arrives
+//! (Stevens' serv02–serv05, Apache's prefork MPM) and from then on only
+//! supervises them. Each worker serves one client at a time with the shared
+//! blocking driver. How a connection reaches a worker is the [`PreforkMode`]:
+//!
+//! - [`PreforkMode::NoLock`] (serv02): every worker blocks in `accept()` on the
+//!   listening socket it inherited across `fork()`. The kernel queues the blocked
+//!   accepters and wakes *one* per connection (an "exclusive" wait, in Linux
+//!   since the 2.4 kernels), so a blocking `accept()` has no "thundering herd".
+//!   The herd Stevens measured is back if workers `select()`/`poll()`/`epoll`
+//!   the listener before accepting.
+//! - [`PreforkMode::Flock`] (serv03): a worker takes an exclusive `flock()` on a
+//!   lock file around `accept()`, so only one at a time waits in `accept()`.
+//!   Stevens needed it where `accept()` was a library function that several
+//!   processes could not share (SVR4), or with `select()`. On Linux it buys
+//!   nothing and costs two syscalls per connection: measure it. (Why `flock`, and
+//!   why each worker reopens the file: see the `lock` module.)
+//! - [`PreforkMode::PassFd`] (serv05): only the parent accepts. It passes each
+//!   connection to an idle worker over a Unix socketpair (`sendmsg()` with
+//!   `SCM_RIGHTS`); the worker writes a byte back when it is idle again. With no
+//!   worker idle, the parent stops accepting until one is.
+//!
+//! **Supervision.** The parent reaps with `waitpid(pid, WNOHANG)` every
+//! [`REAP_INTERVAL`] (or at once when shutdown's wake descriptor fires). A worker
+//! that died — killed by a signal, or `abort()` by the `--chaos` flag — is logged
+//! and replaced in the same slot; if it held a client, that one connection is
+//! counted closed (its socket died with it) and is the only one lost.
+//!
+//! **Stopping.** Workers ignore SIGINT (Ctrl-C reaches the whole process group;
+//! only the parent decides) and treat SIGTERM as "finish your client, then exit".
+//! On shutdown the parent stops accepting, sends each worker SIGTERM, waits up to
+//! `Config::grace` for them to exit, SIGKILLs the rest and reaps every one: no
+//! zombies. Every worker also has `PR_SET_PDEATHSIG(SIGKILL)`, so if the parent
+//! dies the kernel kills them: no orphans. (Details in the `child` module.)
+//!
+//! **Counting.** Workers count into `cx.counters`, which lives in a `MAP_SHARED`
+//! page, so the parent sees their numbers. Besides, each worker slot counts the
+//! connections it accepted in a shared-memory board; [`serve`] prints the
+//! distribution to stderr when it returns (`worker 0: 52 connections, worker 1:
+//! 48 connections`) and [`serve_with_counts`] returns it. How evenly connections
+//! spread over the workers is a lesson of its own. One run of this crate's test
+//! (30 one-request clients in a row, 3 workers, 2 CPUs): NoLock 6/15/9 — whoever
+//! the kernel's accept queue wakes; Flock 11/10/9 — whoever won the lock; PassFd
+//! 29/1/0 — the parent hands each client to the *first* idle worker in slot
+//! order, so under light load worker 0 takes nearly everything (Stevens' serv05
+//! picks the same way). The parent could pick the least-used idle worker instead:
+//! that it *can* choose is PassFd's one advantage.
+//!
+//! # What it costs
+//!
+//! - `fork()` `workers` times at start (and once per crash), never per
+//!   connection: connection setup is one `accept()`, as in the pool. Compare the
+//!   churn scenario with `socklab-fork`'s `fork()` per client.
+//! - Per connection, by mode: NoLock nothing more; Flock two `flock()` calls;
+//!   PassFd a `poll()` and `accept()` in the parent, `sendmsg()`/`recvmsg()` to hand
+//!   over, a byte written and read back to say "idle", and a context switch from
+//!   parent to worker.
+//! - Memory: `workers` processes, each with its own page tables and private copies
+//!   of every page it writes (buffers, stack, allocator state); pages never
+//!   written stay shared copy-on-write. The report's PSS shares them out.
+//! - Per request: the shared driver's `read()`/`write()` and a context switch.
+//!
+//! # When it breaks
+//!
+//! - Like the thread pool: N workers held by N idle or slow clients serve no one
+//!   else; client N+1 waits in the listen backlog (in every mode: in PassFd the
+//!   parent stops accepting when nobody is idle).
+//! - Sized too small for blocking work, throughput is capped at `workers / work`.
+//! - What it does *well*: a crashing handler kills one worker and one client; the
+//!   parent replaces the worker and the others never notice. The same crash kills
+//!   every client of a thread pool.
+//!
+//! # Compare with
+//!
+//! - `socklab-fork`: a process per client, forked on demand; prefork moves the
+//!   `fork()` out of the connection's path.
+//! - `socklab-pool`: the same fixed pool made of threads (its accept mode is
+//!   NoLock's twin, its queue mode PassFd's).
+//! - `socklab-nonblocking`: one process serving every client, because no client
+//!   holds a process while it is idle.
+//!
+//! UDP ([`serve_udp`]): `workers` processes block in `recvfrom()` on the one
+//! inherited socket, each running the shared datagram loop, under the same
+//! supervision. The mode does not apply: there is no `accept()` to lock or
+//! connection to pass.
+//!
+//! # Layout
+//!
+//! - `supervisor`: fork into slots, reap, replace, stop.
+//! - `child`: a worker's signal setup and its accept loop.
+//! - `lock`: the Flock mode's lock file.
+//! - `passfd`: the PassFd mode's parent loop and `SCM_RIGHTS` passing.
+//! - `board`: per-slot counts in shared memory.
+
+mod board;
+mod child;
+mod lock;
+mod passfd;
+mod supervisor;
+
+use std::fmt;
+use std::io;
+use std::net::{TcpListener, UdpSocket};
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use socklab_server_kit::{serve_datagrams, Context};
+
+use board::Board;
+use lock::AcceptLock;
+use supervisor::Supervisor;
+
+/// How often the parent reaps dead workers and starts replacements. Also the
+/// fastest a worker that keeps dying is restarted (20 times a second per slot).
+pub const REAP_INTERVAL: Duration = Duration::from_millis(50);
+
+/// How connections reach the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PreforkMode {
+    /// Every worker blocks in `accept()` on the shared listener (Stevens serv02).
+    #[default]
+    NoLock,
+    /// A file lock (`flock`) around each worker's `accept()` (serv03).
+    Flock,
+    /// The parent accepts and passes descriptors to idle workers (serv05).
+    PassFd,
+}
+
+/// How the prefork server is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Worker processes, forked at start (default: [`default_workers`]). At least 1.
+    pub workers: usize,
+    /// How connections reach workers (default: [`PreforkMode::NoLock`]).
+    pub mode: PreforkMode,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            workers: default_workers(),
+            mode: PreforkMode::default(),
+        }
+    }
+}
+
+/// One worker per CPU the process may run on (`available_parallelism`), or 1.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+/// Connections accepted per worker slot, in slot order. A replacement worker
+/// counts on in the slot of the one it replaced.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WorkerCounts(pub Vec<u64>);
+
+impl WorkerCounts {
+    pub fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+}
+
+impl fmt::Display for WorkerCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (slot, count) in self.0.iter().enumerate() {
+            let sep = if slot == 0 { "" } else { ", " };
+            write!(f, "{sep}worker {slot}: {count} connections")?;
+        }
+        Ok(())
+    }
+}
+
+/// Serves TCP with `workers` preforked processes until shutdown, then stops them
+/// (grace period, SIGKILL, reap) and prints the connections each one served.
+pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Result<()> {
+    let counts = serve_with_counts(listener, cx, options)?;
+    eprintln!("socklab prefork: {counts}");
+    Ok(())
+}
+
+/// [`serve`], returning the per-worker distribution instead of printing it.
+pub fn serve_with_counts(
+    listener: TcpListener,
+    cx: &Context,
+    options: &Options,
+) -> io::Result<WorkerCounts> {
+    check_workers(options.workers)?;
+    let board = Board::new(options.workers)?;
+    let result = {
+        let mut workers = Supervisor::new(cx, &board, options.workers);
+        let result = match options.mode {
+            PreforkMode::NoLock => {
+                socklab_server_kit::set_accept_timeout(&listener)?;
+                supervise(&mut workers, cx, |workers, slot| {
+                    workers.start(slot, |cx| {
+                        child::accept_loop(&listener, None, board.slot(slot), cx)
+                    })
+                });
+                Ok(())
+            }
+            PreforkMode::Flock => {
+                socklab_server_kit::set_accept_timeout(&listener)?;
+                let lock = AcceptLock::create()?;
+                supervise(&mut workers, cx, |workers, slot| {
+                    workers.start(slot, |cx| {
+                        let mine = lock.reopen()?;
+                        child::accept_loop(&listener, Some(&mine), board.slot(slot), cx)
+                    })
+                });
+                Ok(())
+            }
+            PreforkMode::PassFd => passfd::serve(&listener, cx, &mut workers, &board),
+        };
+        // Stop accepting at once: the parent's descriptor closes now, the workers'
+        // as they exit.
+        drop(listener);
+        workers.stop();
+        result
+    };
+    result.map(|()| WorkerCounts(board.counts()))
+}
+
+/// Serves UDP with `workers` preforked processes sharing one socket.
+pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Result<()> {
+    check_workers(options.workers)?;
+    let board = Board::new(options.workers)?;
+    let mut workers = Supervisor::new(cx, &board, options.workers);
+    supervise(&mut workers, cx, |workers, slot| {
+        workers.start(slot, |cx| serve_datagrams(&socket, cx))
+    });
+    workers.stop();
+    Ok(())
+}
+
+/// The parent's loop for the modes where workers accept (and for UDP): keep
+/// every slot filled until shutdown. `start` forks the worker for one slot.
+fn supervise(
+    workers: &mut Supervisor,
+    cx: &Context,
+    mut start: impl FnMut(&mut Supervisor, usize) -> io::Result<()>,
+) {
+    while !cx.shutdown.is_triggered() {
+        workers.reap();
+        for slot in workers.empty_slots() {
+            if let Err(e) = start(workers, slot) {
+                eprintln!("socklab prefork: cannot start worker {slot}: {e}; retrying");
+            }
+        }
+        let mut wake = [PollFd::new(cx.shutdown.wake_fd(), PollFlags::POLLIN)];
+        let _ = poll(
+            &mut wake,
+            PollTimeout::from(REAP_INTERVAL.as_millis() as u16),
+        );
+    }
+}
+
+fn check_workers(workers: usize) -> io::Result<()> {
+    if workers == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socklab prefork: workers must be at least 1",
+        ));
+    }
+    Ok(())
+}
