@@ -5,6 +5,8 @@
 
 mod args;
 mod client;
+mod compare;
+mod load_cmd;
 mod models;
 mod serve;
 
@@ -31,6 +33,15 @@ enum Command {
     Models,
     /// Talk to a server by hand, like the Python tutorial's `>>>` client.
     Client(client::ClientArgs),
+    /// Drive a server with the load generator and print what it measured.
+    Load(load_cmd::LoadArgs),
+    /// Run every model through every scenario; write results/<date>-<host>/report.md.
+    Compare(compare::CompareArgs),
+    /// Rebuild report.md, results.csv and charts/ of a run from its results.json alone.
+    Report {
+        /// A run directory written by `socklab compare`.
+        dir: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -42,6 +53,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Client(args) => client::run(args),
+        Command::Load(args) => load_cmd::run(args),
+        Command::Compare(args) => compare::run(args),
+        Command::Report { dir } => report(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -50,4 +64,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `socklab report DIR`: the report is a pure function of results.json.
+fn report(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let results = socklab_report::load(dir)
+        .with_context(|| format!("reading {}", dir.join("results.json").display()))?;
+    socklab_report::write_all(&results, dir)
+        .with_context(|| format!("writing the report in {}", dir.display()))?;
+    println!("{}", dir.join("report.md").display());
+    Ok(())
 }

@@ -21,9 +21,34 @@ pub const MODELS: &[ModelInfo] = &[
         udp: false,
     },
     ModelInfo {
+        name: "prefork",
+        summary: "N processes forked up front sharing one listener (no lock, flock, or fd passing)",
+        udp: true,
+    },
+    ModelInfo {
         name: "thread",
         summary: "one OS thread per client (the tutorial's multi-thread server), capped",
         udp: false,
+    },
+    ModelInfo {
+        name: "pool",
+        summary: "a fixed pool of worker threads fed by a bounded crossbeam channel (or accepting themselves)",
+        udp: true,
+    },
+    ModelInfo {
+        name: "nonblocking",
+        summary: "one thread, one epoll loop (mio): readiness, partial writes, timers, backpressure",
+        udp: true,
+    },
+    ModelInfo {
+        name: "async",
+        summary: "tokio tasks, one per connection (multi-thread or current-thread runtime)",
+        udp: true,
+    },
+    ModelInfo {
+        name: "uring",
+        summary: "a completion loop over io_uring: submit accept/recv/send, react to completions",
+        udp: true,
     },
 ];
 

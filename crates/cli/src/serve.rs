@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use socklab_protocol::{Framing, Limits, Work};
+use socklab_server_kit::usage::TreeUsage;
 use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
 
 use crate::{args, models};
@@ -39,6 +40,81 @@ enum ServeModel {
     Fork(Common),
     /// One OS thread per client, capped. TCP only.
     Thread(Common),
+    /// N processes forked up front, all serving from one listener (Stevens serv02-05).
+    Prefork {
+        #[command(flatten)]
+        common: Common,
+        /// Worker processes forked at start (default: CPUs this server may run on).
+        #[arg(long, default_value_t = socklab_prefork::default_workers())]
+        workers: usize,
+        /// nolock: every child blocks in accept(); flock: a file lock around accept();
+        /// passfd: the parent accepts and passes the descriptor over SCM_RIGHTS.
+        #[arg(long, default_value = "nolock", value_parser = prefork_mode)]
+        mode: socklab_prefork::PreforkMode,
+    },
+    /// A fixed pool of worker threads (the main thread accepts, or every worker does).
+    Pool {
+        #[command(flatten)]
+        common: Common,
+        /// Worker threads created at start (default: CPUs this server may run on).
+        #[arg(long, default_value_t = socklab_pool::default_workers())]
+        workers: usize,
+        /// queue: the main thread accepts and hands connections over a bounded channel;
+        /// accept: every worker calls accept() itself.
+        #[arg(long, default_value = "queue", value_parser = pool_dispatch)]
+        dispatch: socklab_pool::Dispatch,
+    },
+    /// A single-threaded readiness loop over epoll (mio); --loops N for N loops.
+    Nonblocking {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        loops: Loops,
+    },
+    /// tokio tasks, one per connection: the model most Rust programs would pick today.
+    Async {
+        #[command(flatten)]
+        common: Common,
+        /// multi-thread (one worker per CPU, work-stealing) or current-thread (one thread).
+        #[arg(long, default_value = "multi-thread")]
+        runtime: socklab_async::Runtime,
+    },
+    /// A completion loop over io_uring: the kernel does the I/O and reports completions.
+    Uring {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        loops: Loops,
+    },
+}
+
+/// `--loops`, shared by the event-loop models.
+#[derive(Args, Clone, Copy)]
+struct Loops {
+    /// Independent event loops, one thread each, each with its own SO_REUSEPORT
+    /// listener on the same port (the thread-per-core shape).
+    #[arg(long, default_value_t = 1)]
+    loops: usize,
+}
+
+fn prefork_mode(s: &str) -> Result<socklab_prefork::PreforkMode, String> {
+    use socklab_prefork::PreforkMode::*;
+    match s {
+        "nolock" => Ok(NoLock),
+        "flock" => Ok(Flock),
+        "passfd" | "pass-fd" => Ok(PassFd),
+        _ => Err(format!(
+            "unknown prefork mode {s:?}: expected nolock, flock or passfd"
+        )),
+    }
+}
+
+fn pool_dispatch(s: &str) -> Result<socklab_pool::Dispatch, String> {
+    match s {
+        "queue" => Ok(socklab_pool::Dispatch::Queue),
+        "accept" => Ok(socklab_pool::Dispatch::Accept),
+        _ => Err(format!("unknown dispatch {s:?}: expected queue or accept")),
+    }
 }
 
 /// Options every model takes.
@@ -82,37 +158,113 @@ impl ServeModel {
             ServeModel::Iterative(_) => "iterative",
             ServeModel::Fork(_) => "fork",
             ServeModel::Thread(_) => "thread",
+            ServeModel::Prefork { .. } => "prefork",
+            ServeModel::Pool { .. } => "pool",
+            ServeModel::Nonblocking { .. } => "nonblocking",
+            ServeModel::Async { .. } => "async",
+            ServeModel::Uring { .. } => "uring",
         }
     }
 
     fn common(&self) -> &Common {
         match self {
             ServeModel::Iterative(c) | ServeModel::Fork(c) | ServeModel::Thread(c) => c,
+            ServeModel::Prefork { common, .. }
+            | ServeModel::Pool { common, .. }
+            | ServeModel::Nonblocking { common, .. }
+            | ServeModel::Async { common, .. }
+            | ServeModel::Uring { common, .. } => common,
         }
     }
 
+    /// Several event loops need `SO_REUSEPORT` set before `bind()`, so each loop
+    /// can bind its own listener to the same port.
     fn bind_options(&self) -> BindOptions {
+        let loops = match self {
+            ServeModel::Uring { loops, .. } | ServeModel::Nonblocking { loops, .. } => loops.loops,
+            _ => 1,
+        };
         BindOptions {
             backlog: self.common().backlog,
-            ..BindOptions::default()
+            reuse_port: loops > 1,
         }
     }
 
     fn serve_tcp(&self, listener: TcpListener, cx: &Context) -> std::io::Result<()> {
+        use ServeModel::*;
         match self {
-            ServeModel::Iterative(_) => socklab_iterative::serve(listener, cx),
-            ServeModel::Fork(_) => socklab_fork::serve(listener, cx),
-            ServeModel::Thread(_) => socklab_thread::serve(listener, cx),
+            Iterative(_) => socklab_iterative::serve(listener, cx),
+            Fork(_) => socklab_fork::serve(listener, cx),
+            Thread(_) => socklab_thread::serve(listener, cx),
+            Prefork { workers, mode, .. } => {
+                socklab_prefork::serve(listener, cx, &prefork_options(*workers, *mode))
+            }
+            Pool {
+                workers, dispatch, ..
+            } => socklab_pool::serve(listener, cx, &pool_options(*workers, *dispatch)),
+            Nonblocking { loops, .. } => {
+                socklab_nonblocking::serve(listener, cx, &nonblocking_options(loops))
+            }
+            Async { runtime, .. } => socklab_async::serve(listener, cx, &async_options(*runtime)),
+            Uring { loops, .. } => socklab_uring::serve(listener, cx, &uring_options(loops)),
         }
     }
 
     fn serve_udp(&self, socket: UdpSocket, cx: &Context) -> std::io::Result<()> {
+        use ServeModel::*;
         match self {
-            ServeModel::Iterative(_) => socklab_iterative::serve_udp(socket, cx),
-            ServeModel::Fork(_) => socklab_fork::serve_udp(socket, cx),
-            ServeModel::Thread(_) => socklab_thread::serve_udp(socket, cx),
+            Iterative(_) => socklab_iterative::serve_udp(socket, cx),
+            Fork(_) => socklab_fork::serve_udp(socket, cx),
+            Thread(_) => socklab_thread::serve_udp(socket, cx),
+            Prefork { workers, mode, .. } => {
+                socklab_prefork::serve_udp(socket, cx, &prefork_options(*workers, *mode))
+            }
+            Pool {
+                workers, dispatch, ..
+            } => socklab_pool::serve_udp(socket, cx, &pool_options(*workers, *dispatch)),
+            Nonblocking { loops, .. } => {
+                socklab_nonblocking::serve_udp(socket, cx, &nonblocking_options(loops))
+            }
+            Async { runtime, .. } => socklab_async::serve_udp(socket, cx, &async_options(*runtime)),
+            Uring { loops, .. } => socklab_uring::serve_udp(socket, cx, &uring_options(loops)),
         }
     }
+
+    /// Model options that make no sense are refused before anything is bound.
+    fn check(&self) -> anyhow::Result<()> {
+        match self {
+            ServeModel::Prefork { workers: 0, .. } | ServeModel::Pool { workers: 0, .. } => {
+                bail!("--workers must be at least 1")
+            }
+            ServeModel::Uring { loops, .. } if loops.loops == 0 => {
+                bail!("--loops must be at least 1")
+            }
+            ServeModel::Uring { .. } => {
+                socklab_uring::availability().map_err(|e| anyhow::anyhow!(e))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn prefork_options(workers: usize, mode: socklab_prefork::PreforkMode) -> socklab_prefork::Options {
+    socklab_prefork::Options { workers, mode }
+}
+
+fn pool_options(workers: usize, dispatch: socklab_pool::Dispatch) -> socklab_pool::Options {
+    socklab_pool::Options { workers, dispatch }
+}
+
+fn nonblocking_options(loops: &Loops) -> socklab_nonblocking::Options {
+    socklab_nonblocking::Options { loops: loops.loops }
+}
+
+fn async_options(runtime: socklab_async::Runtime) -> socklab_async::Options {
+    socklab_async::Options { runtime }
+}
+
+fn uring_options(loops: &Loops) -> socklab_uring::Options {
+    socklab_uring::Options { loops: loops.loops }
 }
 
 impl Common {
@@ -141,6 +293,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let model = args.model;
     let name = model.name();
     let common = model.common().clone();
+    model.check()?;
     if common.udp.is_some() && !models::info(name).udp {
         bail!(
             "the {name} model cannot serve UDP: UDP has no connections, so there is no client to give a {} \
@@ -237,5 +390,7 @@ fn supervise(
         }
     }
     eprintln!("socklab: {name} stopped: {}", cx.counters.snapshot());
+    // Read after the model returned, so its reaped children are included.
+    eprintln!("socklab: {name} usage {}", TreeUsage::now());
     Ok(())
 }

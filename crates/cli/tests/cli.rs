@@ -204,3 +204,93 @@ fn models_lists_every_model() {
         );
     }
 }
+
+/// `socklab compare` end to end on a tiny matrix: every cell measured, results.json,
+/// CSV, report and charts written, and `socklab report` rebuilds the report from
+/// results.json alone.
+#[test]
+fn compare_runs_a_tiny_matrix_end_to_end() {
+    let dir = std::env::temp_dir().join(format!("socklab-compare-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = socklab(&[
+        "compare",
+        "--models",
+        "thread,nonblocking",
+        "--scenarios",
+        "scaling,churn",
+        "--repeats",
+        "1",
+        "--cell",
+        "200ms",
+        "--conns",
+        "1,4",
+        "--no-counted",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let cells = results["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2 * 3, "2 models x (2 scaling + 1 churn)");
+    for cell in cells {
+        assert_eq!(cell["status"], "ok", "{cell}");
+        assert!(cell["load"]["requests"].as_u64().unwrap() > 0, "{cell}");
+        assert!(cell["server"]["cpu_user_s"].as_f64().is_some(), "{cell}");
+        let hdr = dir.join(cell["hdr_log"].as_str().unwrap());
+        assert!(std::fs::metadata(hdr).unwrap().len() > 0);
+    }
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("thread") && report.contains("nonblocking"));
+    assert!(std::fs::read_dir(dir.join("charts")).unwrap().count() > 0);
+    std::fs::remove_file(dir.join("report.md")).unwrap();
+    let rebuilt = socklab(&["report", dir.to_str().unwrap()]);
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("report.md")).unwrap(),
+        report
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `socklab load` against a live server prints verified results; against nothing it
+/// fails with a clear message.
+#[test]
+fn load_drives_a_server_and_fails_clearly_without_one() {
+    let server = Server::start_args(&["serve", "nonblocking", "--tcp", "127.0.0.1:0"]);
+    let out = socklab(&[
+        "load",
+        &server.tcp.to_string(),
+        "--requests",
+        "500",
+        "--conns",
+        "2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("500"), "{text}");
+    drop(server);
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let out = socklab(&[
+        "load",
+        &gone.to_string(),
+        "--requests",
+        "10",
+        "--duration",
+        "2s",
+    ]);
+    assert!(!out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

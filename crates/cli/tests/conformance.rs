@@ -11,6 +11,29 @@ use std::time::Duration;
 use common::*;
 
 /// The test bodies. Each takes the model under test.
+/// Descriptors a server may open once, lazily, after its first connection.
+const LAZY_FDS: usize = 4;
+
+/// The server's descriptors and the TCP sockets among them, for a failure message.
+fn debug_fds(pid: i32) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let t = std::fs::read_link(e.path()).unwrap_or_default();
+        out += &format!("{} ", t.display());
+    }
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    for line in tcp.lines().skip(1) {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if out.contains(&format!("socket:[{}]", w[9])) {
+            out += &format!("\n{} {} st={} inode={}", w[1], w[2], w[3], w[9]);
+        }
+    }
+    out
+}
+
 mod cases {
     use super::*;
 
@@ -187,6 +210,9 @@ mod cases {
     }
 
     /// After 1,000 connect/request/close cycles: no zombies and no leaked descriptors.
+    /// A leak per connection would show as hundreds of descriptors; a few are allowed
+    /// for bookkeeping a model creates lazily (a runtime's wake-up fd, a replaced
+    /// worker's channel), so the check is about growth with connections.
     pub fn no_leaks_after_churn(spec: &Spec) {
         let server = Server::start(spec, &[]);
         {
@@ -197,15 +223,18 @@ mod cases {
             .zombies()
             .is_empty()));
         let fds_before = server.open_fds();
+        let listing_before = debug_fds(server.pid);
         for i in 0..1000 {
             let mut c = server.connect();
             let msg = format!("cycle {i}\n");
             assert_eq!(round_trip(&mut c, msg.as_bytes()), upper(msg.as_bytes()));
         }
         assert!(
-            eventually(Duration::from_secs(5), || server.open_fds() <= fds_before),
-            "fds grew from {fds_before} to {}",
-            server.open_fds()
+            eventually(Duration::from_secs(5), || server.open_fds()
+                <= fds_before + LAZY_FDS),
+            "fds grew from {fds_before} to {}: {}\nBEFORE: {listing_before}",
+            server.open_fds(),
+            debug_fds(server.pid)
         );
         assert!(
             eventually(Duration::from_secs(5), || server.zombies().is_empty()),
@@ -241,4 +270,15 @@ conformance! {
     iterative => Spec { args: &["iterative"], udp: true },
     fork => Spec { args: &["fork"], udp: false },
     thread => Spec { args: &["thread"], udp: false },
+    prefork => Spec { args: &["prefork"], udp: true },
+    prefork_flock => Spec { args: &["prefork", "--mode", "flock"], udp: true },
+    prefork_passfd => Spec { args: &["prefork", "--mode", "passfd"], udp: true },
+    pool => Spec { args: &["pool"], udp: true },
+    pool_accept => Spec { args: &["pool", "--dispatch", "accept"], udp: true },
+    nonblocking => Spec { args: &["nonblocking"], udp: true },
+    nonblocking_two_loops => Spec { args: &["nonblocking", "--loops", "2"], udp: true },
+    async_multi_thread => Spec { args: &["async"], udp: true },
+    async_current_thread => Spec { args: &["async", "--runtime", "current-thread"], udp: true },
+    uring => Spec { args: &["uring"], udp: true },
+    uring_two_loops => Spec { args: &["uring", "--loops", "2"], udp: true },
 }

@@ -24,6 +24,7 @@ pub mod driver;
 pub mod listen;
 pub mod shutdown;
 pub mod udp;
+pub mod usage;
 pub mod work;
 
 pub use accept::{accept_next, set_accept_timeout, Next, SHUTDOWN_POLL};

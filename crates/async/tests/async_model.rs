@@ -1,0 +1,348 @@
+//! What is specific to the tokio model, under both runtimes: the echo, timers that
+//! overlap, cpu work that stalls a current-thread runtime, the connection cap,
+//! idle timeout, shutdown. (The shared conformance suite covers the service itself.)
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use socklab_async::{serve, serve_udp, Options, Runtime};
+use socklab_protocol::{Framing, Limits, Work, LINE_TOO_LONG};
+use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
+
+/// Longest any single blocking read or connect in these tests may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+const RUNTIMES: [Runtime; 2] = [Runtime::MultiThread, Runtime::CurrentThread];
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+struct Server {
+    addr: SocketAddr,
+    cx: Context,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+fn start(config: Config, runtime: Runtime) -> Server {
+    let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cx = Context::new(config).unwrap();
+    let server_cx = cx.clone();
+    let thread = thread::spawn(move || serve(listener, &server_cx, &Options { runtime }));
+    Server { addr, cx, thread }
+}
+
+impl Server {
+    /// Triggers shutdown and waits (bounded) for `serve` to return; returns how long it took.
+    fn stop(self) -> Duration {
+        let t0 = Instant::now();
+        self.cx.shutdown.trigger();
+        join_within(self.thread, self.cx.config.grace + Duration::from_secs(3));
+        t0.elapsed()
+    }
+}
+
+fn join_within(thread: JoinHandle<io::Result<()>>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !thread.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not return in {limit:?}"
+        );
+        thread::sleep(ms(5));
+    }
+    thread.join().unwrap().unwrap();
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).unwrap();
+    buf
+}
+
+fn assert_eof(stream: &mut TcpStream) {
+    let mut byte = [0u8; 1];
+    assert_eq!(stream.read(&mut byte).unwrap(), 0, "expected EOF");
+}
+
+fn config(framing: Framing, work: Work) -> Config {
+    Config {
+        framing,
+        work,
+        grace: ms(500),
+        ..Config::default()
+    }
+}
+
+/// Raw framing on both runtimes: bytes come back uppercased, in order.
+#[test]
+fn echoes_raw_bytes() {
+    for runtime in RUNTIMES {
+        let server = start(config(Framing::Raw, Work::None), runtime);
+        let mut client = connect(server.addr);
+        client.write_all(b"hello, ").unwrap();
+        assert_eq!(read_n(&mut client, 7), b"HELLO, ");
+        client.write_all(b"world \x00\xff z").unwrap();
+        assert_eq!(read_n(&mut client, 10), b"WORLD \x00\xff Z");
+        drop(client);
+        server.stop();
+    }
+}
+
+/// Lines framing on both runtimes: each line answered; a too-long line gets the
+/// error line, then EOF.
+#[test]
+fn echoes_lines_and_refuses_a_long_one() {
+    for runtime in RUNTIMES {
+        let mut cfg = config(Framing::Lines, Work::None);
+        cfg.limits = Limits { max_line: 8 };
+        let server = start(cfg, runtime);
+        let mut client = connect(server.addr);
+        client.write_all(b"ab\ncd").unwrap();
+        assert_eq!(read_n(&mut client, 3), b"AB\n");
+        client.write_all(b"\n0123456789\n").unwrap();
+        let mut expected = b"CD\n".to_vec();
+        expected.extend_from_slice(LINE_TOO_LONG);
+        assert_eq!(read_n(&mut client, expected.len()), expected);
+        assert_eof(&mut client);
+        server.stop();
+    }
+}
+
+/// A client that shuts its write side still gets every reply, then EOF.
+#[test]
+fn half_close_gets_every_reply_then_eof() {
+    for runtime in RUNTIMES {
+        let server = start(config(Framing::Lines, Work::None), runtime);
+        let mut client = connect(server.addr);
+        client.write_all(b"one\ntwo\nthree\n").unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        assert_eq!(read_n(&mut client, 14), b"ONE\nTWO\nTHREE\n");
+        assert_eof(&mut client);
+        server.stop();
+    }
+}
+
+/// `sleep` work parks the task, not the thread: B's reply comes ~400 ms after
+/// B's request although A's 400 ms was still running — even on one thread.
+#[test]
+fn sleep_work_overlaps_across_clients() {
+    for runtime in RUNTIMES {
+        let server = start(config(Framing::Lines, Work::Sleep(ms(400))), runtime);
+        let mut a = connect(server.addr);
+        let mut b = connect(server.addr);
+        let a_sent = Instant::now();
+        a.write_all(b"a\n").unwrap();
+        thread::sleep(ms(50));
+        let b_sent = Instant::now();
+        b.write_all(b"b\n").unwrap();
+        assert_eq!(read_n(&mut b, 2), b"B\n");
+        let b_took = b_sent.elapsed();
+        assert_eq!(read_n(&mut a, 2), b"A\n");
+        let a_took = a_sent.elapsed();
+        assert!(
+            a_took >= ms(395),
+            "{runtime:?}: A answered too early: {a_took:?}"
+        );
+        assert!(
+            b_took >= ms(395),
+            "{runtime:?}: B answered too early: {b_took:?}"
+        );
+        assert!(b_took < ms(600), "{runtime:?}: B waited for A: {b_took:?}");
+        drop((a, b));
+        server.stop();
+    }
+}
+
+/// `cpu` work blocks the thread it runs on: on a current-thread runtime, B's
+/// request waits for A's 300 ms spin to finish before its own 300 ms begins
+/// (~550 ms after B's request, not ~300).
+#[test]
+fn cpu_work_stalls_a_current_thread_runtime() {
+    let server = start(
+        config(Framing::Lines, Work::Cpu(ms(300))),
+        Runtime::CurrentThread,
+    );
+    let mut a = connect(server.addr);
+    let mut b = connect(server.addr);
+    a.write_all(b"a\n").unwrap();
+    thread::sleep(ms(50));
+    let b_sent = Instant::now();
+    b.write_all(b"b\n").unwrap();
+    assert_eq!(read_n(&mut b, 2), b"B\n");
+    let b_took = b_sent.elapsed();
+    assert_eq!(read_n(&mut a, 2), b"A\n");
+    assert!(b_took >= ms(450), "B did not wait for A's spin: {b_took:?}");
+    drop((a, b));
+    server.stop();
+}
+
+/// Past max_conns the accept loop waits for a free slot; the waiting client is
+/// served when one leaves.
+#[test]
+fn max_conns_waits_for_a_client_to_leave() {
+    for runtime in RUNTIMES {
+        let mut cfg = config(Framing::Raw, Work::None);
+        cfg.max_conns = 1;
+        let server = start(cfg, runtime);
+        let mut first = connect(server.addr);
+        first.write_all(b"a").unwrap();
+        assert_eq!(read_n(&mut first, 1), b"A");
+        let mut second = connect(server.addr); // completes in the kernel's backlog
+        second.write_all(b"b").unwrap();
+        second.set_read_timeout(Some(ms(200))).unwrap();
+        let mut byte = [0u8; 1];
+        assert!(
+            second.read(&mut byte).is_err(),
+            "{runtime:?}: served past max_conns"
+        );
+        drop(first);
+        second.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        assert_eq!(read_n(&mut second, 1), b"B");
+        drop(second);
+        server.stop();
+    }
+}
+
+/// A client silent for the idle timeout is disconnected.
+#[test]
+fn idle_clients_are_disconnected() {
+    for runtime in RUNTIMES {
+        let mut cfg = config(Framing::Raw, Work::None);
+        cfg.idle_timeout = Some(ms(200));
+        let server = start(cfg, runtime);
+        let mut client = connect(server.addr);
+        client.write_all(b"x").unwrap();
+        assert_eq!(read_n(&mut client, 1), b"X");
+        let t0 = Instant::now();
+        assert_eof(&mut client);
+        let silent = t0.elapsed();
+        assert!(
+            silent >= ms(150) && silent < ms(1000),
+            "{runtime:?}: closed after {silent:?}"
+        );
+        let counters = server.cx.counters;
+        assert!(
+            counters.wait_idle(Instant::now() + IO_TIMEOUT),
+            "{runtime:?}: still counted active"
+        );
+        server.stop();
+    }
+}
+
+/// Shutdown with idle clients: accepting stops at once, serve returns within the
+/// grace period (plus a margin), and the clients are then closed.
+#[test]
+fn shutdown_with_idle_clients_returns_within_grace() {
+    for runtime in RUNTIMES {
+        let server = start(config(Framing::Raw, Work::None), runtime);
+        let addr = server.addr;
+        let mut idle: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+        for client in &mut idle {
+            client.write_all(b"hi").unwrap();
+            assert_eq!(read_n(client, 2), b"HI");
+        }
+        let grace = server.cx.config.grace;
+        let counters = server.cx.counters;
+        let took = server.stop();
+        assert!(
+            took >= grace - ms(50),
+            "{runtime:?}: returned before the grace period: {took:?}"
+        );
+        assert!(
+            took < grace + ms(500),
+            "{runtime:?}: took {took:?}, grace {grace:?}"
+        );
+        for client in &mut idle {
+            assert_eof(client);
+        }
+        assert_eq!(
+            counters.active(),
+            0,
+            "{runtime:?}: cancelled tasks not counted closed"
+        );
+        assert!(
+            TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err(),
+            "{runtime:?}: still accepting"
+        );
+    }
+}
+
+/// A reply whose `sleep` is running when shutdown comes is still delivered.
+#[test]
+fn shutdown_delivers_replies_in_flight() {
+    for runtime in RUNTIMES {
+        let server = start(config(Framing::Raw, Work::Sleep(ms(200))), runtime);
+        let mut client = connect(server.addr);
+        client.write_all(b"late").unwrap();
+        thread::sleep(ms(50));
+        let (cx, thread) = (server.cx.clone(), server.thread);
+        cx.shutdown.trigger();
+        assert_eq!(read_n(&mut client, 4), b"LATE");
+        drop(client);
+        join_within(thread, ms(1000));
+    }
+}
+
+/// UDP on both runtimes: datagrams answered whole, and `sleep` work overlaps.
+#[test]
+fn udp_echoes_and_overlaps_sleep_work() {
+    for runtime in RUNTIMES {
+        let socket = bind_udp("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        let cx = Context::new(config(Framing::Raw, Work::Sleep(ms(200)))).unwrap();
+        let server_cx = cx.clone();
+        let thread = thread::spawn(move || serve_udp(socket, &server_cx, &Options { runtime }));
+        let clients: Vec<UdpSocket> = (0..4)
+            .map(|_| {
+                let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+                c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+                c
+            })
+            .collect();
+        let t0 = Instant::now();
+        let big = vec![b'q'; 60_000];
+        let message = |i: usize| {
+            if i == 0 {
+                big.clone()
+            } else {
+                format!("dgram {i}").into_bytes()
+            }
+        };
+        for (i, c) in clients.iter().enumerate() {
+            c.send_to(&message(i), addr).unwrap();
+        }
+        let mut buf = vec![0u8; 65_536];
+        for (i, c) in clients.iter().enumerate() {
+            let (n, _) = c.recv_from(&mut buf).unwrap();
+            assert!(
+                buf[..n] == message(i).to_ascii_uppercase(),
+                "{runtime:?}: datagram {i} differs"
+            );
+        }
+        let took = t0.elapsed();
+        assert!(
+            took >= ms(195) && took < ms(500),
+            "{runtime:?}: four 200 ms replies took {took:?}"
+        );
+        // Counted just after each sendto(), so possibly after the client read it.
+        let counted = Instant::now() + IO_TIMEOUT;
+        while cx.counters.requests.load(Relaxed) < 4 && Instant::now() < counted {
+            thread::sleep(ms(1));
+        }
+        assert_eq!(cx.counters.requests.load(Relaxed), 4);
+        cx.shutdown.trigger();
+        join_within(thread, ms(1500));
+    }
+}

@@ -1,0 +1,281 @@
+//! Running one timed cell: start the server, sample its tree, drive it, stop it.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context as _};
+use socklab_loadgen::{LoadConfig, LoadReport, Mode, Transport};
+use socklab_report::schema::{Cell, Errors, LoadSummary, Percentiles, ServerUsage};
+
+use super::matrix::{Job, Plan, Scenario};
+use super::server::{Launch, RunningServer};
+use super::tree::{self, Sampler};
+
+/// Message size of every cell: a small request, as the design's measurements used.
+pub const MESSAGE_BYTES: usize = 64;
+/// How often a slow client sends its next single byte.
+const SLOW_CLIENT_PERIOD: Duration = Duration::from_millis(50);
+/// The bytes a chaos cell sends to crash one handler (see `Config::chaos`).
+const CHAOS_TRIGGER: &[u8] = b"SOCKLAB-CHAOS-CRASH\n";
+
+/// Where a cell runs: CPUs and output directory.
+pub struct Bench<'a> {
+    pub plan: &'a Plan,
+    pub server_cpu: Option<usize>,
+    pub dir: &'a Path,
+}
+
+impl Bench<'_> {
+    /// Runs one cell; a failure is recorded in the cell, never returned.
+    pub fn run(&self, job: &Job) -> Cell {
+        let mut cell = Cell {
+            model: job.model.name.to_string(),
+            scenario: job.scenario.name().to_string(),
+            conns: job.conns,
+            repeat: job.repeat,
+            work: job.scenario.work().to_string(),
+            status: "ok".into(),
+            error: None,
+            load: None,
+            server: None,
+            hdr_log: None,
+            extra: BTreeMap::new(),
+        };
+        if let Err(e) = self.try_run(job, &mut cell) {
+            cell.status = "failed".into();
+            cell.error = Some(format!("{e:#}"));
+        }
+        cell
+    }
+
+    fn try_run(&self, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
+        let mut serve_args: Vec<String> =
+            job.model.serve_args.iter().map(|s| s.to_string()).collect();
+        serve_args.extend(["--work".into(), job.scenario.work().into()]);
+        if job.scenario == Scenario::Chaos {
+            serve_args.extend(["--chaos".into(), "--framing".into(), "lines".into()]);
+        }
+        let launch = Launch {
+            serve_args,
+            udp: job.scenario == Scenario::Udp,
+            cpu: self.server_cpu,
+            wrapper: Vec::new(),
+            stderr: self
+                .dir
+                .join("logs")
+                .join(format!("{}.stderr", cell_name(job))),
+        };
+        let mut server = launch.start()?;
+        let idle = tree::sample(server.pid);
+        let sampler = Sampler::start(server.pid);
+        let driven = self.drive(job, &mut server, cell);
+        let peak = sampler.finish();
+        let survived = server.alive();
+        let tail = server.stderr_tail();
+        let usage = if survived { server.stop().ok() } else { None };
+        let report = driven.with_context(|| format!("server said: {tail}"))?;
+        if job.scenario != Scenario::Chaos && !survived {
+            return Err(anyhow!("the server died during the cell: {tail}"));
+        }
+        let hdr = format!("hdr/{}.hlog", cell_name(job));
+        let mut file = std::fs::File::create(self.dir.join(&hdr))?;
+        report.write_hdr_log(&mut file)?;
+        cell.hdr_log = Some(hdr);
+        cell.load = Some(summarize(&report));
+        cell.server = usage.map(|u| ServerUsage {
+            cpu_user_s: u.user_us as f64 / 1e6,
+            cpu_system_s: u.system_us as f64 / 1e6,
+            voluntary_ctx: u.voluntary_ctx,
+            involuntary_ctx: u.involuntary_ctx,
+            processes_max: peak.processes,
+            threads_max: peak.threads,
+            rss_max_bytes: peak.rss_bytes,
+            pss_max_bytes: peak.pss_bytes,
+            rss_idle_bytes: idle.rss_bytes,
+            pss_idle_bytes: idle.pss_bytes,
+        });
+        if job.scenario == Scenario::Chaos {
+            let lost = report.errors.reset + report.errors.closed;
+            cell.extra.insert(
+                "other_clients_lost".into(),
+                lost.min(job.conns as u64) as f64,
+            );
+            cell.extra
+                .insert("server_survived".into(), if survived { 1.0 } else { 0.0 });
+        }
+        Ok(())
+    }
+
+    /// Drives the server as the scenario asks and returns the load generator's report.
+    fn drive(
+        &self,
+        job: &Job,
+        server: &mut RunningServer,
+        cell: &mut Cell,
+    ) -> anyhow::Result<LoadReport> {
+        let mut config = LoadConfig {
+            conns: job.conns,
+            size: MESSAGE_BYTES,
+            duration: self.plan.cell,
+            warmup: self.plan.warmup,
+            ..LoadConfig::default()
+        };
+        match job.scenario {
+            Scenario::Udp => {
+                config.transport = Transport::Udp;
+                config.target = server
+                    .udp
+                    .ok_or_else(|| anyhow!("server has no UDP address"))?;
+            }
+            _ => {
+                config.target = server
+                    .tcp
+                    .ok_or_else(|| anyhow!("server has no TCP address"))?
+            }
+        }
+        match job.scenario {
+            Scenario::Churn => config.mode = Mode::Churn,
+            Scenario::Slow => {
+                let slow = SlowClients::start(config.target, self.plan.slow_clients)?;
+                let report = socklab_loadgen::run(&config, None);
+                let answered = slow.stop();
+                cell.extra
+                    .insert("slow_clients".into(), self.plan.slow_clients as f64);
+                cell.extra
+                    .insert("slow_bytes_answered".into(), answered as f64);
+                return Ok(report?);
+            }
+            Scenario::Chaos => {
+                config.framing = socklab_loadgen::Framing::Lines;
+                return chaos(config, self.plan.cell / 3);
+            }
+            _ => {}
+        }
+        Ok(socklab_loadgen::run(&config, None)?)
+    }
+}
+
+/// A cell's file name stem: `thread-scaling-100-r0`.
+pub fn cell_name(job: &Job) -> String {
+    format!(
+        "{}-{}-{}-r{}",
+        job.model.name,
+        job.scenario.name(),
+        job.conns,
+        job.repeat
+    )
+}
+
+/// Fault isolation: one client, already being served, sends the chaos trigger a
+/// third of the way into the cell while the load generator's clients run.
+fn chaos(config: LoadConfig, after: Duration) -> anyhow::Result<LoadReport> {
+    let mut victim = TcpStream::connect_timeout(&config.target, Duration::from_secs(5))?;
+    victim.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // Be served first, so the trigger reaches a handler in every model (an
+    // iterative server would otherwise never read it).
+    victim.write_all(b"ping\n")?;
+    let mut pong = [0u8; 5];
+    victim
+        .read_exact(&mut pong)
+        .context("the chaos client was not served")?;
+    let trigger = std::thread::spawn(move || {
+        std::thread::sleep(config.warmup + after);
+        let _ = victim.write_all(CHAOS_TRIGGER);
+        // Hold the connection until the handler is gone.
+        let _ = victim.read(&mut [0u8; 64]);
+    });
+    let report = socklab_loadgen::run(&config, None);
+    let _ = trigger.join();
+    Ok(report?)
+}
+
+/// Clients that dribble one byte at a time and read it back, like a person typing.
+struct SlowClients {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<u64>>,
+}
+
+impl SlowClients {
+    fn start(target: SocketAddr, count: usize) -> anyhow::Result<SlowClients> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for _ in 0..count {
+            let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+            stream.set_read_timeout(Some(SLOW_CLIENT_PERIOD))?;
+            let stop = Arc::clone(&stop);
+            threads.push(std::thread::spawn(move || {
+                let mut answered = 0;
+                let mut byte = [0u8; 1];
+                while !stop.load(Ordering::Relaxed) {
+                    if stream.write_all(b"s").is_err() {
+                        break;
+                    }
+                    if stream.read_exact(&mut byte).is_ok() {
+                        answered += 1;
+                    }
+                    std::thread::sleep(SLOW_CLIENT_PERIOD);
+                }
+                answered
+            }));
+        }
+        // Let them take their seats (a thread, a process, a worker) first.
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(SlowClients { stop, threads })
+    }
+
+    /// Stops the slow clients; returns how many of their bytes were answered.
+    fn stop(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or(0))
+            .sum()
+    }
+}
+
+/// The load generator's report, reduced to what the results format keeps.
+pub fn summarize(r: &LoadReport) -> LoadSummary {
+    let pct = |l: &socklab_loadgen::LatencySummary| Percentiles {
+        p50: l.p50_us as f64,
+        p90: l.p90_us as f64,
+        p99: l.p99_us as f64,
+        p999: l.p999_us as f64,
+        p9999: l.p9999_us as f64,
+        max: l.max_us as f64,
+        mean: l.mean_us,
+        stddev: l.stddev_us,
+    };
+    let e = &r.errors;
+    LoadSummary {
+        requests: r.counts.ok,
+        duration_s: r.measured_s,
+        throughput_rps: r.throughput.requests_per_s,
+        bytes_per_s: r.throughput.bytes_received_per_s,
+        latency_us: pct(&r.latency),
+        errors: Errors {
+            mismatches: r.counts.mismatched,
+            resets: e.reset + e.closed,
+            refused: e.refused,
+            timeouts: if r.config.transport == Transport::Udp {
+                0
+            } else {
+                e.timeouts + e.connect_timeouts
+            },
+            lost: if r.config.transport == Transport::Udp {
+                e.timeouts
+            } else {
+                0
+            },
+            other: e.other + e.unexpected + e.not_connected,
+        },
+        loadgen_cpu_s: r.cpu.user_s + r.cpu.sys_s,
+        loadgen_cpu_util: r.cpu.utilization,
+        connects_per_s: r.throughput.connections_per_s,
+        connect_latency_us: r.connect.as_ref().map(pct),
+    }
+}

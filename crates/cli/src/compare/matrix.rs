@@ -1,0 +1,255 @@
+//! What a comparison runs: the models, the scenarios, and the order of cells.
+//!
+//! Timed cells are repeated and *interleaved*: repeat 0 of every model, then
+//! repeat 1 of every model, and so on, so a slow minute on a shared machine
+//! lands on every model alike instead of on whichever ran then.
+
+use std::time::Duration;
+
+/// One model as the comparison runs it.
+#[derive(Debug, Clone)]
+pub struct ModelRun {
+    pub name: &'static str,
+    /// `socklab serve` arguments besides addresses and work.
+    pub serve_args: &'static [&'static str],
+    pub udp: bool,
+}
+
+/// The models, in teaching order. Pools get four workers: with one CPU pinned
+/// to the server the default (one per CPU the server may use) would be a pool
+/// of one, indistinguishable from the iterative server.
+pub const MODELS: &[ModelRun] = &[
+    ModelRun {
+        name: "iterative",
+        serve_args: &["iterative"],
+        udp: true,
+    },
+    ModelRun {
+        name: "fork",
+        serve_args: &["fork"],
+        udp: false,
+    },
+    ModelRun {
+        name: "prefork",
+        serve_args: &["prefork", "--workers", "4"],
+        udp: true,
+    },
+    ModelRun {
+        name: "thread",
+        serve_args: &["thread"],
+        udp: false,
+    },
+    ModelRun {
+        name: "pool",
+        serve_args: &["pool", "--workers", "4"],
+        udp: true,
+    },
+    ModelRun {
+        name: "nonblocking",
+        serve_args: &["nonblocking"],
+        udp: true,
+    },
+    ModelRun {
+        name: "async",
+        serve_args: &["async"],
+        udp: true,
+    },
+    ModelRun {
+        name: "uring",
+        serve_args: &["uring"],
+        udp: true,
+    },
+];
+
+/// The scenarios the report teaches from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// Closed loop at growing connection counts.
+    Scaling,
+    /// Connect, one request, close.
+    Churn,
+    /// `cpu:50us` of work per request.
+    Cpu,
+    /// `sleep:2ms` of work per request.
+    Sleep,
+    /// A few clients dribbling bytes while normal clients want service.
+    Slow,
+    /// A handler crashes (`--chaos`): how many other clients are lost.
+    Chaos,
+    /// Datagrams.
+    Udp,
+}
+
+pub const ALL_SCENARIOS: &[Scenario] = &[
+    Scenario::Scaling,
+    Scenario::Churn,
+    Scenario::Cpu,
+    Scenario::Sleep,
+    Scenario::Slow,
+    Scenario::Chaos,
+    Scenario::Udp,
+];
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Scaling => "scaling",
+            Scenario::Churn => "churn",
+            Scenario::Cpu => "cpu",
+            Scenario::Sleep => "sleep",
+            Scenario::Slow => "slow",
+            Scenario::Chaos => "chaos",
+            Scenario::Udp => "udp",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Scenario> {
+        ALL_SCENARIOS.iter().copied().find(|s| s.name() == name)
+    }
+
+    /// The server's per-request work in this scenario.
+    pub fn work(self) -> &'static str {
+        match self {
+            Scenario::Cpu => "cpu:50us",
+            Scenario::Sleep => "sleep:2ms",
+            _ => "none",
+        }
+    }
+
+    /// A fault-isolation cell is an event, not a rate: it is run once.
+    pub fn repeated(self) -> bool {
+        self != Scenario::Chaos
+    }
+}
+
+/// How big a run is.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub mode: &'static str,
+    pub repeats: usize,
+    pub cell: Duration,
+    pub warmup: Duration,
+    pub scaling_conns: Vec<usize>,
+    /// Connections in the non-scaling scenarios.
+    pub scenario_conns: usize,
+    /// Slow clients in the slow scenario.
+    pub slow_clients: usize,
+    /// Requests in the shorter counted run (the longer one has twice as many).
+    pub counted_requests: u64,
+    /// Whether to run callgrind for instructions per request (slow).
+    pub callgrind: bool,
+}
+
+impl Plan {
+    /// Under five minutes on two cores: short cells, three repeats.
+    pub fn quick() -> Plan {
+        Plan {
+            mode: "quick",
+            repeats: 3,
+            cell: Duration::from_millis(600),
+            warmup: Duration::from_millis(200),
+            scaling_conns: vec![1, 100, 1000],
+            scenario_conns: 10,
+            slow_clients: 4,
+            counted_requests: 2000,
+            callgrind: false,
+        }
+    }
+
+    /// Everything, including 10,000 connections and callgrind.
+    pub fn full() -> Plan {
+        Plan {
+            mode: "full",
+            repeats: 5,
+            cell: Duration::from_secs(3),
+            warmup: Duration::from_secs(1),
+            scaling_conns: vec![1, 10, 100, 1000, 10_000],
+            scenario_conns: 10,
+            slow_clients: 4,
+            counted_requests: 5000,
+            callgrind: true,
+        }
+    }
+
+    /// The connection counts a scenario runs at.
+    pub fn conns(&self, scenario: Scenario) -> Vec<usize> {
+        match scenario {
+            Scenario::Scaling => self.scaling_conns.clone(),
+            Scenario::Sleep => vec![100],
+            _ => vec![self.scenario_conns],
+        }
+    }
+}
+
+/// One cell to run.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub model: &'static ModelRun,
+    pub scenario: Scenario,
+    pub conns: usize,
+    pub repeat: usize,
+}
+
+/// Every timed cell, interleaved: repeat-major, then scenario, connections, model.
+pub fn jobs(plan: &Plan, models: &[&'static ModelRun], scenarios: &[Scenario]) -> Vec<Job> {
+    let mut out = Vec::new();
+    for repeat in 0..plan.repeats {
+        for &scenario in scenarios {
+            if repeat > 0 && !scenario.repeated() {
+                continue;
+            }
+            for conns in plan.conns(scenario) {
+                for &model in models {
+                    if scenario == Scenario::Udp && !model.udp {
+                        continue;
+                    }
+                    out.push(Job {
+                        model,
+                        scenario,
+                        conns,
+                        repeat,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_are_interleaved_across_models() {
+        let models: Vec<_> = MODELS.iter().take(2).collect();
+        let jobs = jobs(&Plan::quick(), &models, &[Scenario::Churn]);
+        let order: Vec<_> = jobs.iter().map(|j| (j.repeat, j.model.name)).collect();
+        assert_eq!(
+            order,
+            [
+                (0, "iterative"),
+                (0, "fork"),
+                (1, "iterative"),
+                (1, "fork"),
+                (2, "iterative"),
+                (2, "fork")
+            ]
+        );
+    }
+
+    #[test]
+    fn udp_skips_models_without_udp_and_chaos_runs_once() {
+        let models: Vec<_> = MODELS.iter().collect();
+        let jobs = jobs(&Plan::quick(), &models, &[Scenario::Udp, Scenario::Chaos]);
+        assert!(jobs
+            .iter()
+            .all(|j| j.scenario != Scenario::Udp || j.model.udp));
+        assert_eq!(
+            jobs.iter()
+                .filter(|j| j.scenario == Scenario::Chaos)
+                .count(),
+            MODELS.len()
+        );
+    }
+}

@@ -1,0 +1,256 @@
+//! `socklab compare`: run every model through every scenario and write a report.
+//!
+//! # Layout
+//!
+//! - [`matrix`]: the models, scenarios, plan sizes, and the interleaved cell order.
+//! - [`server`]: one pinned `socklab serve` child per cell, stopped cleanly.
+//! - [`tree`]: the server's process tree from /proc (processes, threads, RSS, PSS).
+//! - [`cell`]: one timed cell: server, sampler, load generator, scenario specifics.
+//! - [`counted`] and [`strace`]: the counted pass (syscalls, context switches,
+//!   instructions per request).
+//! - [`machine`]: the machine the numbers came from.
+//!
+//! The server runs pinned to one CPU and this process (the load generator) to
+//! the others, so the two never compete for a core; with one CPU nothing is pinned
+//! and the report says so.
+
+mod cell;
+mod counted;
+mod machine;
+mod matrix;
+mod server;
+mod strace;
+mod time;
+mod tree;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use socklab_report::schema::{Results, RunInfo, SCHEMA};
+
+use matrix::{Plan, Scenario};
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// Everything: 10,000 connections, longer cells, five repeats, callgrind.
+    #[arg(long)]
+    full: bool,
+    /// Only these models (comma-separated), e.g. thread,nonblocking.
+    #[arg(long, value_delimiter = ',')]
+    models: Vec<String>,
+    /// Only these scenarios (comma-separated): scaling, churn, cpu, sleep, slow, chaos, udp.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Timed repeats per cell (default: 3 quick, 5 full).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Seconds per timed cell, after warm-up (e.g. 500ms, 3s).
+    #[arg(long, value_parser = crate::args::duration)]
+    cell: Option<std::time::Duration>,
+    /// Connection counts for the scaling scenario (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    conns: Vec<usize>,
+    /// Skip the counted pass (strace, context switches, callgrind).
+    #[arg(long)]
+    no_counted: bool,
+    /// Output directory (default: results/<date>-<host>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(args: CompareArgs) -> anyhow::Result<()> {
+    let plan = plan(&args)?;
+    let models = select_models(&args.models)?;
+    let scenarios = select_scenarios(&args.scenarios)?;
+    let machine = machine::describe();
+    let dir = match &args.out {
+        Some(dir) => dir.clone(),
+        None => Path::new("results").join(format!("{}-{}", time::utc_date(), machine.hostname)),
+    };
+    for sub in ["", "hdr", "logs", "charts"] {
+        std::fs::create_dir_all(dir.join(sub))
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let cpus = server::allowed_cpus();
+    let (server_cpu, loadgen_cpus) = if cpus.len() >= 2 {
+        server::pin_to(&cpus[1..]).context("pinning the load generator")?;
+        (Some(cpus[0]), Some(cpus[1..].to_vec()))
+    } else {
+        eprintln!("socklab compare: one CPU only; server and load generator share it (not pinned)");
+        (None, None)
+    };
+    let mut results = Results {
+        schema: SCHEMA.into(),
+        machine,
+        run: RunInfo {
+            command: std::env::var("SOCKLAB_COMMAND")
+                .unwrap_or_else(|_| std::env::args().collect::<Vec<_>>().join(" ")),
+            mode: plan.mode.into(),
+            started: time::utc_now(),
+            finished: String::new(),
+            server_cpu,
+            loadgen_cpus,
+            repeats: plan.repeats,
+            cell_seconds: plan.cell.as_secs_f64(),
+            warmup_seconds: plan.warmup.as_secs_f64(),
+            message_bytes: cell::MESSAGE_BYTES,
+        },
+        cells: Vec::new(),
+        counted: Vec::new(),
+        floor: None,
+    };
+    raise_fd_limit();
+    let jobs = matrix::jobs(&plan, &models, &scenarios);
+    let bench = cell::Bench {
+        plan: &plan,
+        server_cpu,
+        dir: &dir,
+    };
+    let started = Instant::now();
+    for (i, job) in jobs.iter().enumerate() {
+        let cell = bench.run(job);
+        eprintln!(
+            "[{:>3}/{}] {:>6.1}s  {}",
+            i + 1,
+            jobs.len(),
+            started.elapsed().as_secs_f64(),
+            describe(&cell)
+        );
+        results.cells.push(cell);
+    }
+    if !args.no_counted {
+        let pass = counted::CountedPass {
+            plan: &plan,
+            server_cpu,
+            dir: &dir,
+        };
+        for model in &models {
+            let counted = pass.run(model);
+            eprintln!("counted {:<12} {}", model.name, describe_counted(&counted));
+            results.counted.push(counted);
+        }
+    }
+    results.run.finished = time::utc_now();
+    socklab_report::write_results(&results, &dir)?;
+    socklab_report::write_all(&results, &dir)?;
+    update_latest(&dir);
+    println!("{}", dir.join("report.md").display());
+    Ok(())
+}
+
+fn plan(args: &CompareArgs) -> anyhow::Result<Plan> {
+    let mut plan = if args.full {
+        Plan::full()
+    } else {
+        Plan::quick()
+    };
+    if let Some(r) = args.repeats {
+        if r == 0 {
+            bail!("--repeats must be at least 1");
+        }
+        plan.repeats = r;
+    }
+    if let Some(c) = args.cell {
+        plan.cell = c;
+    }
+    if !args.conns.is_empty() {
+        if args.conns.contains(&0) {
+            bail!("--conns values must be at least 1");
+        }
+        plan.scaling_conns = args.conns.clone();
+    }
+    Ok(plan)
+}
+
+fn select_models(names: &[String]) -> anyhow::Result<Vec<&'static matrix::ModelRun>> {
+    if names.is_empty() {
+        return Ok(matrix::MODELS.iter().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            matrix::MODELS
+                .iter()
+                .find(|m| m.name == n)
+                .with_context(|| {
+                    let known: Vec<_> = matrix::MODELS.iter().map(|m| m.name).collect();
+                    format!("unknown model {n:?}; known: {}", known.join(", "))
+                })
+        })
+        .collect()
+}
+
+fn select_scenarios(names: &[String]) -> anyhow::Result<Vec<Scenario>> {
+    if names.is_empty() {
+        return Ok(matrix::ALL_SCENARIOS.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            Scenario::parse(n).with_context(|| {
+                let known: Vec<_> = matrix::ALL_SCENARIOS.iter().map(|s| s.name()).collect();
+                format!("unknown scenario {n:?}; known: {}", known.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// 10,000 connections need 10,000 descriptors on each side: raise the soft limit
+/// to the hard one (children inherit it). The load generator checks again.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn describe(cell: &socklab_report::schema::Cell) -> String {
+    let name = format!(
+        "{} {} {} conns r{}",
+        cell.model, cell.scenario, cell.conns, cell.repeat
+    );
+    match (&cell.load, &cell.error) {
+        (_, Some(e)) => format!("{name}: FAILED: {e}"),
+        (Some(l), None) => format!(
+            "{name}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, errors {}",
+            l.throughput_rps,
+            l.latency_us.p50,
+            l.latency_us.p99,
+            l.errors.total()
+        ),
+        (None, None) => name,
+    }
+}
+
+fn describe_counted(c: &socklab_report::schema::Counted) -> String {
+    let per = |n: Option<u64>| {
+        n.map_or("-".into(), |n| {
+            format!("{:.2}", n as f64 / c.requests as f64)
+        })
+    };
+    format!(
+        "syscalls/req {} · voluntary ctx/req {} · notes: {}",
+        c.syscalls_per_request()
+            .map_or("-".into(), |s| format!("{s:.2}")),
+        per(c.voluntary_ctx),
+        if c.notes.is_empty() {
+            "none".into()
+        } else {
+            c.notes.join("; ")
+        }
+    )
+}
+
+/// Points `results/latest` at this run (best effort: a report is still written).
+fn update_latest(dir: &Path) {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return;
+    };
+    let link = parent.join("latest");
+    let _ = std::fs::remove_file(&link);
+    if let Err(e) = std::os::unix::fs::symlink(name, &link) {
+        eprintln!("socklab compare: could not update {}: {e}", link.display());
+    }
+}

@@ -1,0 +1,180 @@
+//! Running one `socklab serve` child for a cell: pinned, announced, stopped cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use socklab_server_kit::usage::TreeUsage;
+
+/// Longest a server may take to print its address (valgrind is slow to start).
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a server may take to exit after SIGTERM: its grace period plus margin.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to start one server.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Arguments after `socklab serve`, e.g. `["pool", "--workers", "4"]`.
+    pub serve_args: Vec<String>,
+    pub udp: bool,
+    /// Pin the server (and everything it forks) to this CPU.
+    pub cpu: Option<usize>,
+    /// A wrapper command placed before `socklab` (strace, valgrind), if any.
+    pub wrapper: Vec<String>,
+    /// Where the server's stderr goes (its usage line is read from there).
+    pub stderr: PathBuf,
+}
+
+/// A running server.
+pub struct RunningServer {
+    child: Child,
+    /// PID of `socklab serve` itself (not of a wrapper around it).
+    pub pid: i32,
+    pub tcp: Option<SocketAddr>,
+    pub udp: Option<SocketAddr>,
+    stderr: PathBuf,
+}
+
+impl Launch {
+    pub fn start(&self) -> anyhow::Result<RunningServer> {
+        let exe = std::env::current_exe().context("finding the socklab executable")?;
+        let mut argv: Vec<String> = self.wrapper.clone();
+        argv.push(exe.to_string_lossy().into_owned());
+        argv.push("serve".into());
+        argv.extend(self.serve_args.iter().cloned());
+        argv.extend([
+            "--tcp".into(),
+            "127.0.0.1:0".into(),
+            "--grace".into(),
+            "1s".into(),
+        ]);
+        if self.udp {
+            argv.extend(["--udp".into(), "127.0.0.1:0".into()]);
+        }
+        let stderr = std::fs::File::create(&self.stderr)
+            .with_context(|| format!("creating {}", self.stderr.display()))?;
+        let mut command = Command::new(&argv[0]);
+        command
+            .args(&argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        if let Some(cpu) = self.cpu {
+            // SAFETY: between fork and exec only sched_setaffinity (a syscall) runs.
+            unsafe {
+                command.pre_exec(move || pin_to(&[cpu]).map_err(std::io::Error::other));
+            }
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", argv.join(" ")))?;
+        let line = read_announce(&mut child, &self.stderr)?;
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(name))
+                .map(str::to_string)
+        };
+        let parse = |s: Option<String>| s.map(|a| a.parse::<SocketAddr>()).transpose();
+        Ok(RunningServer {
+            pid: field("pid=")
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| anyhow!("no pid in {line:?}"))?,
+            tcp: parse(field("tcp="))?,
+            udp: parse(field("udp="))?,
+            child,
+            stderr: self.stderr.clone(),
+        })
+    }
+}
+
+fn read_announce(child: &mut Child, stderr: &Path) -> anyhow::Result<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep draining so the server never blocks on a full stdout pipe.
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(line) if line.contains(" serving ") => Ok(line),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let why = std::fs::read_to_string(stderr).unwrap_or_default();
+            bail!(
+                "server did not start: {}",
+                why.lines().last().unwrap_or("no output")
+            )
+        }
+    }
+}
+
+impl RunningServer {
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM, wait, and read the server's own usage line (CPU time and context
+    /// switches of its whole tree). SIGKILL if it does not stop in time.
+    pub fn stop(mut self) -> anyhow::Result<TreeUsage> {
+        // SAFETY: kill(2) on the PID of a child we started and have not reaped.
+        unsafe { libc::kill(self.pid, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+                return match text.lines().rev().find(|l| l.contains(" usage ")) {
+                    Some(line) => line.parse().map_err(|e: String| anyhow!(e)),
+                    None => bail!("server exited ({status}) without its usage line"),
+                };
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                bail!("server did not stop within {STOP_TIMEOUT:?} of SIGTERM; killed");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The last lines the server wrote to stderr (for a failed cell's reason).
+    pub fn stderr_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr).unwrap_or_default();
+        text.lines().rev().take(3).collect::<Vec<_>>().join(" | ")
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Restricts the calling thread (and what it later spawns or forks) to `cpus`.
+pub fn pin_to(cpus: &[usize]) -> nix::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for &cpu in cpus {
+        set.set(cpu)?;
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+}
+
+/// The CPUs this process may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    let Ok(set) = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) else {
+        return vec![0];
+    };
+    (0..nix::sched::CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect()
+}

@@ -1,0 +1,80 @@
+//! Reading `strace -f -c` summaries: syscalls counted, not timed.
+
+use std::collections::BTreeMap;
+
+/// Parses the table `strace -c` writes: calls per syscall name (the `total` row
+/// is left out). Lines that are not table rows are ignored.
+pub fn parse_summary(text: &str) -> BTreeMap<String, u64> {
+    let mut calls = BTreeMap::new();
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // % time, seconds, usecs/call, calls, [errors], syscall
+        if !(5..=6).contains(&words.len()) || words[0].parse::<f64>().is_err() {
+            continue;
+        }
+        let name = words[words.len() - 1];
+        if name == "total" {
+            continue;
+        }
+        if let Ok(n) = words[3].parse::<u64>() {
+            *calls.entry(name.to_string()).or_insert(0) += n;
+        }
+    }
+    calls
+}
+
+/// The calls the longer of two runs made beyond the shorter: divided by the extra
+/// requests, that is the per-request count. Start-up and shutdown syscalls are the
+/// same in both runs and cancel.
+pub fn marginal(
+    short: &BTreeMap<String, u64>,
+    long: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    long.iter()
+        .map(|(name, &n)| {
+            (
+                name.clone(),
+                n.saturating_sub(short.get(name).copied().unwrap_or(0)),
+            )
+        })
+        .filter(|(_, extra)| *extra > 0)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 52.10    0.010000           5      2001           read
+ 40.00    0.008000           4      2000           write
+  5.00    0.001000          10       100        99 accept4
+  2.90    0.000500          50        10           clone3
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.019500                  4111        99 total
+";
+
+    #[test]
+    fn reads_calls_per_syscall_and_skips_the_total() {
+        let calls = parse_summary(SAMPLE);
+        assert_eq!(calls["read"], 2001);
+        assert_eq!(calls["accept4"], 100);
+        assert_eq!(calls["clone3"], 10);
+        assert!(!calls.contains_key("total"));
+        assert_eq!(calls.len(), 4);
+    }
+
+    #[test]
+    fn marginal_cancels_start_up() {
+        let short = parse_summary(SAMPLE);
+        let mut long = short.clone();
+        *long.get_mut("read").unwrap() += 1000;
+        *long.get_mut("write").unwrap() += 1000;
+        let per = marginal(&short, &long);
+        assert_eq!(per["read"], 1000);
+        assert_eq!(per["write"], 1000);
+        assert!(!per.contains_key("clone3"));
+    }
+}

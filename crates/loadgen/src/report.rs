@@ -1,0 +1,544 @@
+//! The result of a run: [`LoadReport`], its JSON form (`"schema": "socklab-load/1"`),
+//! its human table, and its HdrHistogram interval log.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{LoadConfig, Mode, Transport};
+use crate::hlog::{self, Hist, LogInterval};
+use crate::stats::{ConnectCounts, Counts, ErrorCounts, LatencySummary, Totals};
+use crate::sys::CpuTimes;
+
+/// The `schema` field of every JSON report. Bump the number on any change a reader
+/// would notice (a renamed or removed field, a changed unit).
+pub const SCHEMA: &str = "socklab-load/1";
+
+/// Above this share of its CPUs, the load generator may have been the bottleneck.
+const SATURATED: f64 = 0.90;
+
+/// Below this share of the target rate, open mode says the rate was not reached.
+const RATE_REACHED: f64 = 0.95;
+
+/// What the runner measured about time (besides the histograms).
+#[derive(Debug, Clone)]
+pub struct RunTiming {
+    pub measure_start_wall: SystemTime,
+    pub connect_phase: Duration,
+    pub measured: Duration,
+    pub stopped_by_requests: bool,
+    pub connected_at_start: u64,
+    pub cpu: CpuTimes,
+    pub cpu_wall: Duration,
+}
+
+/// Everything one run measured. Serializes to the versioned JSON schema
+/// [`SCHEMA`]; histograms are included raw (base64 HdrHistogram V2) so results can
+/// be merged and re-summarized later.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub schema: String,
+    /// socklab-loadgen version that produced it.
+    pub version: String,
+    /// The configuration as run (`threads` resolved).
+    pub config: LoadConfig,
+    /// When measuring started (after warmup), Unix seconds.
+    pub started_at_unix_s: f64,
+    /// Length of the measured window: `duration`, or for a counted run the time to
+    /// the last reply.
+    pub measured_s: f64,
+    /// `"duration"` or `"requests"`: what ended the run.
+    pub stopped_by: String,
+    pub counts: Counts,
+    pub errors: ErrorCounts,
+    pub connections: Connections,
+    pub throughput: Throughput,
+    /// Open mode only: did the generator deliver the rate it was asked for?
+    pub rate: Option<RateCheck>,
+    /// Request latency (µs): from the send (closed, churn) or the intended send
+    /// time (open).
+    pub latency: LatencySummary,
+    /// Churn only: connect() to established (µs).
+    pub connect: Option<LatencySummary>,
+    /// Churn only: connect() start to the verified reply (µs).
+    pub connect_to_reply: Option<LatencySummary>,
+    /// The load generator's own CPU use while measuring.
+    pub cpu: CpuUsage,
+    pub histograms: Histograms,
+    /// Things a reader must know before trusting the numbers.
+    pub warnings: Vec<String>,
+}
+
+/// Connection setup over the whole run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Connections {
+    pub requested: usize,
+    /// Established when measuring started (closed and open modes; UDP: sockets).
+    pub connected_at_start: u64,
+    /// Untimed time spent opening connections before the clock started.
+    pub connect_phase_s: f64,
+    #[serde(flatten)]
+    pub counts: ConnectCounts,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Throughput {
+    /// Correct replies per second.
+    pub requests_per_s: f64,
+    pub bytes_sent_per_s: f64,
+    pub bytes_received_per_s: f64,
+    /// Churn: completed connect/request/close sessions per second.
+    pub connections_per_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct RateCheck {
+    pub target_per_s: f64,
+    /// Replies (right or wrong) per second.
+    pub achieved_per_s: f64,
+    pub reached: bool,
+    /// How late the generator itself sent requests, vs their intended time.
+    pub send_lag_mean_us: f64,
+    pub send_lag_max_us: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct CpuUsage {
+    pub user_s: f64,
+    pub sys_s: f64,
+    /// Wall time the CPU times were taken over (measuring to the end of the run).
+    pub wall_s: f64,
+    /// (user + sys) / wall: 1.0 means one CPU fully busy.
+    pub cpus_used: f64,
+    /// `cpus_used` / threads: near 1.0 the generator could not go faster.
+    pub utilization: f64,
+    pub saturated: bool,
+}
+
+/// Raw histograms (µs), base64 HdrHistogram V2 each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Histograms {
+    /// Request latency of the whole measured window.
+    pub latency: Hist,
+    /// Request latency per interval of `interval_s`, by completion time.
+    pub interval_s: f64,
+    pub intervals: Vec<Hist>,
+    pub connect: Option<Hist>,
+    pub connect_to_reply: Option<Hist>,
+}
+
+/// Replies read just after the deadline (their requests went out before it) land
+/// in an interval past the measured window; they belong to the last one.
+fn fold_late_intervals(
+    mut intervals: Vec<hdrhistogram::Histogram<u64>>,
+    measured_s: f64,
+    interval: Duration,
+) -> Vec<hdrhistogram::Histogram<u64>> {
+    let keep = ((measured_s / interval.as_secs_f64()).ceil() as usize).max(1);
+    while intervals.len() > keep {
+        if let Some(late) = intervals.pop() {
+            if let Some(last) = intervals.last_mut() {
+                crate::stats::add_hist(last, &late);
+            }
+        }
+    }
+    intervals
+}
+
+fn per_s(n: u64, d: f64) -> f64 {
+    if d > 0.0 {
+        n as f64 / d
+    } else {
+        0.0
+    }
+}
+
+impl LoadReport {
+    /// Builds the report from the threads' totals.
+    pub fn build(cfg: &LoadConfig, t: Totals, timing: RunTiming) -> LoadReport {
+        let measured_s = timing.measured.as_secs_f64();
+        let churn = cfg.mode == Mode::Churn;
+        let cpu_s = (timing.cpu.user + timing.cpu.system).as_secs_f64();
+        let wall_s = timing.cpu_wall.as_secs_f64();
+        let cpus_used = if wall_s > 0.0 { cpu_s / wall_s } else { 0.0 };
+        let utilization = cpus_used / cfg.threads.max(1) as f64;
+        let cpu = CpuUsage {
+            user_s: timing.cpu.user.as_secs_f64(),
+            sys_s: timing.cpu.system.as_secs_f64(),
+            wall_s,
+            cpus_used,
+            utilization,
+            saturated: utilization >= SATURATED,
+        };
+        let rate = (cfg.mode == Mode::Open).then(|| {
+            let target = cfg.rate.unwrap_or(0.0);
+            let achieved = per_s(t.counts.completed(), measured_s);
+            RateCheck {
+                target_per_s: target,
+                achieved_per_s: achieved,
+                reached: achieved >= RATE_REACHED * target,
+                send_lag_mean_us: if t.lag.count > 0 {
+                    t.lag.sum_us as f64 / t.lag.count as f64
+                } else {
+                    0.0
+                },
+                send_lag_max_us: t.lag.max_us,
+            }
+        });
+        let mut r = LoadReport {
+            schema: SCHEMA.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            config: cfg.clone(),
+            started_at_unix_s: timing
+                .measure_start_wall
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            measured_s,
+            stopped_by: if timing.stopped_by_requests {
+                "requests"
+            } else {
+                "duration"
+            }
+            .to_string(),
+            counts: t.counts,
+            errors: t.errors,
+            connections: Connections {
+                requested: cfg.conns,
+                connected_at_start: timing.connected_at_start,
+                connect_phase_s: timing.connect_phase.as_secs_f64(),
+                counts: t.connects,
+            },
+            throughput: Throughput {
+                requests_per_s: per_s(t.counts.ok, measured_s),
+                bytes_sent_per_s: per_s(t.counts.bytes_sent, measured_s),
+                bytes_received_per_s: per_s(t.counts.bytes_received, measured_s),
+                connections_per_s: churn.then(|| per_s(t.counts.sessions, measured_s)),
+            },
+            rate,
+            latency: LatencySummary::of(&t.latency),
+            connect: churn.then(|| LatencySummary::of(&t.connect)),
+            connect_to_reply: churn.then(|| LatencySummary::of(&t.connect_to_reply)),
+            cpu,
+            histograms: Histograms {
+                latency: Hist(t.latency),
+                interval_s: cfg.interval.as_secs_f64(),
+                intervals: fold_late_intervals(t.intervals, measured_s, cfg.interval)
+                    .into_iter()
+                    .map(Hist)
+                    .collect(),
+                connect: churn.then_some(Hist(t.connect)),
+                connect_to_reply: churn.then_some(Hist(t.connect_to_reply)),
+            },
+            warnings: Vec::new(),
+        };
+        r.warnings = r.find_warnings(cfg);
+        r
+    }
+
+    fn find_warnings(&self, cfg: &LoadConfig) -> Vec<String> {
+        let mut w = Vec::new();
+        let c = &self.counts;
+        if c.ok == 0 {
+            w.push(format!(
+                "no correct reply at all from {} ({} errors, {} mismatched)",
+                cfg.target,
+                self.errors.total(),
+                c.mismatched
+            ));
+        }
+        if c.mismatched > 0 {
+            w.push(format!(
+                "{} replies were not the uppercased request: is the server's framing {}?",
+                c.mismatched, cfg.framing
+            ));
+        }
+        if self.errors.total() > 0 {
+            w.push(format!("{} errors (see errors)", self.errors.total()));
+        }
+        if let Some(n) = cfg.requests {
+            if self.stopped_by != "requests" {
+                w.push(format!(
+                    "stopped at the {:.1} s duration limit before all {n} requests were answered",
+                    cfg.duration.as_secs_f64()
+                ));
+            }
+        }
+        if let Some(rate) = &self.rate {
+            if !rate.reached {
+                w.push(format!(
+                    "target rate not reached: {:.0} of {:.0} req/s",
+                    rate.achieved_per_s, rate.target_per_s
+                ));
+            }
+        }
+        if self.cpu.saturated {
+            w.push(format!(
+                "the load generator used {:.0}% of its {} CPU(s): it may have been the bottleneck",
+                self.cpu.utilization * 100.0,
+                cfg.threads
+            ));
+        }
+        if cfg.mode != Mode::Churn && (self.connections.connected_at_start as usize) < cfg.conns {
+            w.push(format!(
+                "only {} of {} connections were open when measuring started",
+                self.connections.connected_at_start, cfg.conns
+            ));
+        }
+        w
+    }
+
+    /// Pretty JSON of the whole report.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// Writes the HdrHistogram interval log: one line per interval of request
+    /// latency, plus (churn) one tagged line each for connect and connect-to-reply.
+    pub fn write_hdr_log<W: Write>(&self, w: &mut W) -> io::Result<()> {
+        let start = UNIX_EPOCH + Duration::from_secs_f64(self.started_at_unix_s.max(0.0));
+        let iv = Duration::from_secs_f64(self.histograms.interval_s);
+        let measured = Duration::from_secs_f64(self.measured_s);
+        let mut lines: Vec<LogInterval<'_>> = self
+            .histograms
+            .intervals
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let begin = iv * i as u32;
+                LogInterval {
+                    start: begin,
+                    length: iv
+                        .min(measured.saturating_sub(begin))
+                        .max(Duration::from_millis(1)),
+                    tag: None,
+                    hist: &h.0,
+                }
+            })
+            .collect();
+        for (tag, h) in [
+            (hlog::CONNECT_TAG, &self.histograms.connect),
+            (
+                hlog::CONNECT_TO_REPLY_TAG,
+                &self.histograms.connect_to_reply,
+            ),
+        ] {
+            if let Some(h) = h {
+                lines.push(LogInterval {
+                    start: Duration::ZERO,
+                    length: measured,
+                    tag: Some(tag),
+                    hist: &h.0,
+                });
+            }
+        }
+        let c = &self.config;
+        let comments = [format!(
+            "[socklab load {} {} {} {} conns={} size={} host={}]",
+            c.transport,
+            c.mode,
+            c.framing,
+            c.target,
+            c.conns,
+            c.size,
+            hostname()
+        )];
+        hlog::write_log(w, start, &comments, &lines)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Header of the latency table (shared with `load merge`).
+pub fn write_latency_header(f: &mut dyn fmt::Write) -> fmt::Result {
+    writeln!(
+        f,
+        "{:<17}{:>10}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+        "latency (µs)",
+        "count",
+        "min",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "p99.99",
+        "max",
+        "mean",
+        "stddev"
+    )
+}
+
+/// One row of the latency table.
+pub fn write_latency_row(f: &mut dyn fmt::Write, name: &str, s: &LatencySummary) -> fmt::Result {
+    writeln!(
+        f,
+        "{:<17}{:>10}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9.1}{:>9.1}",
+        name,
+        s.count,
+        s.min_us,
+        s.p50_us,
+        s.p90_us,
+        s.p99_us,
+        s.p999_us,
+        s.p9999_us,
+        s.max_us,
+        s.mean_us,
+        s.stddev_us
+    )
+}
+
+/// 1234567 -> "1,234,567".
+fn grouped(n: u64) -> String {
+    let digits = n.to_string().into_bytes();
+    let mut out = Vec::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.iter().rev().enumerate() {
+        if i > 0 && i % 3 == 0 {
+            out.push(b',');
+        }
+        out.push(*d);
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn mb(bytes_per_s: f64) -> String {
+    format!("{:.2} MB/s", bytes_per_s / 1e6)
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        let pipeline = if c.pipeline > 1 {
+            format!(", pipeline {}", c.pipeline)
+        } else {
+            String::new()
+        };
+        let rate = c.rate.map_or(String::new(), |r| format!(", rate {r}/s"));
+        let framing = match c.transport {
+            Transport::Tcp => format!(" {}", c.framing),
+            Transport::Udp => String::new(),
+        };
+        writeln!(
+            f,
+            "socklab load: {} {}{} -> {}, {} conns, {} threads, {} B{}{}",
+            c.transport, c.mode, framing, c.target, c.conns, c.threads, c.size, pipeline, rate
+        )?;
+        writeln!(
+            f,
+            "measured {:.2} s after {:.2} s warmup (stopped by {})",
+            self.measured_s,
+            c.warmup.as_secs_f64(),
+            self.stopped_by
+        )?;
+        writeln!(f)?;
+        let n = &self.counts;
+        writeln!(
+            f,
+            "requests     sent {}  ok {}  mismatched {}  failed {}  unfinished {}",
+            grouped(n.sent),
+            grouped(n.ok),
+            grouped(n.mismatched),
+            grouped(n.failed),
+            grouped(n.unfinished)
+        )?;
+        let t = &self.throughput;
+        write!(
+            f,
+            "throughput   {} req/s  {} sent  {} received",
+            grouped(t.requests_per_s.round() as u64),
+            mb(t.bytes_sent_per_s),
+            mb(t.bytes_received_per_s)
+        )?;
+        if let Some(cps) = t.connections_per_s {
+            write!(f, "  {} connections/s", grouped(cps.round() as u64))?;
+        }
+        writeln!(f)?;
+        if let Some(r) = &self.rate {
+            writeln!(
+                f,
+                "rate         target {} req/s, achieved {} req/s ({}); send lag mean {:.0} µs, max {} µs",
+                grouped(r.target_per_s.round() as u64),
+                grouped(r.achieved_per_s.round() as u64),
+                if r.reached { "reached" } else { "NOT reached" },
+                r.send_lag_mean_us,
+                r.send_lag_max_us
+            )?;
+        }
+        let cn = &self.connections;
+        match (c.transport, c.mode) {
+            (Transport::Udp, _) => writeln!(f, "sockets      {}", cn.requested)?,
+            (Transport::Tcp, Mode::Churn) => writeln!(
+                f,
+                "connections  {} concurrent; {} connects, {} retries",
+                cn.requested,
+                grouped(cn.counts.succeeded),
+                grouped(cn.counts.retries)
+            )?,
+            (Transport::Tcp, _) => writeln!(
+                f,
+                "connections  {} requested, {} open at start ({:.2} s to open); {} connects, {} retries",
+                cn.requested,
+                cn.connected_at_start,
+                cn.connect_phase_s,
+                grouped(cn.counts.succeeded),
+                grouped(cn.counts.retries)
+            )?,
+        }
+        writeln!(f)?;
+        write_latency_header(f)?;
+        write_latency_row(f, "request", &self.latency)?;
+        if let Some(s) = &self.connect {
+            write_latency_row(f, "connect", s)?;
+        }
+        if let Some(s) = &self.connect_to_reply {
+            write_latency_row(f, "connect->reply", s)?;
+        }
+        writeln!(f)?;
+        let e = &self.errors;
+        if e.total() == 0 && e.late == 0 {
+            writeln!(f, "errors       none")?;
+        } else {
+            writeln!(
+                f,
+                "errors       refused {}  reset {}  closed {}  timeouts {}  connect timeouts {}  not connected {}  unexpected {}  late {}  other {}",
+                e.refused, e.reset, e.closed, e.timeouts, e.connect_timeouts, e.not_connected, e.unexpected, e.late, e.other
+            )?;
+            for m in &e.messages {
+                writeln!(f, "             e.g. {m}")?;
+            }
+        }
+        let cpu = &self.cpu;
+        writeln!(
+            f,
+            "loadgen CPU  {:.2} s user + {:.2} s sys over {:.2} s = {:.2} CPUs ({:.0}% of {} thread(s))",
+            cpu.user_s,
+            cpu.sys_s,
+            cpu.wall_s,
+            cpu.cpus_used,
+            cpu.utilization * 100.0,
+            c.threads
+        )?;
+        for w in &self.warnings {
+            writeln!(f, "WARNING: {w}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_grouped() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1000), "1,000");
+        assert_eq!(grouped(1_234_567), "1,234,567");
+    }
+}

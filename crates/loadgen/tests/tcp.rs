@@ -1,0 +1,217 @@
+//! The TCP load generator against small in-test servers.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{config, dead_port, run_bounded, Behavior, Served, TcpServer};
+use socklab_loadgen::{Framing, LoadConfig, LoadError, Mode};
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// A counted closed-loop run in lines framing reports exactly the requests and bytes the server served.
+#[test]
+fn closed_loop_counts_match_the_server() {
+    let server = TcpServer::start(Framing::Lines, Behavior::Uppercase);
+    let cfg = LoadConfig {
+        framing: Framing::Lines,
+        conns: 5,
+        pipeline: 3,
+        size: 32,
+        requests: Some(2_003),
+        ..config(server.addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    assert_eq!(r.stopped_by, "requests", "{r}");
+    assert_eq!(r.counts.sent, 2_003);
+    assert_eq!(r.counts.ok, 2_003, "{r}");
+    assert_eq!(
+        r.counts.mismatched + r.counts.failed + r.counts.unfinished,
+        0
+    );
+    assert_eq!(Served::get(&server.served.requests), 2_003);
+    assert_eq!(r.counts.bytes_sent, 2_003 * 32);
+    assert_eq!(Served::get(&server.served.bytes_in), r.counts.bytes_sent);
+    assert_eq!(
+        Served::get(&server.served.bytes_out),
+        r.counts.bytes_received
+    );
+    assert_eq!(r.latency.count, 2_003);
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert!(r.throughput.requests_per_s > 0.0);
+}
+
+/// In raw framing the bytes the generator reports sending and receiving are exactly the server's.
+#[test]
+fn raw_byte_counts_match_the_server() {
+    let server = TcpServer::start(Framing::Raw, Behavior::Uppercase);
+    let cfg = LoadConfig {
+        conns: 3,
+        size: 100,
+        requests: Some(999),
+        ..config(server.addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    assert_eq!(r.counts.ok, 999, "{r}");
+    assert_eq!(r.counts.bytes_sent, 99_900);
+    assert_eq!(Served::get(&server.served.bytes_in), 99_900);
+    assert_eq!(Served::get(&server.served.bytes_out), 99_900);
+    assert_eq!(r.counts.bytes_received, 99_900);
+}
+
+/// A counted open-loop run sends exactly its requests, on schedule, and reports the rate it reached.
+#[test]
+fn open_loop_counts_match_the_server() {
+    let server = TcpServer::start(Framing::Lines, Behavior::Uppercase);
+    let cfg = LoadConfig {
+        framing: Framing::Lines,
+        mode: Mode::Open,
+        rate: Some(2_000.0),
+        conns: 4,
+        requests: Some(500),
+        ..config(server.addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    assert_eq!(r.counts.ok, 500, "{r}");
+    assert_eq!(Served::get(&server.served.requests), 500);
+    let rate = r.rate.expect("open mode reports its rate");
+    assert!(
+        rate.achieved_per_s > 1_000.0 && rate.achieved_per_s < 3_000.0,
+        "{r}"
+    );
+    // 500 requests at 2,000/s take about 0.25 s.
+    assert!(r.measured_s > 0.2 && r.measured_s < 1.0, "{r}");
+}
+
+/// An echo server that does not uppercase is reported as mismatches, never as success.
+#[test]
+fn plain_echo_is_reported_as_mismatches() {
+    let server = TcpServer::start(Framing::Raw, Behavior::PlainEcho);
+    let cfg = LoadConfig {
+        conns: 2,
+        requests: Some(200),
+        ..config(server.addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    assert_eq!(r.counts.mismatched, 200, "{r}");
+    assert_eq!(r.counts.ok, 0);
+    assert_eq!(r.throughput.requests_per_s, 0.0);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("not the uppercased")),
+        "{r}"
+    );
+}
+
+/// Churn opens and closes one connection per request, each verified, and the counts match the server's.
+#[test]
+fn churn_counts_connections_and_requests() {
+    let server = TcpServer::start(Framing::Lines, Behavior::Uppercase);
+    let cfg = LoadConfig {
+        framing: Framing::Lines,
+        mode: Mode::Churn,
+        conns: 4,
+        requests: Some(200),
+        ..config(server.addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    assert_eq!(r.counts.sessions, 200, "{r}");
+    assert_eq!(r.counts.ok, 200);
+    assert_eq!(Served::get(&server.served.conns), 200);
+    assert_eq!(Served::get(&server.served.requests), 200);
+    assert_eq!(r.connect.expect("churn reports connect time").count, 200);
+    assert_eq!(r.connect_to_reply.unwrap().count, 200);
+    assert!(r.throughput.connections_per_s.unwrap() > 0.0);
+    assert_eq!(r.connections.counts.succeeded, 200);
+}
+
+/// A server that vanishes mid-run yields counted errors (closed/reset, then refused reconnects), no panic, and the run ends on time.
+#[test]
+fn vanishing_server_is_counted_and_the_run_ends_on_time() {
+    let mut server = TcpServer::start(Framing::Raw, Behavior::Uppercase);
+    let cfg = LoadConfig {
+        conns: 4,
+        duration: Duration::from_millis(1_200),
+        ..config(server.addr)
+    };
+    let began = Instant::now();
+    let runner = std::thread::spawn(move || run_bounded(&cfg, LIMIT));
+    std::thread::sleep(Duration::from_millis(400));
+    server.vanish();
+    let r = runner.join().expect("no panic");
+    assert!(
+        began.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        began.elapsed()
+    );
+    assert!(r.counts.ok > 0, "{r}");
+    assert!(r.errors.closed + r.errors.reset > 0, "{r}");
+    assert!(r.errors.refused > 0, "reconnects should be refused: {r}");
+    assert!(r.connections.counts.retries > 0);
+    assert!(!r.errors.messages.is_empty());
+}
+
+/// Nothing listening: every connect is refused and counted; the run ends at its duration with a clear warning.
+#[test]
+fn unreachable_address_counts_refusals() {
+    let cfg = LoadConfig {
+        conns: 3,
+        duration: Duration::from_millis(300),
+        ..config(dead_port())
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    assert_eq!(r.counts.ok, 0);
+    assert!(r.errors.refused >= 3, "{r}");
+    assert_eq!(r.connections.connected_at_start, 0);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("no correct reply")),
+        "{r}"
+    );
+    assert!(
+        r.errors.messages[0].contains("refused"),
+        "{:?}",
+        r.errors.messages
+    );
+}
+
+/// Misuse is a clear configuration error, not a panic.
+#[test]
+fn misuse_is_a_clear_error() {
+    let cfg = LoadConfig {
+        conns: 0,
+        ..config(dead_port())
+    };
+    match socklab_loadgen::run(&cfg, None) {
+        Err(LoadError::Config(e)) => assert!(e.to_string().contains("conns")),
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+/// The JSON report round-trips, and interval logs of two runs merge into the sum of their histograms.
+#[test]
+fn json_and_interval_logs_round_trip_and_merge() {
+    let server = TcpServer::start(Framing::Raw, Behavior::Uppercase);
+    let cfg = LoadConfig {
+        conns: 2,
+        requests: Some(300),
+        ..config(server.addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    let json = r.to_json();
+    assert!(json.contains("\"schema\": \"socklab-load/1\""));
+    let back: socklab_loadgen::LoadReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.counts, r.counts);
+    assert_eq!(back.histograms.latency.0.len(), 300);
+
+    let dir = std::env::temp_dir().join(format!("socklab-loadgen-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (a, b) = (dir.join("a.hlog"), dir.join("b.hlog"));
+    for p in [&a, &b] {
+        let mut f = std::fs::File::create(p).unwrap();
+        r.write_hdr_log(&mut f).unwrap();
+    }
+    let merged = socklab_loadgen::merge_files(&[&a, &b]).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(merged.by_tag["latency"].len(), 600);
+    assert_eq!(merged.files.len(), 2);
+    assert!(merged.to_string().contains("latency"));
+}

@@ -1,0 +1,399 @@
+//! What is specific to the readiness loop: partial writes and backpressure,
+//! timers that overlap, the connection cap, several loops, shutdown with idle
+//! clients. (The shared conformance suite covers the service itself.)
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::Ordering::Relaxed;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use socklab_nonblocking::{serve, serve_udp, Options, MAX_PENDING_OUTPUT};
+use socklab_protocol::{Framing, Limits, Work, LINE_TOO_LONG};
+use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
+
+/// Longest any single blocking read or connect in these tests may take.
+const IO_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+struct Server {
+    addr: SocketAddr,
+    cx: Context,
+    thread: JoinHandle<io::Result<()>>,
+}
+
+fn start(config: Config, options: Options) -> Server {
+    start_on(
+        bind_tcp("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap(),
+        config,
+        options,
+    )
+}
+
+fn start_on(listener: TcpListener, config: Config, options: Options) -> Server {
+    let addr = listener.local_addr().unwrap();
+    let cx = Context::new(config).unwrap();
+    let server_cx = cx.clone();
+    let thread = thread::spawn(move || serve(listener, &server_cx, &options));
+    Server { addr, cx, thread }
+}
+
+impl Server {
+    /// Triggers shutdown and waits (bounded) for `serve` to return; returns how long it took.
+    fn stop(self) -> Duration {
+        let t0 = Instant::now();
+        self.cx.shutdown.trigger();
+        join_within(self.thread, self.cx.config.grace + Duration::from_secs(3));
+        t0.elapsed()
+    }
+}
+
+fn join_within(thread: JoinHandle<io::Result<()>>, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while !thread.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not return in {limit:?}"
+        );
+        thread::sleep(ms(5));
+    }
+    thread.join().unwrap().unwrap();
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
+}
+
+fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut buf = vec![0; n];
+    stream.read_exact(&mut buf).unwrap();
+    buf
+}
+
+fn assert_eof(stream: &mut TcpStream) {
+    let mut byte = [0u8; 1];
+    assert_eq!(stream.read(&mut byte).unwrap(), 0, "expected EOF");
+}
+
+fn config(framing: Framing, work: Work) -> Config {
+    Config {
+        framing,
+        work,
+        grace: ms(500),
+        ..Config::default()
+    }
+}
+
+/// Raw framing: bytes come back uppercased, in order, over several writes.
+#[test]
+fn echoes_raw_bytes() {
+    let server = start(config(Framing::Raw, Work::None), Options::default());
+    let mut client = connect(server.addr);
+    client.write_all(b"hello, ").unwrap();
+    assert_eq!(read_n(&mut client, 7), b"HELLO, ");
+    client.write_all(b"world \x00\xff z").unwrap();
+    assert_eq!(read_n(&mut client, 10), b"WORLD \x00\xff Z");
+    drop(client);
+    server.stop();
+}
+
+/// Lines framing: each line answered; a too-long line gets the error line, then EOF.
+#[test]
+fn echoes_lines_and_refuses_a_long_one() {
+    let mut cfg = config(Framing::Lines, Work::None);
+    cfg.limits = Limits { max_line: 8 };
+    let server = start(cfg, Options::default());
+    let mut client = connect(server.addr);
+    client.write_all(b"ab\ncd").unwrap();
+    assert_eq!(read_n(&mut client, 3), b"AB\n");
+    client.write_all(b"\n0123456789\n").unwrap();
+    let mut expected = b"CD\n".to_vec();
+    expected.extend_from_slice(LINE_TOO_LONG);
+    assert_eq!(read_n(&mut client, expected.len()), expected);
+    assert_eof(&mut client);
+    server.stop();
+}
+
+/// A client that shuts its write side still gets every reply, then EOF.
+#[test]
+fn half_close_gets_every_reply_then_eof() {
+    let server = start(config(Framing::Lines, Work::None), Options::default());
+    let mut client = connect(server.addr);
+    client.write_all(b"one\ntwo\nthree\n").unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(read_n(&mut client, 14), b"ONE\nTWO\nTHREE\n");
+    assert_eof(&mut client);
+    server.stop();
+}
+
+/// A reply larger than the socket buffers is written across many partial writes,
+/// whole and in order, to a client that reads slowly.
+#[test]
+fn partial_writes_keep_the_unsent_tail() {
+    let server = start(config(Framing::Raw, Work::None), Options::default());
+    let mut client = connect(server.addr);
+    let sent: Vec<u8> = (0..4 * 1024 * 1024).map(|i| b"abcdefgh"[i % 8]).collect();
+    let writer = {
+        let mut client = client.try_clone().unwrap();
+        let sent = sent.clone();
+        thread::spawn(move || client.write_all(&sent).unwrap())
+    };
+    thread::sleep(ms(100)); // let the server's writes hit a full buffer
+    let got = read_n(&mut client, sent.len());
+    writer.join().unwrap();
+    assert!(got == sent.to_ascii_uppercase(), "reply differs");
+    drop(client);
+    server.stop();
+}
+
+/// A client that sends 32 MiB and never reads stalls: the server stops reading it
+/// (it holds at most about MAX_PENDING_OUTPUT), and other clients are still served.
+#[test]
+fn backpressure_bounds_what_a_client_that_never_reads_costs() {
+    let server = start(config(Framing::Raw, Work::None), Options::default());
+    let mut flooder = connect(server.addr);
+    flooder.set_write_timeout(Some(ms(300))).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0usize;
+    while sent < 32 * 1024 * 1024 {
+        match flooder.write(&chunk) {
+            Ok(n) => sent += n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                break
+            }
+            Err(e) => panic!("flood write: {e}"),
+        }
+    }
+    assert!(
+        sent < 32 * 1024 * 1024,
+        "the server read all 32 MiB: no backpressure"
+    );
+    let counters = server.cx.counters.snapshot();
+    let held = counters.bytes_in - counters.bytes_out;
+    let bound = (MAX_PENDING_OUTPUT + socklab_server_kit::driver::READ_BUF) as u64;
+    assert!(held <= bound, "server holds {held} bytes, bound {bound}");
+
+    let mut other = connect(server.addr);
+    other.write_all(b"still served").unwrap();
+    assert_eq!(read_n(&mut other, 12), b"STILL SERVED");
+    drop((flooder, other));
+    server.stop();
+}
+
+/// `sleep` work is a timer: B's reply comes ~400 ms after B's request although
+/// A's 400 ms was still running when B asked — the waits overlap.
+#[test]
+fn sleep_work_overlaps_across_clients() {
+    let server = start(
+        config(Framing::Lines, Work::Sleep(ms(400))),
+        Options::default(),
+    );
+    let mut a = connect(server.addr);
+    let mut b = connect(server.addr);
+    let a_sent = Instant::now();
+    a.write_all(b"a\n").unwrap();
+    thread::sleep(ms(50));
+    let b_sent = Instant::now();
+    b.write_all(b"b\n").unwrap();
+    assert_eq!(read_n(&mut b, 2), b"B\n");
+    let b_took = b_sent.elapsed();
+    assert_eq!(read_n(&mut a, 2), b"A\n");
+    let a_took = a_sent.elapsed();
+    assert!(a_took >= ms(395), "A answered too early: {a_took:?}");
+    assert!(b_took >= ms(395), "B answered too early: {b_took:?}");
+    assert!(b_took < ms(600), "B waited for A: {b_took:?}");
+    drop((a, b));
+    server.stop();
+}
+
+/// Pipelined requests on one connection with `sleep` work come back in order.
+#[test]
+fn held_replies_stay_in_order() {
+    let server = start(
+        config(Framing::Lines, Work::Sleep(ms(30))),
+        Options::default(),
+    );
+    let mut client = connect(server.addr);
+    for line in [&b"one\n"[..], b"two\n", b"three\n"] {
+        client.write_all(line).unwrap();
+        thread::sleep(ms(5));
+    }
+    assert_eq!(read_n(&mut client, 14), b"ONE\nTWO\nTHREE\n");
+    drop(client);
+    server.stop();
+}
+
+/// Past max_conns the loop stops accepting; the waiting client is served when one leaves.
+#[test]
+fn max_conns_waits_for_a_client_to_leave() {
+    let mut cfg = config(Framing::Raw, Work::None);
+    cfg.max_conns = 1;
+    let server = start(cfg, Options::default());
+    let mut first = connect(server.addr);
+    first.write_all(b"a").unwrap();
+    assert_eq!(read_n(&mut first, 1), b"A");
+    let mut second = connect(server.addr); // completes in the kernel's backlog
+    second.write_all(b"b").unwrap();
+    second.set_read_timeout(Some(ms(200))).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(second.read(&mut byte).is_err(), "served past max_conns");
+    drop(first);
+    second.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    assert_eq!(read_n(&mut second, 1), b"B");
+    drop(second);
+    server.stop();
+}
+
+/// A client silent for the idle timeout is disconnected by the timer.
+#[test]
+fn idle_clients_are_disconnected() {
+    let mut cfg = config(Framing::Raw, Work::None);
+    cfg.idle_timeout = Some(ms(200));
+    let server = start(cfg, Options::default());
+    let mut client = connect(server.addr);
+    client.write_all(b"x").unwrap();
+    assert_eq!(read_n(&mut client, 1), b"X");
+    let t0 = Instant::now();
+    assert_eof(&mut client);
+    let silent = t0.elapsed();
+    assert!(
+        silent >= ms(150) && silent < ms(1000),
+        "closed after {silent:?}"
+    );
+    server.stop();
+}
+
+/// Two loops on SO_REUSEPORT listeners, and two loops sharing one listener, both
+/// serve every client.
+#[test]
+fn two_loops_serve_with_and_without_reuse_port() {
+    for reuse_port in [true, false] {
+        let options = BindOptions {
+            reuse_port,
+            ..BindOptions::default()
+        };
+        let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), options).unwrap();
+        let server = start_on(
+            listener,
+            config(Framing::Raw, Work::None),
+            Options { loops: 2 },
+        );
+        let mut clients: Vec<TcpStream> = (0..16).map(|_| connect(server.addr)).collect();
+        for (i, client) in clients.iter_mut().enumerate() {
+            client
+                .write_all(format!("client {i:02}").as_bytes())
+                .unwrap();
+        }
+        for (i, client) in clients.iter_mut().enumerate() {
+            assert_eq!(read_n(client, 9), format!("CLIENT {i:02}").as_bytes());
+        }
+        assert_eq!(server.cx.counters.snapshot().accepted, 16);
+        drop(clients);
+        server.stop();
+    }
+}
+
+/// Shutdown with idle clients: accepting stops at once, serve returns within the
+/// grace period (plus a margin), and the clients are then closed.
+#[test]
+fn shutdown_with_idle_clients_returns_within_grace() {
+    let server = start(config(Framing::Raw, Work::None), Options { loops: 2 });
+    let addr = server.addr;
+    let mut idle: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+    for client in &mut idle {
+        client.write_all(b"hi").unwrap();
+        assert_eq!(read_n(client, 2), b"HI");
+    }
+    let grace = server.cx.config.grace;
+    let took = server.stop();
+    assert!(
+        took >= grace - ms(50),
+        "returned before the grace period: {took:?}"
+    );
+    assert!(took < grace + ms(500), "took {took:?}, grace {grace:?}");
+    for client in &mut idle {
+        assert_eof(client);
+    }
+    assert!(
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err(),
+        "still accepting"
+    );
+}
+
+/// A reply held by a `sleep` timer when shutdown comes is still delivered.
+#[test]
+fn shutdown_delivers_replies_in_flight() {
+    let server = start(
+        config(Framing::Raw, Work::Sleep(ms(200))),
+        Options::default(),
+    );
+    let mut client = connect(server.addr);
+    client.write_all(b"late").unwrap();
+    thread::sleep(ms(50));
+    let (cx, thread) = (server.cx.clone(), server.thread);
+    cx.shutdown.trigger();
+    assert_eq!(read_n(&mut client, 4), b"LATE");
+    drop(client);
+    join_within(thread, ms(1000));
+}
+
+/// UDP: datagrams answered whole, and `sleep` work overlaps across clients there too.
+#[test]
+fn udp_echoes_and_overlaps_sleep_work() {
+    let socket = bind_udp("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let cx = Context::new(config(Framing::Raw, Work::Sleep(ms(200)))).unwrap();
+    let server_cx = cx.clone();
+    let thread = thread::spawn(move || serve_udp(socket, &server_cx, &Options::default()));
+    let clients: Vec<UdpSocket> = (0..4)
+        .map(|_| {
+            let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+            c
+        })
+        .collect();
+    let t0 = Instant::now();
+    let big = vec![b'q'; 60_000];
+    for (i, c) in clients.iter().enumerate() {
+        let msg = if i == 0 {
+            big.clone()
+        } else {
+            format!("dgram {i}").into_bytes()
+        };
+        c.send_to(&msg, addr).unwrap();
+    }
+    let mut buf = vec![0u8; 65_536];
+    for (i, c) in clients.iter().enumerate() {
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        let expected = if i == 0 {
+            big.to_ascii_uppercase()
+        } else {
+            format!("DGRAM {i}").into_bytes()
+        };
+        assert!(buf[..n] == expected[..], "datagram {i} differs");
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= ms(195) && took < ms(500),
+        "four 200 ms replies took {took:?}"
+    );
+    // Counted just after each sendto(), so possibly after the client read it.
+    let counted = Instant::now() + IO_TIMEOUT;
+    while cx.counters.requests.load(Relaxed) < 4 && Instant::now() < counted {
+        thread::sleep(ms(1));
+    }
+    assert_eq!(cx.counters.requests.load(Relaxed), 4);
+    cx.shutdown.trigger();
+    join_within(thread, ms(1500));
+}

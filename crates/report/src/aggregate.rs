@@ -1,0 +1,620 @@
+//! Repeats -> one figure per metric: median with min–max.
+//!
+//! Timed numbers on a shared, small machine move ±20–30 % between runs (see
+//! DESIGN.md, "Measuring honestly"). A single number would invite readers to rank
+//! models on noise, so every timed metric is kept as a [`Range`] over the repeats
+//! and compared only through [`crate::compare`]. Failed cells never enter a median:
+//! they are kept aside as [`Failure`]s and listed with their reasons.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use crate::schema::{Cell, Results};
+
+/// Models in teaching order: from one client at a time to completion-based I/O.
+/// A model the report does not know goes after these, in the order it first
+/// appears; variants (`prefork-lock`) sort with their family.
+pub const KNOWN_MODELS: &[&str] = &[
+    "iterative",
+    "fork",
+    "prefork",
+    "thread",
+    "pool",
+    "nonblocking",
+    "async",
+    "uring",
+];
+
+/// Scenarios in the order the report teaches them.
+pub const KNOWN_SCENARIOS: &[&str] = &["scaling", "churn", "cpu", "sleep", "slow", "chaos", "udp"];
+
+/// The spread of one metric over the repeats of one group.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Range {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// Repeats that measured this metric.
+    pub n: usize,
+}
+
+impl Range {
+    /// `None` for no samples. NaN samples are dropped: they mean "not measured".
+    pub fn from_samples(samples: &[f64]) -> Option<Range> {
+        let mut v: Vec<f64> = samples.iter().copied().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Range {
+            median,
+            min: v[0],
+            max: v[n - 1],
+            mean: v.iter().sum::<f64>() / n as f64,
+            n,
+        })
+    }
+
+    /// One exact value (a counted metric): min = median = max.
+    pub fn exact(x: f64) -> Range {
+        Range {
+            median: x,
+            min: x,
+            max: x,
+            mean: x,
+            n: 1,
+        }
+    }
+}
+
+/// How a metric's numbers read: picks the formatter and the words in sentences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Events per second.
+    Rate,
+    /// Microseconds.
+    Micros,
+    /// Bytes (tables show KiB).
+    Bytes,
+    /// A plain count or ratio.
+    Plain,
+    /// A share of 1.0 (shown as a percentage).
+    Share,
+}
+
+/// Every metric a timed cell yields. Tables, charts, CSV and sentences all pick
+/// from this one list, so a number means the same thing everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Metric {
+    Throughput,
+    P50,
+    P90,
+    P99,
+    P999,
+    P9999,
+    Max,
+    Errors,
+    CpuPerRequest,
+    CtxPerRequest,
+    PssPerConn,
+    RssPerConn,
+    Processes,
+    Threads,
+    LoadgenUtil,
+    ConnectsPerS,
+    ConnectP50,
+    ConnectP99,
+}
+
+/// How a metric is named: in a table header, a chart axis, and a sentence
+/// ("fork used 13× more PSS per connection than thread").
+#[derive(Debug, Clone)]
+pub struct Words {
+    pub header: Cow<'static, str>,
+    pub axis: Cow<'static, str>,
+    pub verb: &'static str,
+    pub comparative: &'static str,
+    pub noun: Cow<'static, str>,
+    /// What "ranged from ... to ..." is said of; usually the noun.
+    pub subject: Cow<'static, str>,
+}
+
+impl Metric {
+    pub const ALL: &'static [Metric] = &[
+        Metric::Throughput,
+        Metric::P50,
+        Metric::P90,
+        Metric::P99,
+        Metric::P999,
+        Metric::P9999,
+        Metric::Max,
+        Metric::Errors,
+        Metric::CpuPerRequest,
+        Metric::CtxPerRequest,
+        Metric::PssPerConn,
+        Metric::RssPerConn,
+        Metric::Processes,
+        Metric::Threads,
+        Metric::LoadgenUtil,
+        Metric::ConnectsPerS,
+        Metric::ConnectP50,
+        Metric::ConnectP99,
+    ];
+
+    /// The latency percentiles, in order, with their labels: the spectrum.
+    pub const SPECTRUM: &'static [(Metric, &'static str)] = &[
+        (Metric::P50, "p50"),
+        (Metric::P90, "p90"),
+        (Metric::P99, "p99"),
+        (Metric::P999, "p99.9"),
+        (Metric::P9999, "p99.99"),
+        (Metric::Max, "max"),
+    ];
+
+    /// A stable snake_case name: file names, lesson lookup.
+    pub fn key(self) -> &'static str {
+        match self {
+            Metric::Throughput => "throughput",
+            Metric::P50 => "p50",
+            Metric::P90 => "p90",
+            Metric::P99 => "p99",
+            Metric::P999 => "p999",
+            Metric::P9999 => "p9999",
+            Metric::Max => "max",
+            Metric::Errors => "errors",
+            Metric::CpuPerRequest => "cpu_per_request",
+            Metric::CtxPerRequest => "ctx_per_request",
+            Metric::PssPerConn => "pss_per_conn",
+            Metric::RssPerConn => "rss_per_conn",
+            Metric::Processes => "processes",
+            Metric::Threads => "threads",
+            Metric::LoadgenUtil => "loadgen_util",
+            Metric::ConnectsPerS => "connects_per_s",
+            Metric::ConnectP50 => "connect_p50",
+            Metric::ConnectP99 => "connect_p99",
+        }
+    }
+
+    /// This metric's value in one cell; `None` when the cell did not measure it.
+    pub fn sample(self, cell: &Cell) -> Option<f64> {
+        let load = cell.load.as_ref()?;
+        let lat = &load.latency_us;
+        let server = cell.server.as_ref();
+        match self {
+            Metric::Throughput => Some(load.throughput_rps),
+            Metric::P50 => Some(lat.p50),
+            Metric::P90 => Some(lat.p90),
+            Metric::P99 => Some(lat.p99),
+            Metric::P999 => Some(lat.p999),
+            Metric::P9999 => Some(lat.p9999),
+            Metric::Max => Some(lat.max),
+            Metric::Errors => Some(load.errors.total() as f64),
+            Metric::CpuPerRequest => cell.cpu_us_per_request(),
+            Metric::CtxPerRequest => cell.ctx_per_request(),
+            Metric::PssPerConn => cell.pss_per_conn_bytes(),
+            Metric::RssPerConn => cell.rss_per_conn_bytes(),
+            Metric::Processes => server.map(|s| s.processes_max as f64).filter(|&n| n > 0.0),
+            Metric::Threads => server.map(|s| s.threads_max as f64).filter(|&n| n > 0.0),
+            Metric::LoadgenUtil => Some(load.loadgen_cpu_util),
+            Metric::ConnectsPerS => load.connects_per_s,
+            Metric::ConnectP50 => load.connect_latency_us.map(|p| p.p50),
+            Metric::ConnectP99 => load.connect_latency_us.map(|p| p.p99),
+        }
+    }
+
+    pub fn unit(self) -> Unit {
+        match self {
+            Metric::Throughput | Metric::ConnectsPerS => Unit::Rate,
+            Metric::P50
+            | Metric::P90
+            | Metric::P99
+            | Metric::P999
+            | Metric::P9999
+            | Metric::Max
+            | Metric::CpuPerRequest
+            | Metric::ConnectP50
+            | Metric::ConnectP99 => Unit::Micros,
+            Metric::PssPerConn | Metric::RssPerConn => Unit::Bytes,
+            Metric::LoadgenUtil => Unit::Share,
+            Metric::Errors | Metric::CtxPerRequest | Metric::Processes | Metric::Threads => {
+                Unit::Plain
+            }
+        }
+    }
+
+    pub fn words(self) -> Words {
+        let w = |header, axis, verb, comparative, noun| Words {
+            header: Cow::Borrowed(header),
+            axis: Cow::Borrowed(axis),
+            verb,
+            comparative,
+            noun: Cow::Borrowed(noun),
+            subject: Cow::Borrowed(noun),
+        };
+        match self {
+            Metric::Throughput => w(
+                "throughput (req/s)",
+                "requests per second",
+                "served",
+                "more",
+                "requests per second",
+            ),
+            Metric::P50 => w(
+                "p50 (µs)",
+                "p50 latency (µs)",
+                "had",
+                "higher",
+                "median latency",
+            ),
+            Metric::P90 => w(
+                "p90 (µs)",
+                "p90 latency (µs)",
+                "had",
+                "higher",
+                "p90 latency",
+            ),
+            Metric::P99 => w(
+                "p99 (µs)",
+                "p99 latency (µs)",
+                "had",
+                "higher",
+                "p99 latency",
+            ),
+            Metric::P999 => w(
+                "p99.9 (µs)",
+                "p99.9 latency (µs)",
+                "had",
+                "higher",
+                "p99.9 latency",
+            ),
+            Metric::P9999 => w(
+                "p99.99 (µs)",
+                "p99.99 latency (µs)",
+                "had",
+                "higher",
+                "p99.99 latency",
+            ),
+            Metric::Max => w(
+                "max (µs)",
+                "max latency (µs)",
+                "had",
+                "higher",
+                "maximum latency",
+            ),
+            Metric::Errors => w("errors", "errors per cell", "saw", "more", "errors"),
+            Metric::CpuPerRequest => w(
+                "server CPU (µs/req)",
+                "server CPU per request (µs, user + system)",
+                "spent",
+                "more",
+                "server CPU time per request",
+            ),
+            Metric::CtxPerRequest => w(
+                "ctx switches/req",
+                "context switches per request",
+                "made",
+                "more",
+                "context switches per request",
+            ),
+            Metric::PssPerConn => w(
+                "PSS/conn (KiB)",
+                "PSS per connection (KiB)",
+                "used",
+                "more",
+                "PSS per connection",
+            ),
+            Metric::RssPerConn => w(
+                "RSS/conn (KiB)",
+                "RSS per connection (KiB)",
+                "used",
+                "more",
+                "RSS per connection",
+            ),
+            Metric::Processes => w("processes", "processes (max)", "ran", "more", "processes"),
+            Metric::Threads => w("threads", "threads (max)", "ran", "more", "threads"),
+            Metric::LoadgenUtil => w(
+                "loadgen CPU",
+                "load generator CPU (share of its CPUs)",
+                "used",
+                "more",
+                "load generator CPU",
+            ),
+            Metric::ConnectsPerS => w(
+                "connections/s",
+                "connections per second",
+                "completed",
+                "more",
+                "connections per second",
+            ),
+            Metric::ConnectP50 => w(
+                "connect p50 (µs)",
+                "connect-to-first-reply p50 (µs)",
+                "had",
+                "higher",
+                "median connect latency",
+            ),
+            Metric::ConnectP99 => w(
+                "connect p99 (µs)",
+                "connect-to-first-reply p99 (µs)",
+                "had",
+                "higher",
+                "p99 connect latency",
+            ),
+        }
+    }
+
+    /// Whether a bigger number is the better one (throughput) or the worse one
+    /// (latency, cost). Used to name the best model, never to rank overlapping ones.
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Metric::Throughput | Metric::ConnectsPerS)
+    }
+}
+
+/// All repeats of one model x scenario x connection count x work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub model: String,
+    pub scenario: String,
+    pub conns: usize,
+    pub work: String,
+    /// Repeats that measured something, and repeats that failed.
+    pub ok: usize,
+    pub failed: usize,
+    pub metrics: BTreeMap<Metric, Range>,
+    /// Scenario-specific figures (`Cell::extra`), by name.
+    pub extra: BTreeMap<String, Range>,
+    /// Any repeat whose load generator used more than [`LOADGEN_BUSY`] of its CPUs.
+    pub loadgen_busy: bool,
+    /// HDR histogram logs of the repeats, relative to the run directory.
+    pub hdr_logs: Vec<String>,
+}
+
+/// Above this share of its CPUs the load generator may have been the bottleneck.
+pub const LOADGEN_BUSY: f64 = 0.9;
+
+impl Group {
+    pub fn get(&self, metric: Metric) -> Option<&Range> {
+        self.metrics.get(&metric)
+    }
+
+    pub fn extra(&self, name: &str) -> Option<&Range> {
+        self.extra.get(name)
+    }
+}
+
+/// One cell that did not yield numbers, with why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub model: String,
+    pub scenario: String,
+    pub conns: usize,
+    pub repeat: usize,
+    pub work: String,
+    pub reason: String,
+}
+
+/// A whole run, aggregated: what the report, the charts and the claims read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// Models (timed or counted) and scenarios present, in teaching order.
+    pub models: Vec<String>,
+    pub scenarios: Vec<String>,
+    /// Ordered by scenario, connections, model, work.
+    pub groups: Vec<Group>,
+    pub failures: Vec<Failure>,
+}
+
+type Key = (String, String, usize, String);
+
+impl Summary {
+    pub fn from_results(results: &Results) -> Summary {
+        let names = results.cells.iter().map(|c| c.model.as_str());
+        let counted = results.counted.iter().map(|c| c.model.as_str());
+        let models = teaching_order(names.chain(counted), KNOWN_MODELS, family);
+        let scenarios = teaching_order(
+            results.cells.iter().map(|c| c.scenario.as_str()),
+            KNOWN_SCENARIOS,
+            |s| s,
+        );
+        let mut cells: BTreeMap<Key, Vec<&Cell>> = BTreeMap::new();
+        for c in &results.cells {
+            let key = (c.model.clone(), c.scenario.clone(), c.conns, c.work.clone());
+            cells.entry(key).or_default().push(c);
+        }
+        let failures = results
+            .cells
+            .iter()
+            .filter_map(|c| {
+                Some(Failure {
+                    model: c.model.clone(),
+                    scenario: c.scenario.clone(),
+                    conns: c.conns,
+                    repeat: c.repeat,
+                    work: c.work.clone(),
+                    reason: c.failure_reason()?,
+                })
+            })
+            .collect();
+        let mut groups: Vec<Group> = cells.into_iter().map(|(k, v)| group(k, &v)).collect();
+        let pos = |list: &[String], x: &str| list.iter().position(|m| m == x);
+        groups.sort_by_key(|g| {
+            (
+                pos(&scenarios, &g.scenario),
+                g.conns,
+                pos(&models, &g.model),
+                g.work.clone(),
+            )
+        });
+        Summary {
+            models,
+            scenarios,
+            groups,
+            failures,
+        }
+    }
+
+    /// The groups of one scenario, in report order.
+    pub fn in_scenario<'a>(&'a self, scenario: &'a str) -> impl Iterator<Item = &'a Group> + 'a {
+        self.groups.iter().filter(move |g| g.scenario == scenario)
+    }
+
+    /// Distinct connection counts measured in a scenario, ascending.
+    pub fn conns_in(&self, scenario: &str) -> Vec<usize> {
+        let mut v: Vec<usize> = self.in_scenario(scenario).map(|g| g.conns).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Distinct `--work` values in a scenario.
+    pub fn works_in(&self, scenario: &str) -> Vec<String> {
+        let mut v: Vec<String> = self.in_scenario(scenario).map(|g| g.work.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// The first group (any work) of a model at a connection count.
+    pub fn group(&self, model: &str, scenario: &str, conns: usize) -> Option<&Group> {
+        self.groups
+            .iter()
+            .find(|g| g.scenario == scenario && g.model == model && g.conns == conns)
+    }
+
+    /// The largest connection count of a scenario at which at least two groups
+    /// measured what `has` looks for: where a comparison is possible and the design
+    /// is most tested. Falls back to the largest count with any data.
+    pub fn key_conns(&self, scenario: &str, has: impl Fn(&Group) -> bool) -> Option<usize> {
+        let counts = self.conns_in(scenario);
+        let with = |n: usize| {
+            self.in_scenario(scenario)
+                .filter(|g| g.conns == n && has(g))
+                .count()
+        };
+        counts
+            .iter()
+            .rev()
+            .find(|&&n| with(n) >= 2)
+            .or_else(|| counts.iter().rev().find(|&&n| with(n) >= 1))
+            .copied()
+    }
+}
+
+fn group((model, scenario, conns, work): Key, cells: &[&Cell]) -> Group {
+    let ok: Vec<&Cell> = cells.iter().copied().filter(|c| c.is_ok()).collect();
+    let mut metrics = BTreeMap::new();
+    for &m in Metric::ALL {
+        let samples: Vec<f64> = ok.iter().filter_map(|c| m.sample(c)).collect();
+        if let Some(r) = Range::from_samples(&samples) {
+            metrics.insert(m, r);
+        }
+    }
+    let mut extra_samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for c in &ok {
+        for (k, v) in &c.extra {
+            extra_samples.entry(k.clone()).or_default().push(*v);
+        }
+    }
+    let extra = extra_samples
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, Range::from_samples(&v)?)))
+        .collect();
+    let loadgen_busy = ok
+        .iter()
+        .filter_map(|c| Metric::LoadgenUtil.sample(c))
+        .any(|u| u > LOADGEN_BUSY);
+    let mut hdr_logs: Vec<(usize, String)> = cells
+        .iter()
+        .filter_map(|c| Some((c.repeat, c.hdr_log.clone()?)))
+        .collect();
+    hdr_logs.sort();
+    Group {
+        model,
+        scenario,
+        conns,
+        work,
+        ok: ok.len(),
+        failed: cells.len() - ok.len(),
+        metrics,
+        extra,
+        loadgen_busy,
+        hdr_logs: hdr_logs.into_iter().map(|(_, p)| p).collect(),
+    }
+}
+
+/// The known family a model name belongs to: `prefork-lock` -> `prefork`.
+fn family(model: &str) -> &str {
+    KNOWN_MODELS
+        .iter()
+        .copied()
+        .filter(|k| {
+            model == *k
+                || model
+                    .strip_prefix(k)
+                    .is_some_and(|rest| rest.starts_with(['-', ':', '_', '/']))
+        })
+        .max_by_key(|k| k.len())
+        .unwrap_or(model)
+}
+
+/// Distinct names, known ones first in `known` order, then the rest in order of
+/// first appearance.
+fn teaching_order<'a>(
+    names: impl Iterator<Item = &'a str>,
+    known: &[&str],
+    family: impl Fn(&str) -> &str,
+) -> Vec<String> {
+    let mut seen: Vec<&str> = Vec::new();
+    for n in names {
+        if !seen.contains(&n) {
+            seen.push(n);
+        }
+    }
+    let rank = |n: &str| {
+        known
+            .iter()
+            .position(|k| *k == family(n))
+            .unwrap_or(known.len())
+    };
+    let mut ordered: Vec<(usize, usize, &str)> = seen
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (rank(n), i, *n))
+        .collect();
+    ordered.sort();
+    ordered.into_iter().map(|(_, _, n)| n.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An even number of samples takes the mean of the middle two.
+    #[test]
+    fn median_of_even_and_odd() {
+        let r = Range::from_samples(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((r.median, r.min, r.max), (2.0, 1.0, 3.0));
+        let r = Range::from_samples(&[4.0, 1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(r.median, 2.5);
+        assert!(Range::from_samples(&[]).is_none());
+    }
+
+    /// Known models sort in teaching order, variants with their family, new
+    /// models after them in order of appearance.
+    #[test]
+    fn models_in_teaching_order() {
+        let names = ["zeta", "uring", "thread", "prefork-lock", "fork", "alpha"];
+        let got = teaching_order(names.into_iter(), KNOWN_MODELS, family);
+        assert_eq!(
+            got,
+            ["fork", "prefork-lock", "thread", "uring", "zeta", "alpha"]
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Figures for the counted metrics: syscalls, context switches and user-space
+//! instructions per request, one exact value per model.
+//!
+//! Counts repeat exactly (DESIGN.md: "counted, not timed, metrics do separate
+//! them"), so they are compared as exact values ([`Basis::Counted`]), and the
+//! lesson they teach together (threads: fewer instructions, more context
+//! switches) is printed only when this run's counts show it.
+
+use std::borrow::Cow;
+
+use crate::aggregate::{Range, Unit, Words};
+use crate::compare::{self, Basis, Entry, Expect, Quantity};
+use crate::figures::{Bar, Ctx, Figure, Plot};
+use crate::format;
+use crate::lessons;
+use crate::schema::Counted;
+
+/// A counted metric: one exact value per model.
+struct CountedMetric {
+    file: &'static str,
+    words: Words,
+    get: fn(&Counted) -> Option<f64>,
+}
+
+fn counted_metrics() -> [CountedMetric; 3] {
+    let words = |header: &'static str, verb, noun: &'static str| Words {
+        header: Cow::Borrowed(header),
+        axis: Cow::Borrowed(noun),
+        verb,
+        comparative: "more",
+        noun: Cow::Borrowed(noun),
+        subject: Cow::Borrowed(noun),
+    };
+    [
+        CountedMetric {
+            file: "counted-syscalls",
+            words: words("syscalls/req", "made", "syscalls per request"),
+            get: Counted::syscalls_per_request,
+        },
+        CountedMetric {
+            file: "counted-ctx-switches",
+            words: words("ctx switches/req", "made", "context switches per request"),
+            get: Counted::ctx_per_request,
+        },
+        CountedMetric {
+            file: "counted-instructions",
+            words: words(
+                "instructions/req",
+                "ran",
+                "user-space instructions per request",
+            ),
+            get: |c| c.instructions_per_request,
+        },
+    ]
+}
+
+/// Bar charts of syscalls, context switches and instructions per request.
+pub fn figures(ctx: &Ctx) -> Vec<Figure> {
+    let models = &ctx.summary.models;
+    let ordered: Vec<&Counted> = models
+        .iter()
+        .filter_map(|m| ctx.results.counted.iter().find(|c| &c.model == m))
+        .collect();
+    counted_metrics()
+        .into_iter()
+        .filter_map(|cm| {
+            let entries: Vec<Entry> = ordered
+                .iter()
+                .filter_map(|c| {
+                    Some(Entry {
+                        model: c.model.as_str(),
+                        range: Range::exact((cm.get)(c)?),
+                    })
+                })
+                .collect();
+            if entries.is_empty() {
+                return None;
+            }
+            let q = Quantity {
+                words: cm.words.clone(),
+                unit: Unit::Plain,
+                basis: Basis::Counted,
+            };
+            let mut sentences: Vec<String> =
+                compare::extremes(&q, "Over the counted pass", &entries)
+                    .into_iter()
+                    .collect();
+            let find = |m: &str| entries.iter().find(|e| e.model == m).copied();
+            match cm.file {
+                "counted-syscalls" => {
+                    if let (Some(loop_), Some(uring)) = (find("nonblocking"), find("uring")) {
+                        let e = Expect {
+                            higher: "nonblocking",
+                            lower: "uring",
+                            because: lessons::URING_BATCHES,
+                        };
+                        sentences.push(compare::pair(
+                            &q,
+                            "Over the counted pass",
+                            uring,
+                            loop_,
+                            Some(&e),
+                        ));
+                    }
+                }
+                "counted-instructions" => sentences.extend(trade(&ordered)),
+                _ => {}
+            }
+            Some(Figure {
+                file: format!("{}.svg", cm.file),
+                title: format!("counted: {}", cm.words.noun),
+                x_label: "model".to_string(),
+                y_label: cm.words.axis.to_string(),
+                plot: Plot::Bars {
+                    bars: entries
+                        .iter()
+                        .map(|e| Bar {
+                            model: e.model.to_string(),
+                            range: e.range,
+                        })
+                        .collect(),
+                    log_y: false,
+                },
+                sentences,
+            })
+        })
+        .collect()
+}
+
+/// The thread vs event loop trade: fewer instructions, more context switches.
+/// Stated as a lesson only when this run's counts show it.
+fn trade(counted: &[&Counted]) -> Option<String> {
+    let both = |m: &str| {
+        let c = counted.iter().find(|c| c.model == m)?;
+        Some((c.instructions_per_request?, c.ctx_per_request()?))
+    };
+    let (ti, tc) = both("thread")?;
+    let (lp, (li, lc)) = ["nonblocking", "async"]
+        .iter()
+        .find_map(|m| Some((*m, both(m)?)))?;
+    let facts = format!(
+        "thread ran {} user-space instructions per request to {lp}'s {}, and made {} context \
+         switches per request to {lp}'s {}",
+        format::num(ti),
+        format::num(li),
+        format::num(tc),
+        format::num(lc)
+    );
+    Some(if ti < li && tc > lc {
+        format!(
+            "{facts}: the kernel does the thread model's scheduling (context switches), the \
+             event loop does its own in user space (instructions). Neither number alone is \
+             the cost."
+        )
+    } else {
+        format!(
+            "{facts}. This run does not show the usual trade (threads: fewer instructions, \
+             more context switches), so no explanation is offered."
+        )
+    })
+}

@@ -1,0 +1,660 @@
+//! Which charts each scenario gets, and the sentences printed under them.
+//!
+//! A [`Figure`] is plain data: what to plot and what to say about it. Planning is
+//! kept apart from drawing ([`crate::charts`]) and from page layout
+//! ([`crate::markdown`]) so that every sentence can be tested without an SVG, and
+//! so that a new model or scenario shows up without code changes: figures are
+//! planned from whatever models and scenarios the results contain.
+
+use crate::aggregate::{Group, Metric, Range, Summary, Unit, Words};
+use crate::compare::{self, Basis, Entry, Expect, Quantity};
+use crate::format;
+use crate::lessons;
+use crate::schema::Results;
+
+/// Most comparisons between named pairs printed under one chart: with the
+/// extremes sentence that makes the "2–3 sentences" a reader will actually read.
+const MAX_PAIRS: usize = 2;
+
+/// Latency spreads wider than this (max / min) get a logarithmic axis.
+const LOG_AXIS_SPREAD: f64 = 30.0;
+
+/// One chart and what the report says under it.
+#[derive(Debug, Clone)]
+pub struct Figure {
+    /// File name under `charts/`.
+    pub file: String,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub plot: Plot,
+    pub sentences: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Plot {
+    /// One line per model.
+    Lines {
+        series: Vec<Series>,
+        x: XAxis,
+        log_y: bool,
+    },
+    /// One bar per model, with a min–max error bar.
+    Bars { bars: Vec<Bar>, log_y: bool },
+}
+
+#[derive(Debug, Clone)]
+pub enum XAxis {
+    /// Connection counts, on a log axis with a tick at each one measured.
+    Conns(Vec<usize>),
+    /// Named positions 0, 1, 2, ... (the latency percentiles).
+    Categories(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub model: String,
+    pub points: Vec<(f64, Range)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Bar {
+    pub model: String,
+    pub range: Range,
+}
+
+impl Figure {
+    /// Models drawn in this figure, in drawing order.
+    pub fn models(&self) -> Vec<&str> {
+        match &self.plot {
+            Plot::Lines { series, .. } => series.iter().map(|s| s.model.as_str()).collect(),
+            Plot::Bars { bars, .. } => bars.iter().map(|b| b.model.as_str()).collect(),
+        }
+    }
+}
+
+/// What a figure or a table column shows: a metric of the cells, or a
+/// scenario-specific `extra` by name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Metric(Metric),
+    Extra(String),
+}
+
+impl Target {
+    pub fn key(&self) -> &str {
+        match self {
+            Target::Metric(m) => m.key(),
+            Target::Extra(name) => name,
+        }
+    }
+
+    pub fn get(&self, g: &Group) -> Option<Range> {
+        match self {
+            Target::Metric(m) => g.get(*m).copied(),
+            Target::Extra(name) => g.extra(name).copied(),
+        }
+    }
+
+    pub fn quantity(&self) -> Quantity {
+        match self {
+            Target::Metric(m) => Quantity::of(*m),
+            Target::Extra(name) => {
+                let info = lessons::extra_info(name);
+                Quantity {
+                    words: info.words,
+                    unit: info.unit,
+                    basis: Basis::Timed,
+                }
+            }
+        }
+    }
+
+    /// Whether a larger value is the better one; only picks which end of a chart a
+    /// sentence starts from, never ranks.
+    fn higher_is_better(&self) -> bool {
+        match self {
+            Target::Metric(m) => m.higher_is_better(),
+            Target::Extra(name) => lessons::extra_info(name).words.verb == "served",
+        }
+    }
+}
+
+/// What the planner reads.
+pub struct Ctx<'a> {
+    pub results: &'a Results,
+    pub summary: &'a Summary,
+}
+
+impl Ctx<'_> {
+    /// Whether the server could use more than one CPU: not pinned, several CPUs.
+    pub fn multicore(&self) -> bool {
+        self.results.run.server_cpu.is_none() && self.results.machine.cpus > 1
+    }
+
+    /// Groups of one scenario and work.
+    fn groups<'s>(&'s self, scenario: &'s str, work: &'s str) -> impl Iterator<Item = &'s Group> {
+        self.summary
+            .in_scenario(scenario)
+            .filter(move |g| g.work == work)
+    }
+
+    fn group(&self, model: &str, scenario: &str, work: &str, conns: usize) -> Option<&Group> {
+        self.summary.groups.iter().find(|g| {
+            g.scenario == scenario && g.work == work && g.model == model && g.conns == conns
+        })
+    }
+
+    /// The largest connection count where at least two models measured `target`.
+    fn key_conns(&self, scenario: &str, work: &str, target: &Target) -> Option<usize> {
+        self.summary
+            .key_conns(scenario, |g| g.work == work && target.get(g).is_some())
+    }
+}
+
+/// The figures of one scenario, for each `--work` it was run with.
+pub fn for_scenario(ctx: &Ctx, scenario: &str) -> Vec<Figure> {
+    let works = ctx.summary.works_in(scenario);
+    let mut out = Vec::new();
+    for work in &works {
+        let suffix = if works.len() > 1 {
+            format!("-{}", slug(work))
+        } else {
+            String::new()
+        };
+        let mut figs = plan_scenario(ctx, scenario, work);
+        for f in &mut figs {
+            f.file = format!("{}{suffix}.svg", f.file);
+            if works.len() > 1 {
+                f.title = format!("{} (work {work})", f.title);
+            }
+        }
+        out.extend(figs);
+    }
+    out
+}
+
+fn plan_scenario(ctx: &Ctx, scenario: &str, work: &str) -> Vec<Figure> {
+    let many_conns = ctx
+        .groups(scenario, work)
+        .map(|g| g.conns)
+        .collect::<std::collections::BTreeSet<_>>()
+        .len()
+        > 1;
+    let m = Target::Metric;
+    let mut figs: Vec<Option<Figure>> = Vec::new();
+    let main = |t: Target| {
+        if many_conns {
+            vs_conns(ctx, scenario, work, t)
+        } else {
+            at_key_conns(ctx, scenario, work, t)
+        }
+    };
+    let extra_or = |name: &str, fallback: Metric| {
+        if ctx.groups(scenario, work).any(|g| g.extra(name).is_some()) {
+            Target::Extra(name.to_string())
+        } else {
+            Target::Metric(fallback)
+        }
+    };
+    match scenario {
+        "scaling" => {
+            figs.push(main(m(Metric::Throughput)));
+            figs.push(main(m(Metric::P99)));
+            figs.push(at_key_conns(ctx, scenario, work, m(Metric::PssPerConn)));
+            figs.push(at_key_conns(ctx, scenario, work, m(Metric::CpuPerRequest)));
+            figs.push(at_key_conns(ctx, scenario, work, m(Metric::CtxPerRequest)));
+            figs.push(spectrum(ctx, scenario, work));
+        }
+        "churn" => {
+            // A load generator that did not time connects still reports requests/s.
+            let has = |metric| ctx.groups(scenario, work).any(|g| g.get(metric).is_some());
+            let rate = if has(Metric::ConnectsPerS) {
+                Metric::ConnectsPerS
+            } else {
+                Metric::Throughput
+            };
+            let latency = if has(Metric::ConnectP50) {
+                Metric::ConnectP50
+            } else {
+                Metric::P50
+            };
+            figs.push(at_key_conns(ctx, scenario, work, m(rate)));
+            figs.push(at_key_conns(ctx, scenario, work, m(latency)));
+        }
+        "slow" => {
+            figs.push(at_key_conns(
+                ctx,
+                scenario,
+                work,
+                extra_or("normal_p99_us", Metric::P99),
+            ));
+            figs.push(at_key_conns(
+                ctx,
+                scenario,
+                work,
+                extra_or("normal_throughput_rps", Metric::Throughput),
+            ));
+        }
+        "chaos" => {
+            figs.push(at_key_conns(
+                ctx,
+                scenario,
+                work,
+                Target::Extra("other_clients_lost".into()),
+            ));
+            figs.push(survival(ctx, scenario, work));
+        }
+        _ => {
+            let mut throughput = main(m(Metric::Throughput));
+            if scenario == "cpu" && !ctx.multicore() {
+                if let Some(f) = &mut throughput {
+                    f.sentences.push(single_core_note(ctx));
+                }
+            }
+            figs.push(throughput);
+            figs.push(main(m(Metric::P99)));
+            // Known scenarios chart the extras they teach from (above); a scenario
+            // the report does not know gets a chart for each of its extras.
+            if lessons::intro(scenario).is_none() {
+                for name in extras_in(ctx, scenario, work) {
+                    figs.push(at_key_conns(ctx, scenario, work, Target::Extra(name)));
+                }
+            }
+        }
+    }
+    figs.into_iter().flatten().collect()
+}
+
+fn extras_in(ctx: &Ctx, scenario: &str, work: &str) -> Vec<String> {
+    let mut names: Vec<String> = ctx
+        .groups(scenario, work)
+        .flat_map(|g| g.extra.keys().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn single_core_note(ctx: &Ctx) -> String {
+    let how = match ctx.results.run.server_cpu {
+        Some(cpu) => format!("the server was pinned to CPU {cpu}"),
+        None => "the machine has one CPU".to_string(),
+    };
+    format!(
+        "In this run {how}, so no model could spread CPU-bound work over several cores: \
+         differences here come from scheduling, not parallelism."
+    )
+}
+
+/// A line per model over connection counts (log x).
+fn vs_conns(ctx: &Ctx, scenario: &str, work: &str, target: Target) -> Option<Figure> {
+    let q = target.quantity();
+    let series: Vec<Series> = ctx
+        .summary
+        .models
+        .iter()
+        .filter_map(|model| {
+            let points: Vec<(f64, Range)> = ctx
+                .groups(scenario, work)
+                .filter(|g| &g.model == model)
+                .filter_map(|g| Some((g.conns as f64, shown(target.get(g)?, q.unit))))
+                .collect();
+            (!points.is_empty()).then(|| Series {
+                model: model.clone(),
+                points,
+            })
+        })
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    let conns = ctx.summary.conns_in(scenario);
+    let key = ctx.key_conns(scenario, work, &target)?;
+    let mut sentences = Vec::new();
+    let smallest = conns.first().copied().filter(|&c| c != key);
+    if let Some(c) = smallest.filter(|_| target.higher_is_better()) {
+        sentences.extend(extremes_at(ctx, scenario, work, &target, c));
+    }
+    sentences.extend(extremes_at(ctx, scenario, work, &target, key));
+    sentences.extend(pairs_at(ctx, scenario, work, &target, key));
+    if matches!(q.unit, Unit::Micros | Unit::Rate) {
+        sentences.extend(unanswered_at(ctx, scenario, work, key));
+    }
+    let log_y = q.unit == Unit::Micros;
+    Some(Figure {
+        file: format!("{}-{}", slug(scenario), slug(target.key())),
+        title: format!("{scenario}: {} vs connections", q.words.noun),
+        x_label: "concurrent connections (log scale)".to_string(),
+        y_label: axis_label(&q.words, log_y),
+        plot: Plot::Lines {
+            series,
+            x: XAxis::Conns(conns),
+            log_y,
+        },
+        sentences,
+    })
+}
+
+/// A bar per model at the scenario's key connection count.
+fn at_key_conns(ctx: &Ctx, scenario: &str, work: &str, target: Target) -> Option<Figure> {
+    let conns = ctx.key_conns(scenario, work, &target)?;
+    let q = target.quantity();
+    let bars: Vec<Bar> = entries_at(ctx, scenario, work, &target, conns)
+        .into_iter()
+        .map(|e| Bar {
+            model: e.model.to_string(),
+            range: shown(e.range, q.unit),
+        })
+        .collect();
+    let mut sentences = Vec::new();
+    sentences.extend(extremes_at(ctx, scenario, work, &target, conns));
+    sentences.extend(pairs_at(ctx, scenario, work, &target, conns));
+    sentences.extend(missing_at(ctx, scenario, work, &target, conns));
+    if matches!(q.unit, Unit::Micros | Unit::Rate) {
+        sentences.extend(unanswered_at(ctx, scenario, work, conns));
+    }
+    let log_y = q.unit == Unit::Micros && wide(bars.iter().map(|b| &b.range));
+    Some(Figure {
+        file: format!("{}-{}", slug(scenario), slug(target.key())),
+        title: format!("{scenario}: {} at {}", q.words.noun, format::conns(conns)),
+        x_label: "model".to_string(),
+        y_label: axis_label(&q.words, log_y),
+        plot: Plot::Bars { bars, log_y },
+        sentences,
+    })
+}
+
+/// The latency percentiles of every model at the key connection count.
+fn spectrum(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
+    let tail = Target::Metric(Metric::P9999);
+    let conns = ctx.key_conns(scenario, work, &tail)?;
+    let series: Vec<Series> = ctx
+        .summary
+        .models
+        .iter()
+        .filter_map(|model| {
+            let g = ctx.group(model, scenario, work, conns)?;
+            let points: Vec<(f64, Range)> = Metric::SPECTRUM
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (m, _))| Some((i as f64, *g.get(*m)?)))
+                .collect();
+            (!points.is_empty()).then(|| Series {
+                model: model.clone(),
+                points,
+            })
+        })
+        .collect();
+    if series.is_empty() {
+        return None;
+    }
+    let mut sentences: Vec<String> = extremes_at(ctx, scenario, work, &tail, conns)
+        .into_iter()
+        .collect();
+    sentences.extend(tail_growth(ctx, scenario, work, conns));
+    sentences.extend(unanswered_at(ctx, scenario, work, conns));
+    Some(Figure {
+        file: format!("{}-latency-spectrum", slug(scenario)),
+        title: format!(
+            "{scenario}: latency percentiles at {}",
+            format::conns(conns)
+        ),
+        x_label: "percentile".to_string(),
+        y_label: "latency (µs, log scale)".to_string(),
+        plot: Plot::Lines {
+            series,
+            x: XAxis::Categories(
+                Metric::SPECTRUM
+                    .iter()
+                    .map(|(_, l)| l.to_string())
+                    .collect(),
+            ),
+            log_y: true,
+        },
+        sentences,
+    })
+}
+
+/// "The tail grows most for X (p99.99 is N× its p50) and least for Y (M×)."
+fn tail_growth(ctx: &Ctx, scenario: &str, work: &str, conns: usize) -> Option<String> {
+    let growth: Vec<(&str, f64)> = ctx
+        .summary
+        .models
+        .iter()
+        .filter_map(|m| {
+            let g = ctx.group(m, scenario, work, conns)?;
+            let (p50, tail) = (g.get(Metric::P50)?.median, g.get(Metric::P9999)?.median);
+            (p50 > 0.0).then_some((m.as_str(), tail / p50))
+        })
+        .collect();
+    if growth.len() < 2 {
+        return None;
+    }
+    let most = growth.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let least = growth.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some(format!(
+        "Comparing medians, the tail grows most for {} (p99.99 is {:.1}× its p50) and least \
+         for {} ({:.1}×): a long tail means some requests waited behind others, for a \
+         scheduler turn, a busy loop or a free worker.",
+        most.0, most.1, least.0, least.1
+    ))
+}
+
+/// Which models survived the crash, from the 0/1 `server_survived` extra.
+fn survival(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
+    let target = Target::Extra("server_survived".to_string());
+    let conns = ctx.key_conns(scenario, work, &target)?;
+    let entries = entries_at(ctx, scenario, work, &target, conns);
+    let bars: Vec<Bar> = entries
+        .iter()
+        .map(|e| Bar {
+            model: e.model.to_string(),
+            range: Range::exact(e.range.mean),
+        })
+        .collect();
+    let names = |keep: &dyn Fn(&Range) -> bool| -> Vec<&str> {
+        entries
+            .iter()
+            .filter(|e| keep(&e.range))
+            .map(|e| e.model)
+            .collect()
+    };
+    let always = names(&|r| r.min >= 1.0);
+    let never = names(&|r| r.max <= 0.0);
+    let sometimes = names(&|r| r.min < 1.0 && r.max > 0.0);
+    let mut parts = Vec::new();
+    if !always.is_empty() {
+        parts.push(format!("in every repeat under {}", compare::list(&always)));
+    }
+    if !never.is_empty() {
+        parts.push(format!("in none under {}", compare::list(&never)));
+    }
+    if !sometimes.is_empty() {
+        parts.push(format!(
+            "in some repeats only under {}",
+            compare::list(&sometimes)
+        ));
+    }
+    let mut sentences = vec![format!(
+        "The server survived the crash {}.",
+        parts.join("; ")
+    )];
+    if always.contains(&"fork") && never.contains(&"thread") {
+        sentences.push(format!(
+            "fork survived and thread did not because {}; {}.",
+            lessons::PARENT_SAFE,
+            lessons::CRASH
+        ));
+    }
+    Some(Figure {
+        file: format!("{}-server-survived", slug(scenario)),
+        title: format!("{scenario}: share of repeats the server survived"),
+        x_label: "model".to_string(),
+        y_label: "repeats survived (share, 0–1)".to_string(),
+        plot: Plot::Bars { bars, log_y: false },
+        sentences,
+    })
+}
+
+/// Every model's range of `target` at `conns`, in model order.
+fn entries_at<'c>(
+    ctx: &'c Ctx,
+    scenario: &str,
+    work: &str,
+    target: &Target,
+    conns: usize,
+) -> Vec<Entry<'c>> {
+    ctx.summary
+        .models
+        .iter()
+        .filter_map(|m| {
+            let range = target.get(ctx.group(m, scenario, work, conns)?)?;
+            Some(Entry {
+                model: m.as_str(),
+                range,
+            })
+        })
+        .collect()
+}
+
+fn context(conns: usize) -> String {
+    format!("At {}", format::conns(conns))
+}
+
+fn extremes_at(
+    ctx: &Ctx,
+    scenario: &str,
+    work: &str,
+    target: &Target,
+    conns: usize,
+) -> Option<String> {
+    let entries = entries_at(ctx, scenario, work, target, conns);
+    compare::extremes(&target.quantity(), &context(conns), &entries)
+}
+
+/// The design's predicted pairs that both ran, compared by the overlap rule.
+fn pairs_at(ctx: &Ctx, scenario: &str, work: &str, target: &Target, conns: usize) -> Vec<String> {
+    let entries = entries_at(ctx, scenario, work, target, conns);
+    let find = |m: &str| entries.iter().find(|e| e.model == m).copied();
+    let expected: Vec<Expect> = lessons::expectations(scenario, target.key(), ctx.multicore());
+    expected
+        .iter()
+        .filter_map(|e| Some((find(e.lower)?, find(e.higher)?, e)))
+        .take(MAX_PAIRS)
+        .map(|(lower, higher, e)| {
+            compare::pair(&target.quantity(), &context(conns), lower, higher, Some(e))
+        })
+        .collect()
+}
+
+/// Models that ran at `conns` but yielded no value (every repeat failed).
+fn missing_at(
+    ctx: &Ctx,
+    scenario: &str,
+    work: &str,
+    target: &Target,
+    conns: usize,
+) -> Option<String> {
+    let missing: Vec<&str> = ctx
+        .groups(scenario, work)
+        .filter(|g| g.conns == conns && target.get(g).is_none() && g.failed > 0)
+        .map(|g| g.model.as_str())
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "No data for {} at {}: every repeat failed (see Failed cells).",
+            compare::list(&missing),
+            format::conns(conns)
+        )
+    })
+}
+
+/// Charts show bytes in KiB, as their axis label and the tables say; sentences
+/// keep the bytes and pick their own unit.
+fn shown(r: Range, unit: Unit) -> Range {
+    if unit != Unit::Bytes {
+        return r;
+    }
+    let k = 1024.0;
+    Range {
+        median: r.median / k,
+        min: r.min / k,
+        max: r.max / k,
+        mean: r.mean / k,
+        n: r.n,
+    }
+}
+
+/// Models that left requests unanswered at `conns`: their latency and throughput
+/// describe only the clients they served, which a reader must know before
+/// comparing them. Not said in chaos, where lost clients are the point.
+fn unanswered_at(ctx: &Ctx, scenario: &str, work: &str, conns: usize) -> Option<String> {
+    if scenario == "chaos" {
+        return None;
+    }
+    let with_errors: Vec<(&str, f64)> = ctx
+        .summary
+        .models
+        .iter()
+        .filter_map(|m| {
+            let errors = ctx
+                .group(m, scenario, work, conns)?
+                .get(Metric::Errors)?
+                .median;
+            (errors > 0.0).then_some((m.as_str(), errors))
+        })
+        .collect();
+    if with_errors.is_empty() {
+        return None;
+    }
+    let names: Vec<&str> = with_errors.iter().map(|(m, _)| *m).collect();
+    let lo = with_errors
+        .iter()
+        .map(|(_, e)| *e)
+        .fold(f64::INFINITY, f64::min);
+    let hi = with_errors.iter().map(|(_, e)| *e).fold(0.0, f64::max);
+    let count = if lo == hi {
+        format::num(lo)
+    } else {
+        format!("{} to {}", format::num(lo), format::num(hi))
+    };
+    Some(format!(
+        "Mind the errors column: at {} {} left requests unanswered (a median of {count} \
+         errors per run), so {} numbers describe only the clients {} served.",
+        format::conns(conns),
+        compare::list(&names),
+        if names.len() == 1 { "its" } else { "their" },
+        if names.len() == 1 { "it" } else { "they" },
+    ))
+}
+
+fn wide<'r>(ranges: impl Iterator<Item = &'r Range>) -> bool {
+    let (lo, hi) = ranges.fold((f64::INFINITY, 0.0f64), |(lo, hi), r| {
+        (lo.min(r.min), hi.max(r.max))
+    });
+    lo > 0.0 && hi / lo > LOG_AXIS_SPREAD
+}
+
+/// `p99 latency (µs)` -> `p99 latency (µs, log scale)` on a log axis.
+fn axis_label(words: &Words, log: bool) -> String {
+    match (log, words.axis.strip_suffix(')')) {
+        (false, _) => words.axis.to_string(),
+        (true, Some(open)) => format!("{open}, log scale)"),
+        (true, None) => format!("{} (log scale)", words.axis),
+    }
+}
+
+/// A file-name-safe form of a scenario, metric or work name.
+pub fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .replace('_', "-")
+}

@@ -1,0 +1,169 @@
+//! results.json -> report.md, results.csv and SVG charts.
+//!
+//! `socklab compare` measures; this crate only reads what it wrote, so a report
+//! can be rebuilt, restyled or corrected from a run directory alone
+//! (`socklab report DIR`) without measuring again.
+//!
+//! # Layout
+//!
+//! - [`schema`]: the versioned results format `socklab compare` writes and this
+//!   crate reads, with per-cell derived figures (CPU µs per request, PSS per
+//!   connection) computed in one place.
+//! - [`aggregate`]: repeats -> median with min–max per model x scenario x
+//!   connections; failed cells kept aside with their reasons.
+//! - [`compare`]: the overlap rule and every sentence that ranks two models. A
+//!   claim is printed only when the min–max ranges are apart; otherwise "no
+//!   measurable difference here".
+//! - [`lessons`]: what each scenario tests and what each design predicts, in words.
+//! - [`figures`]: which charts each scenario gets and the sentences under them;
+//!   [`counted`]: the same for syscalls, context switches and instructions.
+//! - [`charts`]: figures -> SVG (plotters, no system fonts needed).
+//! - [`markdown`]: the report page; [`csv`](mod@csv): one flat row per cell.
+//! - [`format`](mod@format): numbers as the report prints them.
+//!
+//! # Example
+//!
+//! ```no_run
+//! let dir = std::path::Path::new("results/2025-01-01-host");
+//! let results = socklab_report::load(dir)?;
+//! let written = socklab_report::write_all(&results, dir)?;
+//! println!("wrote {}", written.report.display());
+//! # Ok::<(), socklab_report::ReportError>(())
+//! ```
+
+pub mod aggregate;
+pub mod charts;
+pub mod compare;
+pub mod counted;
+pub mod csv;
+pub mod figures;
+pub mod format;
+pub mod lessons;
+pub mod markdown;
+pub mod schema;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use aggregate::Summary;
+use figures::Ctx;
+use schema::{Results, SCHEMA};
+
+/// File names inside a run directory.
+pub const RESULTS_FILE: &str = "results.json";
+pub const REPORT_FILE: &str = "report.md";
+pub const CSV_FILE: &str = "results.csv";
+pub const CHARTS_DIR: &str = "charts";
+
+/// What can go wrong turning a run directory into a report. Each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{} is not a socklab results file: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{} has schema {found:?}; this socklab reads {expected:?}", path.display())]
+    Schema {
+        path: PathBuf,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot serialize results: {0}")]
+    Serialize(serde_json::Error),
+    #[error("cannot draw chart {}: {message}", path.display())]
+    Chart { path: PathBuf, message: String },
+}
+
+/// The files [`write_all`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    pub report: PathBuf,
+    pub csv: PathBuf,
+    pub charts: Vec<PathBuf>,
+}
+
+/// Reads `dir/results.json` and checks that it is the schema this crate reads.
+pub fn load(dir: &Path) -> Result<Results, ReportError> {
+    let path = dir.join(RESULTS_FILE);
+    let text = fs::read_to_string(&path).map_err(|source| ReportError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    // Check the schema before the full parse: an old or foreign file should say
+    // "wrong schema", not "missing field".
+    #[derive(serde::Deserialize)]
+    struct Header {
+        schema: String,
+    }
+    let header: Header = serde_json::from_str(&text).map_err(|source| ReportError::Parse {
+        path: path.clone(),
+        source,
+    })?;
+    if header.schema != SCHEMA {
+        return Err(ReportError::Schema {
+            path,
+            found: header.schema,
+            expected: SCHEMA,
+        });
+    }
+    serde_json::from_str(&text).map_err(|source| ReportError::Parse { path, source })
+}
+
+/// Writes `dir/results.json` (pretty-printed, so a diff between runs reads well).
+pub fn write_results(results: &Results, dir: &Path) -> Result<PathBuf, ReportError> {
+    let path = dir.join(RESULTS_FILE);
+    let mut text = serde_json::to_string_pretty(results).map_err(ReportError::Serialize)?;
+    text.push('\n');
+    write(&path, &text)?;
+    Ok(path)
+}
+
+/// Writes `dir/report.md`, `dir/results.csv` and `dir/charts/*.svg`.
+pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> {
+    let summary = Summary::from_results(results);
+    let ctx = Ctx {
+        results,
+        summary: &summary,
+    };
+    let sections = markdown::plan(&ctx);
+
+    let charts_dir = dir.join(CHARTS_DIR);
+    fs::create_dir_all(&charts_dir).map_err(|source| ReportError::Write {
+        path: charts_dir.clone(),
+        source,
+    })?;
+    let palette = charts::Palette::new(&summary.models);
+    let mut charts = Vec::new();
+    for fig in sections.iter().flat_map(|s| &s.figures) {
+        let path = charts_dir.join(&fig.file);
+        let svg = charts::render(fig, &palette).map_err(|message| ReportError::Chart {
+            path: path.clone(),
+            message,
+        })?;
+        write(&path, &svg)?;
+        charts.push(path);
+    }
+
+    let report = dir.join(REPORT_FILE);
+    write(&report, &markdown::render(&ctx, &sections))?;
+    let csv = dir.join(CSV_FILE);
+    write(&csv, &csv::render(results))?;
+    Ok(Written {
+        report,
+        csv,
+        charts,
+    })
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ReportError> {
+    fs::write(path, text).map_err(|source| ReportError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}

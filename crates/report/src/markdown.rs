@@ -1,0 +1,574 @@
+//! The report page: context first (machine, command, floor), then one section
+//! per scenario with a table, charts and computed sentences, then counted
+//! metrics, failures and links to the raw data.
+//!
+//! Tables follow Stevens' table of server designs (UNP, ch. 30): a row per
+//! design, a column per cost, but every timed number is `median [min–max]` over
+//! the repeats so a reader sees the noise next to the value.
+
+use std::fmt::Write as _;
+
+use crate::aggregate::{Group, Metric, Range, Unit, LOADGEN_BUSY};
+use crate::compare::NO_DIFFERENCE;
+use crate::figures::{self, Ctx, Figure, Target};
+use crate::format;
+use crate::lessons;
+use crate::schema::Counted;
+use crate::{CHARTS_DIR, CSV_FILE, RESULTS_FILE};
+
+const MISSING: &str = "—";
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+/// Syscalls named per model in the counted table.
+const TOP_SYSCALLS: usize = 4;
+
+/// One part of the report that carries charts: a scenario, or the counted metrics.
+pub struct Section {
+    /// `None` for the counted-metrics section.
+    pub scenario: Option<String>,
+    pub figures: Vec<Figure>,
+}
+
+/// Plans every section's figures; [`crate::write_all`] draws them and [`render`]
+/// links them.
+pub fn plan(ctx: &Ctx) -> Vec<Section> {
+    let mut sections: Vec<Section> = ctx
+        .summary
+        .scenarios
+        .iter()
+        .map(|s| Section {
+            scenario: Some(s.clone()),
+            figures: figures::for_scenario(ctx, s),
+        })
+        .collect();
+    sections.push(Section {
+        scenario: None,
+        figures: crate::counted::figures(ctx),
+    });
+    sections
+}
+
+pub fn render(ctx: &Ctx, sections: &[Section]) -> String {
+    let mut md = String::new();
+    header(&mut md, ctx);
+    machine(&mut md, ctx);
+    run(&mut md, ctx);
+    reading(&mut md);
+    floor_and_loadgen(&mut md, ctx);
+    for section in sections {
+        match &section.scenario {
+            Some(s) => scenario(&mut md, ctx, s, &section.figures),
+            None => counted(&mut md, ctx, &section.figures),
+        }
+    }
+    failures(&mut md, ctx);
+    raw_data(&mut md, ctx);
+    md
+}
+
+fn header(md: &mut String, ctx: &Ctx) {
+    let r = ctx.results;
+    let _ = writeln!(md, "# socklab report: {}\n", r.machine.hostname);
+    let _ = writeln!(
+        md,
+        "The same uppercase-echo service under {} server models ({}), loaded identically. \
+         Run started {} and finished {}. Every number below comes from `{RESULTS_FILE}` in \
+         this directory; `socklab report` rebuilds this page from it.\n",
+        ctx.summary.models.len(),
+        ctx.summary.models.join(", "),
+        or_unknown(&r.run.started),
+        or_unknown(&r.run.finished),
+    );
+}
+
+fn or_unknown(s: &str) -> &str {
+    if s.is_empty() {
+        "(not recorded)"
+    } else {
+        s
+    }
+}
+
+fn machine(md: &mut String, ctx: &Ctx) {
+    let m = &ctx.results.machine;
+    let _ = writeln!(md, "## The machine\n\n| | |\n|---|---|");
+    let rows = [
+        (
+            "CPU",
+            format!("{} ({} CPUs online)", or_unknown(&m.cpu_model), m.cpus),
+        ),
+        ("memory", format!("{:.1} GiB", m.memory_bytes as f64 / GIB)),
+        ("kernel", m.kernel.clone()),
+        ("OS", m.os.clone()),
+        ("rustc", m.rustc.clone()),
+        ("socklab", m.socklab_version.clone()),
+        ("hostname", m.hostname.clone()),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {} |", cell_text(or_unknown(&v)));
+    }
+    md.push('\n');
+}
+
+fn run(md: &mut String, ctx: &Ctx) {
+    let r = &ctx.results.run;
+    let _ = writeln!(md, "## How it was run\n\n```sh\n{}\n```\n", r.command);
+    let pinning = match (&r.server_cpu, &r.loadgen_cpus) {
+        (Some(s), Some(l)) => format!(
+            "server pinned to CPU {s}, load generator to CPU{} {}",
+            if l.len() == 1 { "" } else { "s" },
+            l.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        (Some(s), None) => format!("server pinned to CPU {s}, load generator not pinned"),
+        (None, Some(l)) => format!("server not pinned, load generator on CPUs {l:?}"),
+        (None, None) => "not pinned (fewer than two CPUs)".to_string(),
+    };
+    let _ = writeln!(md, "- mode: {}", or_unknown(&r.mode));
+    let _ = writeln!(md, "- pinning: {pinning}");
+    let _ = writeln!(
+        md,
+        "- repeats: {} per cell, interleaved across models",
+        r.repeats
+    );
+    let _ = writeln!(
+        md,
+        "- {} s measured per cell, after {} s of warm-up",
+        format::num(r.cell_seconds),
+        format::num(r.warmup_seconds)
+    );
+    let _ = writeln!(md, "- message size: {} bytes\n", r.message_bytes);
+}
+
+fn reading(md: &mut String) {
+    let _ = writeln!(
+        md,
+        "## How to read the numbers\n\n\
+         Timed figures are the median over the repeats with the min–max range in brackets: \
+         `95,000 [90,000–99,000]`. On a small machine repeats move by 20–30 %, so two models \
+         are ranked only when their ranges do not overlap; when they do, the report says \
+         \"{NO_DIFFERENCE}\". Sentences under the charts are computed from the data; a reason \
+         (\"because ...\") is given only when the measured direction is the one the design \
+         predicts. Counted metrics (syscalls, instructions) repeat exactly and are single \
+         numbers. `—` means not measured; `runs` counts repeats that produced numbers.\n"
+    );
+}
+
+fn floor_and_loadgen(md: &mut String, ctx: &Ctx) {
+    let _ = writeln!(md, "## The floor and the load generator\n");
+    match &ctx.results.floor {
+        Some(f) => {
+            let _ = write!(
+                md,
+                "The loopback floor, measured with `{}` ping-pong on the same machine: one round \
+                 trip takes {} at p50 and {} at p99. No server can answer faster than that. ",
+                f.tool,
+                format::with_unit(f.p50_round_trip_us, Unit::Micros),
+                format::with_unit(f.p99_round_trip_us, Unit::Micros)
+            );
+            if let Some(s) = at_floor(ctx, f.p50_round_trip_us) {
+                md.push_str(&s);
+            }
+            md.push_str("\n\n");
+        }
+        None => md.push_str(
+            "No loopback floor was measured (sockperf was not available), so latencies \
+             below cannot be set against the bare round-trip time.\n\n",
+        ),
+    }
+    let busy: Vec<_> = ctx
+        .results
+        .cells
+        .iter()
+        .filter(|c| c.is_ok())
+        .filter_map(|c| Some((c, c.load.as_ref()?.loadgen_cpu_util)))
+        .filter(|(_, u)| *u > LOADGEN_BUSY)
+        .collect();
+    let max_util = ctx
+        .results
+        .cells
+        .iter()
+        .filter(|c| c.is_ok())
+        .filter_map(|c| Some(c.load.as_ref()?.loadgen_cpu_util))
+        .fold(None, |m: Option<f64>, u| Some(m.map_or(u, |m| m.max(u))));
+    let threshold = format::with_unit(LOADGEN_BUSY, Unit::Share);
+    match (busy.is_empty(), max_util) {
+        (_, None) => md.push_str("The load generator reported no CPU use.\n\n"),
+        (true, Some(u)) => {
+            let _ = writeln!(
+                md,
+                "The load generator used at most {} of its CPUs in any cell, below the {threshold} \
+                 mark: it was not the bottleneck.\n",
+                format::with_unit(u, Unit::Share)
+            );
+        }
+        (false, Some(_)) => {
+            let _ = writeln!(
+                md,
+                "In {} cell{} the load generator used more than {threshold} of its CPUs, so it may \
+                 have been the bottleneck there: their throughput is marked † in the tables and \
+                 measures the client as much as the server.\n\n\
+                 | model | scenario | conns | repeat | loadgen CPU |\n|---|---|---:|---:|---:|",
+                busy.len(),
+                if busy.len() == 1 { "" } else { "s" }
+            );
+            for (c, u) in &busy {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} |",
+                    c.model,
+                    c.scenario,
+                    c.conns,
+                    c.repeat,
+                    format::with_unit(*u, Unit::Share)
+                );
+            }
+            md.push('\n');
+        }
+    }
+}
+
+/// How close the one-connection p50s came to the floor.
+fn at_floor(ctx: &Ctx, floor_us: f64) -> Option<String> {
+    let scenario = "scaling";
+    let conns = *ctx.summary.conns_in(scenario).first()?;
+    let p50: Vec<(&str, f64)> = ctx
+        .summary
+        .in_scenario(scenario)
+        .filter(|g| g.conns == conns)
+        .filter_map(|g| Some((g.model.as_str(), g.get(Metric::P50)?.median)))
+        .collect();
+    let lo = p50.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let hi = p50.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    if floor_us <= 0.0 {
+        return None;
+    }
+    if format::num(lo.1) == format::num(hi.1) {
+        return Some(format!(
+            "With {} in the scaling scenario, every model's median p50 was {}: {:.1}× the floor.",
+            format::conns(conns),
+            format::with_unit(lo.1, Unit::Micros),
+            lo.1 / floor_us
+        ));
+    }
+    Some(format!(
+        "With {} in the scaling scenario, the models' median p50 ranged from {} ({}) to {} ({}): \
+         {:.1}–{:.1}× the floor.",
+        format::conns(conns),
+        format::with_unit(lo.1, Unit::Micros),
+        lo.0,
+        format::with_unit(hi.1, Unit::Micros),
+        hi.0,
+        lo.1 / floor_us,
+        hi.1 / floor_us
+    ))
+}
+
+/// The metric columns a scenario's table offers, before dropping empty ones.
+fn metric_columns(scenario: &str) -> &'static [Metric] {
+    match scenario {
+        "churn" => &[
+            Metric::ConnectsPerS,
+            Metric::ConnectP50,
+            Metric::ConnectP99,
+            Metric::Throughput,
+            Metric::CpuPerRequest,
+            Metric::CtxPerRequest,
+            Metric::Processes,
+            Metric::Errors,
+        ],
+        _ => &[
+            Metric::Throughput,
+            Metric::P50,
+            Metric::P99,
+            Metric::Max,
+            Metric::CpuPerRequest,
+            Metric::CtxPerRequest,
+            Metric::PssPerConn,
+            Metric::Processes,
+            Metric::Threads,
+            Metric::Errors,
+        ],
+    }
+}
+
+/// The columns of a scenario's table: its metrics that some group measured, then
+/// every extra any group recorded.
+pub fn columns(ctx: &Ctx, scenario: &str) -> Vec<Target> {
+    let groups: Vec<&Group> = ctx.summary.in_scenario(scenario).collect();
+    let mut cols: Vec<Target> = metric_columns(scenario)
+        .iter()
+        .filter(|m| groups.iter().any(|g| g.get(**m).is_some()))
+        .map(|m| Target::Metric(*m))
+        .collect();
+    let mut extras: Vec<&String> = groups.iter().flat_map(|g| g.extra.keys()).collect();
+    extras.sort();
+    extras.dedup();
+    cols.extend(extras.into_iter().map(|e| Target::Extra(e.clone())));
+    cols
+}
+
+fn scenario(md: &mut String, ctx: &Ctx, scenario: &str, figs: &[Figure]) {
+    let _ = writeln!(md, "## Scenario: {scenario}\n");
+    match lessons::intro(scenario) {
+        Some(text) => {
+            let _ = writeln!(md, "{text}\n");
+        }
+        None => {
+            let _ = writeln!(
+                md,
+                "A scenario this version of the report has no description for; its numbers \
+                 are shown as recorded.\n"
+            );
+        }
+    }
+    let works = ctx.summary.works_in(scenario);
+    let conns = ctx.summary.conns_in(scenario);
+    let _ = writeln!(
+        md,
+        "Server work per request: {}. Connections: {}.\n",
+        works
+            .iter()
+            .map(|w| format!("`{w}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        conns
+            .iter()
+            .map(|c| format::num(*c as f64))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    table(md, ctx, scenario, works.len() > 1);
+    for fig in figs {
+        figure(md, fig);
+    }
+}
+
+fn table(md: &mut String, ctx: &Ctx, scenario: &str, show_work: bool) {
+    let cols = columns(ctx, scenario);
+    let mut head = vec!["model".to_string(), "conns".to_string()];
+    if show_work {
+        head.push("work".to_string());
+    }
+    head.push("runs".to_string());
+    head.extend(cols.iter().map(|c| c.quantity().words.header.into_owned()));
+    let _ = writeln!(md, "| {} |", head.join(" | "));
+    let align: Vec<&str> = head
+        .iter()
+        .enumerate()
+        .map(|(i, _)| {
+            if i == 0 || (show_work && i == 2) {
+                "---"
+            } else {
+                "---:"
+            }
+        })
+        .collect();
+    let _ = writeln!(md, "|{}|", align.join("|"));
+    let mut busy = false;
+    for g in ctx.summary.in_scenario(scenario) {
+        let mut row = vec![g.model.clone(), format::num(g.conns as f64)];
+        if show_work {
+            row.push(format!("`{}`", g.work));
+        }
+        row.push(format!("{}/{}", g.ok, g.ok + g.failed));
+        for c in &cols {
+            let mut v = value(g, c);
+            if g.loadgen_busy && *c == Target::Metric(Metric::Throughput) && v != MISSING {
+                v.push_str(" †");
+                busy = true;
+            }
+            row.push(v);
+        }
+        let _ = writeln!(md, "| {} |", row.join(" | "));
+    }
+    md.push('\n');
+    let mut notes: Vec<String> = cols
+        .iter()
+        .filter_map(|c| match c {
+            Target::Extra(name) => Some(format!(
+                "{}: {}.",
+                lessons::extra_info(name).words.header,
+                lessons::extra_info(name).explain
+            )),
+            Target::Metric(_) => None,
+        })
+        .collect();
+    if busy {
+        notes.push(format!(
+            "†: in at least one repeat the load generator used more than {} of its CPUs.",
+            format::with_unit(LOADGEN_BUSY, Unit::Share)
+        ));
+    }
+    if cols.contains(&Target::Metric(Metric::PssPerConn)) {
+        notes.push(
+            "PSS/conn: (PSS at peak − PSS of the idle server) / connections, whole process \
+             tree; PSS splits a shared page between the processes that map it."
+                .to_string(),
+        );
+    }
+    for n in notes {
+        let _ = writeln!(md, "- {n}");
+    }
+    md.push('\n');
+}
+
+/// One table cell: a range, a flag count, or `—`.
+pub fn value(g: &Group, col: &Target) -> String {
+    let Some(r) = col.get(g) else {
+        return MISSING.to_string();
+    };
+    match col {
+        Target::Extra(name) if lessons::extra_info(name).flag => flag(&r),
+        _ => format::range(&r, col.quantity().unit),
+    }
+}
+
+/// `2/3`: repeats in which a 0/1 flag was 1.
+fn flag(r: &Range) -> String {
+    format!("{}/{}", (r.mean * r.n as f64).round() as u64, r.n)
+}
+
+fn figure(md: &mut String, fig: &Figure) {
+    let _ = writeln!(md, "![{}]({CHARTS_DIR}/{})\n", fig.title, fig.file);
+    if !fig.sentences.is_empty() {
+        let _ = writeln!(md, "{}\n", fig.sentences.join(" "));
+    }
+}
+
+fn counted(md: &mut String, ctx: &Ctx, figs: &[Figure]) {
+    let _ = writeln!(md, "## Counted metrics\n\n{}\n", lessons::COUNTED_INTRO);
+    let rows: Vec<&Counted> = ctx
+        .summary
+        .models
+        .iter()
+        .filter_map(|m| ctx.results.counted.iter().find(|c| &c.model == m))
+        .collect();
+    if rows.is_empty() {
+        md.push_str("No counted pass ran in this run (strace, valgrind or the counted mode were not available).\n\n");
+        return;
+    }
+    md.push_str(
+        "| model | requests | conns | syscalls/req | top syscalls (calls/req) | ctx switches/req | instructions/req |\n\
+         |---|---:|---:|---:|---|---:|---:|\n",
+    );
+    let opt = |v: Option<f64>| v.map(format::sig3).unwrap_or_else(|| MISSING.to_string());
+    for c in &rows {
+        let top: Vec<String> = c
+            .top_syscalls(TOP_SYSCALLS)
+            .iter()
+            .map(|(name, n)| format!("`{name}` {}", format::sig3(*n)))
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            c.model,
+            format::num(c.requests as f64),
+            format::num(c.conns as f64),
+            opt(c.syscalls_per_request()),
+            if top.is_empty() {
+                MISSING.to_string()
+            } else {
+                top.join(", ")
+            },
+            opt(c.ctx_per_request()),
+            c.instructions_per_request
+                .map(format::num)
+                .unwrap_or_else(|| MISSING.to_string()),
+        );
+    }
+    md.push('\n');
+    let notes: Vec<String> = rows
+        .iter()
+        .flat_map(|c| {
+            c.notes
+                .iter()
+                .map(move |n| format!("- {}: {}", c.model, cell_text(n)))
+        })
+        .collect();
+    if !notes.is_empty() {
+        let _ = writeln!(
+            md,
+            "Notes on missing or partial counts:\n\n{}\n",
+            notes.join("\n")
+        );
+    }
+    for fig in figs {
+        figure(md, fig);
+    }
+}
+
+fn failures(md: &mut String, ctx: &Ctx) {
+    let _ = writeln!(md, "## Failed cells\n");
+    if ctx.summary.failures.is_empty() {
+        md.push_str("None: every cell produced numbers.\n\n");
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "These cells produced no numbers and are left out of every median above; the run \
+         went on without them.\n\n\
+         | model | scenario | conns | repeat | work | reason |\n|---|---|---:|---:|---|---|"
+    );
+    for f in &ctx.summary.failures {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | `{}` | {} |",
+            f.model,
+            f.scenario,
+            format::num(f.conns as f64),
+            f.repeat,
+            f.work,
+            cell_text(&f.reason)
+        );
+    }
+    md.push('\n');
+}
+
+fn raw_data(md: &mut String, ctx: &Ctx) {
+    let _ = writeln!(
+        md,
+        "## Raw data\n\n\
+         - [`{RESULTS_FILE}`]({RESULTS_FILE}): everything measured, with the machine and command.\n\
+         - [`{CSV_FILE}`]({CSV_FILE}): one row per cell and repeat, for spreadsheets.\n"
+    );
+    let with_logs: Vec<&Group> = ctx
+        .summary
+        .groups
+        .iter()
+        .filter(|g| !g.hdr_logs.is_empty())
+        .collect();
+    if with_logs.is_empty() {
+        md.push_str("No HDR histogram logs were recorded.\n");
+        return;
+    }
+    let total: usize = with_logs.iter().map(|g| g.hdr_logs.len()).sum();
+    let _ = writeln!(
+        md,
+        "<details><summary>HDR histogram logs ({total} files): every latency of every cell, \
+         for HdrHistogram's plotter or <code>hdrhistogram</code> tools</summary>\n"
+    );
+    for g in with_logs {
+        let links: Vec<String> = g
+            .hdr_logs
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("[{}]({p})", i + 1))
+            .collect();
+        let _ = writeln!(
+            md,
+            "- {} / {} / {}: {}",
+            g.scenario,
+            g.model,
+            format::conns(g.conns),
+            links.join(" ")
+        );
+    }
+    md.push_str("\n</details>\n");
+}
+
+/// Text safe inside a table cell: no pipes or line breaks.
+fn cell_text(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+}

@@ -1,0 +1,316 @@
+//! The results format: everything one `socklab compare` run measured, with its
+//! context (machine, command, pinning), so a report can be rebuilt from it alone.
+//!
+//! Every number in a report comes from a field here, measured in that run.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Written into [`Results::schema`]; bumped on any incompatible change.
+pub const SCHEMA: &str = "socklab-compare/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Results {
+    pub schema: String,
+    pub machine: Machine,
+    pub run: RunInfo,
+    /// Timed cells: one per model x scenario x connection count x repeat.
+    pub cells: Vec<Cell>,
+    /// Counted metrics (syscalls, context switches, instructions) per model, from a
+    /// separate pass so tracing never distorts the timed cells.
+    #[serde(default)]
+    pub counted: Vec<Counted>,
+    /// The loopback floor: `sockperf ping-pong` p50 round trip, if sockperf ran.
+    #[serde(default)]
+    pub floor: Option<Floor>,
+}
+
+/// The machine a run came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Machine {
+    pub hostname: String,
+    pub cpu_model: String,
+    /// CPUs online.
+    pub cpus: usize,
+    pub memory_bytes: u64,
+    pub kernel: String,
+    pub os: String,
+    pub rustc: String,
+    pub socklab_version: String,
+}
+
+/// How the run was made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RunInfo {
+    /// The exact command line, to repeat the run.
+    pub command: String,
+    /// `quick` or `full`.
+    pub mode: String,
+    /// RFC 3339 UTC.
+    pub started: String,
+    pub finished: String,
+    /// CPU the server was pinned to, and the CPUs the load generator was given
+    /// (None: not pinned, fewer than two CPUs).
+    pub server_cpu: Option<usize>,
+    pub loadgen_cpus: Option<Vec<usize>>,
+    /// Timed repeats per cell (interleaved across models).
+    pub repeats: usize,
+    /// Measured seconds per timed cell (after warm-up).
+    pub cell_seconds: f64,
+    pub warmup_seconds: f64,
+    /// Message size in bytes.
+    pub message_bytes: usize,
+}
+
+/// One timed measurement: one model, one scenario, one connection count, one repeat.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Cell {
+    pub model: String,
+    /// `scaling`, `churn`, `cpu`, `sleep`, `slow`, `chaos`, `udp`.
+    pub scenario: String,
+    /// Concurrent connections the load generator held (for churn: in flight).
+    pub conns: usize,
+    pub repeat: usize,
+    /// The server's `--work` for this cell (`none`, `cpu:50us`, `sleep:2ms`).
+    pub work: String,
+    /// `ok` or `failed`.
+    pub status: String,
+    /// Why the cell failed (the run goes on).
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub load: Option<LoadSummary>,
+    #[serde(default)]
+    pub server: Option<ServerUsage>,
+    /// HdrHistogram interval log of this cell's latencies, relative to the run dir.
+    #[serde(default)]
+    pub hdr_log: Option<String>,
+    /// Scenario-specific figures, named (e.g. `slow_clients`, `other_clients_lost`,
+    /// `normal_p99_us`). Each is explained where the report uses it.
+    #[serde(default)]
+    pub extra: BTreeMap<String, f64>,
+}
+
+/// What the load generator measured in one cell.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct LoadSummary {
+    /// Requests answered and verified.
+    pub requests: u64,
+    pub duration_s: f64,
+    pub throughput_rps: f64,
+    pub bytes_per_s: f64,
+    /// Request latency (for open loop: from the intended send time).
+    pub latency_us: Percentiles,
+    pub errors: Errors,
+    /// The load generator's own CPU time (user + system), and that as a share of
+    /// the CPUs it was given: near 1.0 means it may have been the bottleneck.
+    pub loadgen_cpu_s: f64,
+    pub loadgen_cpu_util: f64,
+    /// Churn: connections completed per second, and connect latency.
+    #[serde(default)]
+    pub connects_per_s: Option<f64>,
+    #[serde(default)]
+    pub connect_latency_us: Option<Percentiles>,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub p9999: f64,
+    pub max: f64,
+    pub mean: f64,
+    pub stddev: f64,
+}
+
+/// Everything that went wrong, counted.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct Errors {
+    /// Replies that were not the uppercase of what was sent.
+    pub mismatches: u64,
+    pub resets: u64,
+    pub refused: u64,
+    pub timeouts: u64,
+    /// UDP datagrams whose reply never came.
+    pub lost: u64,
+    pub other: u64,
+}
+
+impl Errors {
+    /// Every counted error, whatever its kind.
+    pub fn total(&self) -> u64 {
+        self.mismatches + self.resets + self.refused + self.timeouts + self.lost + self.other
+    }
+}
+
+/// The server's whole process tree during the cell, sampled from /proc.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct ServerUsage {
+    /// CPU seconds spent during the cell by every process and thread of the
+    /// server, children included (live and reaped).
+    pub cpu_user_s: f64,
+    pub cpu_system_s: f64,
+    /// Context switches of every task during the cell.
+    pub voluntary_ctx: u64,
+    pub involuntary_ctx: u64,
+    /// Most processes and threads alive at once.
+    pub processes_max: u64,
+    pub threads_max: u64,
+    /// Largest RSS and PSS of the whole tree during the cell, and before the load
+    /// generator connected (the idle server): per-connection memory is
+    /// (max - idle) / conns.
+    pub rss_max_bytes: u64,
+    pub pss_max_bytes: u64,
+    pub rss_idle_bytes: u64,
+    pub pss_idle_bytes: u64,
+}
+
+/// Counted metrics for one model over a fixed number of requests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Counted {
+    pub model: String,
+    /// Requests in the counted pass (closed loop, fixed count).
+    pub requests: u64,
+    pub conns: usize,
+    /// `strace -f -c`: calls per syscall name over the pass, whole process tree.
+    #[serde(default)]
+    pub syscalls: BTreeMap<String, u64>,
+    /// Context switches of the whole tree over the pass (untraced).
+    #[serde(default)]
+    pub voluntary_ctx: Option<u64>,
+    #[serde(default)]
+    pub involuntary_ctx: Option<u64>,
+    /// User-space instructions per request (callgrind, marginal over two run lengths).
+    #[serde(default)]
+    pub instructions_per_request: Option<f64>,
+    /// Why a metric is missing (strace or valgrind not installed, model refused, ...).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl Counted {
+    /// All traced syscalls divided by the requests of the pass; `None` when strace
+    /// did not run (no syscalls recorded) or the pass made no requests.
+    pub fn syscalls_per_request(&self) -> Option<f64> {
+        if self.syscalls.is_empty() || self.requests == 0 {
+            return None;
+        }
+        Some(self.syscalls.values().sum::<u64>() as f64 / self.requests as f64)
+    }
+
+    /// Voluntary + involuntary context switches per request, when both were read.
+    pub fn ctx_per_request(&self) -> Option<f64> {
+        let total = self.voluntary_ctx? + self.involuntary_ctx?;
+        (self.requests > 0).then(|| total as f64 / self.requests as f64)
+    }
+
+    /// The `n` most frequent syscalls with their calls per request, most first.
+    pub fn top_syscalls(&self, n: usize) -> Vec<(&str, f64)> {
+        if self.requests == 0 {
+            return Vec::new();
+        }
+        let mut v: Vec<(&str, u64)> = self
+            .syscalls
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.into_iter()
+            .take(n)
+            .map(|(k, c)| (k, c as f64 / self.requests as f64))
+            .collect()
+    }
+}
+
+/// The loopback floor measured by sockperf.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Floor {
+    pub tool: String,
+    pub p50_round_trip_us: f64,
+    pub p99_round_trip_us: f64,
+}
+
+impl Results {
+    /// An empty run of the current schema: what `socklab compare` starts from.
+    pub fn new(machine: Machine, run: RunInfo) -> Self {
+        Results {
+            schema: SCHEMA.to_string(),
+            machine,
+            run,
+            cells: Vec::new(),
+            counted: Vec::new(),
+            floor: None,
+        }
+    }
+}
+
+/// The statuses [`Cell::status`] takes.
+pub const STATUS_OK: &str = "ok";
+pub const STATUS_FAILED: &str = "failed";
+
+impl Cell {
+    /// A cell whose numbers may enter a median: it says `ok` and carries what the
+    /// load generator measured. Anything else is reported as a failure.
+    pub fn is_ok(&self) -> bool {
+        self.status == STATUS_OK && self.load.is_some()
+    }
+
+    /// Why this cell is not usable, in words for the report; `None` when it is.
+    pub fn failure_reason(&self) -> Option<String> {
+        if self.is_ok() {
+            return None;
+        }
+        Some(match (&self.error, self.status.as_str()) {
+            (Some(e), _) => e.clone(),
+            (None, STATUS_OK) => "no load summary recorded".to_string(),
+            (None, status) => format!("status `{status}`, no reason recorded"),
+        })
+    }
+
+    /// Requests the load generator completed, if it measured any.
+    fn requests(&self) -> Option<u64> {
+        self.load.as_ref().map(|l| l.requests).filter(|&n| n > 0)
+    }
+
+    /// Server CPU time (user + system, whole process tree) per request, in µs.
+    /// Per request rather than per second so that a model that serves more
+    /// requests is not charged for being busier.
+    pub fn cpu_us_per_request(&self) -> Option<f64> {
+        let s = self.server.as_ref()?;
+        let n = self.requests()?;
+        Some((s.cpu_user_s + s.cpu_system_s) / n as f64 * 1e6)
+    }
+
+    /// Voluntary + involuntary context switches of the server tree per request.
+    pub fn ctx_per_request(&self) -> Option<f64> {
+        let s = self.server.as_ref()?;
+        let n = self.requests()?;
+        Some((s.voluntary_ctx + s.involuntary_ctx) as f64 / n as f64)
+    }
+
+    /// (PSS at peak - PSS idle) / connections: what one more connection costs in
+    /// memory, shared pages split fairly between the processes that map them.
+    /// `None` when PSS was not sampled (0) or there were no connections.
+    pub fn pss_per_conn_bytes(&self) -> Option<f64> {
+        let s = self.server.as_ref()?;
+        per_conn(s.pss_max_bytes, s.pss_idle_bytes, self.conns)
+    }
+
+    /// As [`Cell::pss_per_conn_bytes`] for RSS, which counts a shared page once in
+    /// every process: for forking models it overstates the cost.
+    pub fn rss_per_conn_bytes(&self) -> Option<f64> {
+        let s = self.server.as_ref()?;
+        per_conn(s.rss_max_bytes, s.rss_idle_bytes, self.conns)
+    }
+}
+
+fn per_conn(max: u64, idle: u64, conns: usize) -> Option<f64> {
+    if max == 0 || conns == 0 {
+        return None;
+    }
+    Some(max.saturating_sub(idle) as f64 / conns as f64)
+}

@@ -1,0 +1,352 @@
+//! The report built from a fixture run (tests/fixtures/results.json, made by
+//! make_results.py beside it): every model, every scenario, 3 repeats, one failed
+//! cell, counted metrics. Each metric's repeats there are base × 1.00, 0.95 and
+//! 1.06, so a median is the base and its range [0.95 base, 1.06 base].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use socklab_report::aggregate::{Metric, Range, Summary};
+use socklab_report::compare::{self, Entry, Expect, Quantity, NO_DIFFERENCE};
+use socklab_report::figures::Ctx;
+use socklab_report::schema::{Cell, Results};
+use socklab_report::{load, markdown, write_all, write_results, ReportError, Written};
+
+const MODELS: &[&str] = &[
+    "iterative",
+    "fork",
+    "prefork",
+    "thread",
+    "pool",
+    "nonblocking",
+    "async",
+    "uring",
+];
+
+fn fixture() -> Results {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    load(&dir).expect("fixture loads")
+}
+
+/// A fresh directory under cargo's per-test tmp dir (kept after the run, so the
+/// report can be opened and looked at).
+fn out_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("socklab-report-{name}"));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn report(name: &str, results: &Results) -> (String, Written) {
+    let dir = out_dir(name);
+    let written = write_all(results, &dir).expect("report written");
+    (fs::read_to_string(&written.report).unwrap(), written)
+}
+
+/// The lines of one `## ` section of the report.
+fn section<'a>(md: &'a str, heading: &str) -> &'a str {
+    let start = md
+        .find(heading)
+        .unwrap_or_else(|| panic!("no section {heading}"));
+    let rest = &md[start + heading.len()..];
+    let end = rest.find("\n## ").unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// The table row of `model` at `conns` in a section.
+fn row<'a>(section: &'a str, model: &str, conns: &str) -> &'a str {
+    let prefix = format!("| {model} | {conns} |");
+    section
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no row {prefix}"))
+}
+
+/// Every model of the fixture appears in the report, in every scenario table.
+#[test]
+fn mentions_every_model() {
+    let (md, _) = report("models", &fixture());
+    for scenario in ["scaling", "churn", "cpu", "sleep", "slow", "chaos", "udp"] {
+        let s = section(&md, &format!("## Scenario: {scenario}\n"));
+        for m in MODELS {
+            assert!(
+                s.contains(&format!("| {m} |")),
+                "{m} missing from {scenario}"
+            );
+        }
+    }
+    let counted = section(&md, "## Counted metrics");
+    for m in MODELS {
+        assert!(
+            counted.contains(&format!("| {m} |")),
+            "{m} missing from counted"
+        );
+    }
+}
+
+/// Table cells print the fixture's median and min–max in the right row.
+#[test]
+fn tables_show_the_medians() {
+    let (md, _) = report("medians", &fixture());
+    let scaling = section(&md, "## Scenario: scaling\n");
+    // thread at 1,000 connections: throughput base 72,000 req/s.
+    assert!(row(scaling, "thread", "1,000").contains("| 72,000 [68,400–76,320] |"));
+    // fork at 1,000 connections: 180 KiB PSS per connection.
+    assert!(row(scaling, "fork", "1,000").contains("| 180 [171–191] |"));
+    // nonblocking at 100: 0.15 context switches per request.
+    assert!(row(scaling, "nonblocking", "100").contains("| 0.150 [0.142–0.159] |"));
+    // the failed repeat is left out: 2 of 3 runs, median of the other two.
+    assert!(row(scaling, "iterative", "1,000").contains("| 2/3 |"));
+    let churn = section(&md, "## Scenario: churn\n");
+    assert!(row(churn, "fork", "50").starts_with("| fork | 50 | 3/3 | 4,000 [3,800–4,240] |"));
+    let chaos = section(&md, "## Scenario: chaos\n");
+    assert!(row(chaos, "fork", "20").contains("| 3/3 |"));
+    assert!(row(chaos, "thread", "20").ends_with("| 19 | 0/3 |"));
+    let slow = section(&md, "## Scenario: slow\n");
+    assert!(row(slow, "nonblocking", "50").contains("| 700 [665–742] |"));
+}
+
+/// A failed cell is listed with its reason and kept out of the medians.
+#[test]
+fn failed_cell_is_listed_with_its_reason() {
+    let results = fixture();
+    let (md, _) = report("failed", &results);
+    let failed = section(&md, "## Failed cells");
+    let line = row(failed, "iterative", "scaling");
+    assert!(line.contains("| 1,000 | 2 |"), "{line}");
+    assert!(
+        line.contains("998 of 1,000 connections got no reply within 10 s"),
+        "{line}"
+    );
+    let summary = Summary::from_results(&results);
+    let g = summary.group("iterative", "scaling", 1000).unwrap();
+    assert_eq!((g.ok, g.failed), (2, 1));
+}
+
+/// Every chart is well-formed SVG that draws shapes and names its models.
+#[test]
+fn charts_are_svg_naming_their_models() {
+    let results = fixture();
+    let (md, written) = report("charts", &results);
+    assert!(
+        written.charts.len() >= 15,
+        "{} charts",
+        written.charts.len()
+    );
+    let summary = Summary::from_results(&results);
+    let ctx = Ctx {
+        results: &results,
+        summary: &summary,
+    };
+    let figures: Vec<_> = markdown::plan(&ctx)
+        .into_iter()
+        .flat_map(|s| s.figures)
+        .collect();
+    assert_eq!(figures.len(), written.charts.len());
+    for fig in &figures {
+        let path = written
+            .charts
+            .iter()
+            .find(|p| p.ends_with(&fig.file))
+            .unwrap();
+        let text = fs::read_to_string(path).unwrap();
+        let doc =
+            roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let shapes = doc
+            .descendants()
+            .filter(|n| matches!(n.tag_name().name(), "path" | "polyline" | "rect" | "line"));
+        assert!(shapes.count() > 0, "{} draws nothing", fig.file);
+        let texts: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.tag_name().name() == "text")
+            .filter_map(|n| n.text())
+            .map(str::trim)
+            .collect();
+        assert!(
+            texts.contains(&fig.title.as_str()),
+            "{}: no title",
+            fig.file
+        );
+        for m in fig.models() {
+            assert!(texts.contains(&m), "{}: {m} not named", fig.file);
+        }
+        assert!(
+            md.contains(&format!("](charts/{})", fig.file)),
+            "{} not linked",
+            fig.file
+        );
+    }
+    // The main charts carry all eight models.
+    let throughput = figures
+        .iter()
+        .find(|f| f.file == "scaling-throughput.svg")
+        .unwrap();
+    assert_eq!(throughput.models(), MODELS);
+}
+
+/// Overlapping ranges read "no measurable difference"; apart ones a ratio, and
+/// the design's reason only in the predicted direction.
+#[test]
+fn claims_follow_the_overlap_rule() {
+    let (md, _) = report("claims", &fixture());
+    let scaling = section(&md, "## Scenario: scaling\n");
+    // At 1 connection all throughputs are within 4 %: the extremes overlap.
+    assert!(scaling.contains(&format!(
+        "At 1 connection, requests per second ranged from 38,000/s [36,100–40,280] for \
+         iterative to 39,400/s [37,430–41,764] for uring; even these two ranges overlap, so \
+         {NO_DIFFERENCE} between the extremes."
+    )));
+    assert!(scaling.contains(
+        "fork used 9.0× more PSS per connection than thread, because each process has its own page tables"
+    ));
+    // async and nonblocking overlap in throughput at 1,000 connections.
+    assert!(scaling.contains("overlap uring's range"), "{scaling}");
+
+    let q = Quantity::of(Metric::Throughput);
+    let r = |b: f64| Range::from_samples(&[b * 0.95, b, b * 1.06]).unwrap();
+    let a = Entry {
+        model: "a",
+        range: r(100.0),
+    };
+    let b = Entry {
+        model: "b",
+        range: r(105.0),
+    };
+    let c = Entry {
+        model: "c",
+        range: r(150.0),
+    };
+    let e = Expect {
+        higher: "c",
+        lower: "a",
+        because: "c is better",
+    };
+    assert!(compare::pair(&q, "Here", a, b, None).contains(NO_DIFFERENCE));
+    let apart = compare::pair(&q, "Here", a, c, Some(&e));
+    assert!(
+        apart.contains("c served 50 % more requests per second than a, because c is better"),
+        "{apart}"
+    );
+}
+
+/// Counted metrics show per-request syscalls, the top syscalls and the notes.
+#[test]
+fn counted_section_teaches_the_trade() {
+    let (md, _) = report("counted", &fixture());
+    let counted = section(&md, "## Counted metrics");
+    assert!(row(counted, "uring", "10,000").contains("| 0.150 |"));
+    assert!(row(counted, "nonblocking", "10,000").contains("`read` 2"));
+    assert!(counted.contains("valgrind does not model io_uring"));
+    assert!(counted.contains("the kernel does the thread model's scheduling"));
+    assert!(counted.contains("because io_uring submits and reaps many operations"));
+}
+
+/// The report states the machine, the command, the floor and the busy load generator.
+#[test]
+fn context_is_reported() {
+    let (md, _) = report("context", &fixture());
+    assert!(md.contains("| CPU | AMD EPYC 7B13 (2 CPUs online) |"));
+    assert!(md.contains("scripts/compare.sh --mode full --repeats 3"));
+    assert!(md.contains("server pinned to CPU 0, load generator to CPU 1"));
+    assert!(md.contains("24.5 µs at p50"));
+    assert!(md.contains("| uring | scaling | 100 | 1 | 93 % |"));
+    assert!(row(section(&md, "## Scenario: scaling\n"), "uring", "100").contains(" † |"));
+    assert!(md.contains("[1](hdr/scaling-thread-1000-r0.hlog)"));
+}
+
+/// results.csv has a header and one row per cell, the failed one included.
+#[test]
+fn csv_has_a_row_per_cell() {
+    let results = fixture();
+    let (_, written) = report("csv", &results);
+    let csv = fs::read_to_string(&written.csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), results.cells.len() + 1);
+    assert!(lines[0].starts_with("model,scenario,conns,repeat,work,status,error,requests,"));
+    assert!(lines[0].ends_with(",extra_normal_p99_us,extra_normal_throughput_rps,extra_other_clients_lost,extra_server_survived,extra_slow_clients"));
+    let failed: Vec<&&str> = lines.iter().filter(|l| l.contains(",failed,")).collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0].contains("\"load generator: 998 of 1,000 connections got no reply within 10 s\"")
+    );
+}
+
+/// load(write_results(r)) gives r back.
+#[test]
+fn results_round_trip() {
+    let results = fixture();
+    let dir = out_dir("roundtrip");
+    write_results(&results, &dir).unwrap();
+    assert_eq!(load(&dir).unwrap(), results);
+}
+
+/// A results file of another schema is refused by name, not misread.
+#[test]
+fn other_schema_is_refused() {
+    let dir = out_dir("schema");
+    let mut results = fixture();
+    results.schema = "socklab-compare/99".to_string();
+    write_results(&results, &dir).unwrap();
+    match load(&dir) {
+        Err(ReportError::Schema { found, .. }) => assert_eq!(found, "socklab-compare/99"),
+        other => panic!("expected a schema error, got {other:?}"),
+    }
+    assert!(matches!(
+        load(&out_dir("missing")),
+        Err(ReportError::Read { .. })
+    ));
+}
+
+/// A model and a scenario the report has never heard of appear without code changes.
+#[test]
+fn new_model_and_scenario_appear() {
+    let mut results = fixture();
+    let template: Cell = results
+        .cells
+        .iter()
+        .find(|c| c.scenario == "udp")
+        .unwrap()
+        .clone();
+    for (model, repeat) in [
+        ("thread", 0),
+        ("thread", 1),
+        ("thread", 2),
+        ("tpc", 0),
+        ("tpc", 1),
+        ("tpc", 2),
+    ] {
+        let mut c = template.clone();
+        c.model = model.to_string();
+        c.scenario = "burst".to_string();
+        c.repeat = repeat;
+        c.extra
+            .insert("bursts_per_s".to_string(), 12.0 + repeat as f64);
+        results.cells.push(c);
+    }
+    let (md, written) = report("new", &results);
+    let burst = section(&md, "## Scenario: burst\n");
+    assert!(
+        row(burst, "tpc", "10").contains("| 13 [12–14] |"),
+        "{burst}"
+    );
+    assert!(written
+        .charts
+        .iter()
+        .any(|p| p.ends_with("burst-bursts-per-s.svg")));
+    assert!(md.contains("under 9 server models"));
+}
+
+/// A run with no cells still yields a report that says what is missing.
+#[test]
+fn empty_run_still_reports() {
+    let mut results = fixture();
+    results.cells.clear();
+    results.counted.clear();
+    results.floor = None;
+    let (md, written) = report("empty", &results);
+    assert!(written.charts.is_empty());
+    assert!(md.contains("No loopback floor was measured"));
+    assert!(md.contains("No counted pass ran"));
+    assert!(md.contains("None: every cell produced numbers."));
+}
