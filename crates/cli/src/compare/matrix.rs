@@ -13,6 +13,8 @@ pub struct ModelRun {
     /// `socklab serve` arguments besides addresses and work.
     pub serve_args: &'static [&'static str],
     pub udp: bool,
+    /// Part of the default run; the others are variants run only when named.
+    pub default: bool,
 }
 
 /// The models, in teaching order. Pools get four workers: with one CPU pinned
@@ -23,41 +25,74 @@ pub const MODELS: &[ModelRun] = &[
         name: "iterative",
         serve_args: &["iterative"],
         udp: true,
+        default: true,
     },
     ModelRun {
         name: "fork",
         serve_args: &["fork"],
         udp: false,
+        default: true,
     },
     ModelRun {
         name: "prefork",
         serve_args: &["prefork", "--workers", "4"],
         udp: true,
+        default: true,
     },
     ModelRun {
         name: "thread",
         serve_args: &["thread"],
         udp: false,
+        default: true,
     },
     ModelRun {
         name: "pool",
         serve_args: &["pool", "--workers", "4"],
         udp: true,
+        default: true,
     },
     ModelRun {
         name: "nonblocking",
         serve_args: &["nonblocking"],
         udp: true,
+        default: true,
     },
     ModelRun {
         name: "async",
         serve_args: &["async"],
         udp: true,
+        default: true,
     },
     ModelRun {
         name: "uring",
         serve_args: &["uring"],
         udp: true,
+        default: true,
+    },
+    // Variants, run only when named with --models: the design choices inside a model.
+    ModelRun {
+        name: "async-current-thread",
+        serve_args: &["async", "--runtime", "current-thread"],
+        udp: true,
+        default: false,
+    },
+    ModelRun {
+        name: "prefork-flock",
+        serve_args: &["prefork", "--workers", "4", "--mode", "flock"],
+        udp: true,
+        default: false,
+    },
+    ModelRun {
+        name: "prefork-passfd",
+        serve_args: &["prefork", "--workers", "4", "--mode", "passfd"],
+        udp: true,
+        default: false,
+    },
+    ModelRun {
+        name: "pool-accept",
+        serve_args: &["pool", "--workers", "4", "--dispatch", "accept"],
+        udp: true,
+        default: false,
     },
 ];
 
@@ -251,5 +286,17 @@ mod tests {
                 .count(),
             MODELS.len()
         );
+    }
+
+    #[test]
+    fn model_names_are_unique_and_variants_are_not_default() {
+        let mut names: Vec<_> = MODELS.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MODELS.len());
+        assert!(MODELS
+            .iter()
+            .filter(|m| !m.default)
+            .all(|m| m.name.contains('-')));
     }
 }

@@ -8,6 +8,7 @@
 //! - [`cell`]: one timed cell: server, sampler, load generator, scenario specifics.
 //! - [`counted`] and [`strace`]: the counted pass (syscalls, context switches,
 //!   instructions per request).
+//! - [`floor`]: the loopback floor, measured with sockperf when it is installed.
 //! - [`machine`]: the machine the numbers came from.
 //!
 //! The server runs pinned to one CPU and this process (the load generator) to
@@ -16,6 +17,7 @@
 
 mod cell;
 mod counted;
+mod floor;
 mod machine;
 mod matrix;
 mod server;
@@ -37,7 +39,8 @@ pub struct CompareArgs {
     /// Everything: 10,000 connections, longer cells, five repeats, callgrind.
     #[arg(long)]
     full: bool,
-    /// Only these models (comma-separated), e.g. thread,nonblocking.
+    /// Only these models (comma-separated), e.g. thread,nonblocking. Variants not run by
+    /// default: async-current-thread, prefork-flock, prefork-passfd, pool-accept.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
     /// Only these scenarios (comma-separated): scaling, churn, cpu, sleep, slow, chaos, udp.
@@ -55,6 +58,9 @@ pub struct CompareArgs {
     /// Skip the counted pass (strace, context switches, callgrind).
     #[arg(long)]
     no_counted: bool,
+    /// Count user-space instructions per request with callgrind (on in --full).
+    #[arg(long)]
+    callgrind: bool,
     /// Output directory (default: results/<date>-<host>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -102,6 +108,19 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         floor: None,
     };
     raise_fd_limit();
+    match floor::measure(server_cpu, cell::MESSAGE_BYTES) {
+        Ok(Some(f)) => {
+            eprintln!(
+                "floor: sockperf round trip p50 {:.1} µs, p99 {:.1} µs",
+                f.p50_round_trip_us, f.p99_round_trip_us
+            );
+            results.floor = Some(f);
+        }
+        Ok(None) => {
+            eprintln!("floor: sockperf not installed (apt-get install sockperf); no loopback floor")
+        }
+        Err(e) => eprintln!("floor: {e:#}"),
+    }
     let jobs = matrix::jobs(&plan, &models, &scenarios);
     let bench = cell::Bench {
         plan: &plan,
@@ -155,6 +174,7 @@ fn plan(args: &CompareArgs) -> anyhow::Result<Plan> {
     if let Some(c) = args.cell {
         plan.cell = c;
     }
+    plan.callgrind |= args.callgrind;
     if !args.conns.is_empty() {
         if args.conns.contains(&0) {
             bail!("--conns values must be at least 1");
@@ -166,7 +186,7 @@ fn plan(args: &CompareArgs) -> anyhow::Result<Plan> {
 
 fn select_models(names: &[String]) -> anyhow::Result<Vec<&'static matrix::ModelRun>> {
     if names.is_empty() {
-        return Ok(matrix::MODELS.iter().collect());
+        return Ok(matrix::MODELS.iter().filter(|m| m.default).collect());
     }
     names
         .iter()
