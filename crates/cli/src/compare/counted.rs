@@ -29,15 +29,20 @@ pub struct CountedPass<'a> {
 }
 
 impl CountedPass<'_> {
-    pub fn run(&self, model: &ModelRun) -> Counted {
-        let short = self.plan.counted_requests;
+    /// Counts for `model` serving `conns` connections. The shorter run has at least
+    /// 20 requests per connection, so every connection is busy in both runs.
+    pub fn run(&self, model: &ModelRun, conns: usize) -> Counted {
+        let short = self.plan.counted_requests.max(20 * conns as u64);
         let mut counted = Counted {
             model: model.name.to_string(),
             requests: short,
-            conns: 1,
+            conns,
             ..Counted::default()
         };
-        match (self.untraced(model, short), self.untraced(model, 2 * short)) {
+        match (
+            self.untraced(model, conns, short),
+            self.untraced(model, conns, 2 * short),
+        ) {
             (Ok(a), Ok(b)) => {
                 counted.voluntary_ctx = Some(b.voluntary_ctx.saturating_sub(a.voluntary_ctx));
                 counted.involuntary_ctx = Some(b.involuntary_ctx.saturating_sub(a.involuntary_ctx));
@@ -49,7 +54,10 @@ impl CountedPass<'_> {
                 .notes
                 .push("syscalls: strace is not installed".into());
         } else {
-            match (self.strace(model, short), self.strace(model, 2 * short)) {
+            match (
+                self.strace(model, conns, short),
+                self.strace(model, conns, 2 * short),
+            ) {
                 (Ok(a), Ok(b)) => counted.syscalls = strace::marginal(&a, &b),
                 (Err(e), _) | (_, Err(e)) => counted.notes.push(format!("syscalls: {e:#}")),
             }
@@ -61,8 +69,8 @@ impl CountedPass<'_> {
                     .push("instructions: valgrind is not installed".into());
             } else {
                 match (
-                    self.callgrind(model, short),
-                    self.callgrind(model, 2 * short),
+                    self.callgrind(model, conns, short),
+                    self.callgrind(model, conns, 2 * short),
                 ) {
                     (Ok(a), Ok(b)) => {
                         counted.instructions_per_request =
@@ -75,10 +83,11 @@ impl CountedPass<'_> {
         counted
     }
 
-    /// One server run serving exactly `requests` requests on one connection.
+    /// One server run serving exactly `requests` requests over `conns` connections.
     fn serve(
         &self,
         model: &ModelRun,
+        conns: usize,
         requests: u64,
         wrapper: Vec<String>,
         tag: &str,
@@ -88,15 +97,15 @@ impl CountedPass<'_> {
             udp: false,
             cpu: self.server_cpu,
             wrapper,
-            stderr: self
-                .dir
-                .join("logs")
-                .join(format!("{}-counted-{tag}-{requests}.stderr", model.name)),
+            stderr: self.dir.join("logs").join(format!(
+                "{}-counted-{tag}-{conns}c-{requests}.stderr",
+                model.name
+            )),
         };
         let server = launch.start()?;
         let config = LoadConfig {
             target: server.tcp.ok_or_else(|| anyhow!("no TCP address"))?,
-            conns: 1,
+            conns,
             size: super::cell::MESSAGE_BYTES,
             requests: Some(requests),
             duration: COUNTED_RUN_LIMIT,
@@ -113,20 +122,22 @@ impl CountedPass<'_> {
     fn untraced(
         &self,
         model: &ModelRun,
+        conns: usize,
         requests: u64,
     ) -> anyhow::Result<socklab_server_kit::usage::TreeUsage> {
-        self.serve(model, requests, Vec::new(), "plain")
+        self.serve(model, conns, requests, Vec::new(), "plain")
     }
 
     fn strace(
         &self,
         model: &ModelRun,
+        conns: usize,
         requests: u64,
     ) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
         let out = self
             .dir
             .join("logs")
-            .join(format!("{}-strace-{requests}.txt", model.name));
+            .join(format!("{}-strace-{conns}c-{requests}.txt", model.name));
         let wrapper = vec![
             "strace".into(),
             "-f".into(),
@@ -134,25 +145,25 @@ impl CountedPass<'_> {
             "-o".into(),
             out.to_string_lossy().into_owned(),
         ];
-        self.serve(model, requests, wrapper, "strace")?;
+        self.serve(model, conns, requests, wrapper, "strace")?;
         let text =
             std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
         Ok(strace::parse_summary(&text))
     }
 
     /// Total user-space instructions (callgrind's Ir) over every process of the run.
-    fn callgrind(&self, model: &ModelRun, requests: u64) -> anyhow::Result<u64> {
+    fn callgrind(&self, model: &ModelRun, conns: usize, requests: u64) -> anyhow::Result<u64> {
         let prefix = self
             .dir
             .join("logs")
-            .join(format!("{}-callgrind-{requests}", model.name));
+            .join(format!("{}-callgrind-{conns}c-{requests}", model.name));
         let wrapper = vec![
             "valgrind".into(),
             "--tool=callgrind".into(),
             "--trace-children=yes".into(),
             format!("--callgrind-out-file={}.%p", prefix.display()),
         ];
-        self.serve(model, requests, wrapper, "callgrind")?;
+        self.serve(model, conns, requests, wrapper, "callgrind")?;
         let mut total = 0;
         let stem = prefix.file_name().unwrap().to_string_lossy().into_owned();
         for entry in std::fs::read_dir(prefix.parent().unwrap())?.flatten() {

@@ -171,6 +171,8 @@ pub struct Plan {
     pub slow_clients: usize,
     /// Requests in the shorter counted run (the longer one has twice as many).
     pub counted_requests: u64,
+    /// Connection counts of the counted pass.
+    pub counted_conns: Vec<usize>,
     /// Whether to run callgrind for instructions per request (slow).
     pub callgrind: bool,
 }
@@ -187,6 +189,7 @@ impl Plan {
             scenario_conns: 10,
             slow_clients: 4,
             counted_requests: 2000,
+            counted_conns: vec![1],
             callgrind: false,
         }
     }
@@ -202,6 +205,7 @@ impl Plan {
             scenario_conns: 10,
             slow_clients: 4,
             counted_requests: 5000,
+            counted_conns: vec![1, 100],
             callgrind: true,
         }
     }

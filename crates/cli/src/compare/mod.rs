@@ -58,6 +58,12 @@ pub struct CompareArgs {
     /// Skip the counted pass (strace, context switches, callgrind).
     #[arg(long)]
     no_counted: bool,
+    /// Connection counts for the counted pass (comma-separated; default 1).
+    #[arg(long, value_delimiter = ',')]
+    counted_conns: Vec<usize>,
+    /// Run only the counted pass, no timed cells.
+    #[arg(long, conflicts_with = "no_counted")]
+    counted_only: bool,
     /// Count user-space instructions per request with callgrind (on in --full).
     #[arg(long)]
     callgrind: bool,
@@ -121,7 +127,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         }
         Err(e) => eprintln!("floor: {e:#}"),
     }
-    let jobs = matrix::jobs(&plan, &models, &scenarios);
+    let jobs = if args.counted_only {
+        Vec::new()
+    } else {
+        matrix::jobs(&plan, &models, &scenarios)
+    };
     let bench = cell::Bench {
         plan: &plan,
         server_cpu,
@@ -145,10 +155,16 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             server_cpu,
             dir: &dir,
         };
-        for model in &models {
-            let counted = pass.run(model);
-            eprintln!("counted {:<12} {}", model.name, describe_counted(&counted));
-            results.counted.push(counted);
+        for &conns in &plan.counted_conns {
+            for model in &models {
+                let counted = pass.run(model, conns);
+                eprintln!(
+                    "counted {:<12} {conns:>5} conns  {}",
+                    model.name,
+                    describe_counted(&counted)
+                );
+                results.counted.push(counted);
+            }
         }
     }
     results.run.finished = time::utc_now();
@@ -175,6 +191,12 @@ fn plan(args: &CompareArgs) -> anyhow::Result<Plan> {
         plan.cell = c;
     }
     plan.callgrind |= args.callgrind;
+    if !args.counted_conns.is_empty() {
+        if args.counted_conns.contains(&0) {
+            bail!("--counted-conns values must be at least 1");
+        }
+        plan.counted_conns = args.counted_conns.clone();
+    }
     if !args.conns.is_empty() {
         if args.conns.contains(&0) {
             bail!("--conns values must be at least 1");
