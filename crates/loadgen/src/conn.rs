@@ -80,6 +80,8 @@ pub struct Conn {
     /// is measured.
     pub session_start: Instant,
     pub session_measured: bool,
+    /// Measured replies this connection received (over all its reconnects).
+    pub measured_replies: u64,
     payload: Payload,
     framing: Framing,
     out: Vec<u8>,
@@ -97,6 +99,7 @@ impl Conn {
             quota,
             session_start: now,
             session_measured: false,
+            measured_replies: 0,
             payload,
             framing,
             out: Vec::new(),
@@ -237,6 +240,7 @@ impl Conn {
                 self.inflight.pop_front();
                 completed += 1;
                 if p.measured {
+                    self.measured_replies += 1;
                     if p.mismatch || p.got != wire {
                         stats.counts.mismatched += 1;
                     } else {

@@ -446,6 +446,14 @@ impl fmt::Display for LoadReport {
             grouped(n.failed),
             grouped(n.unfinished)
         )?;
+        if n.starved > 0 {
+            writeln!(
+                f,
+                "starved      {} of {} connections got no reply while measuring",
+                grouped(n.starved),
+                grouped(self.config.conns as u64)
+            )?;
+        }
         let t = &self.throughput;
         write!(
             f,

@@ -55,6 +55,12 @@ pub struct Counts {
     pub bytes_received: u64,
     /// Churn: connections that connected, got their one verified reply, and closed.
     pub sessions: u64,
+    /// Closed and open modes: connections that got no reply at all while measuring.
+    /// A server that serves a few clients at a time (iterative, a small pool) leaves
+    /// the others waiting; their requests are `unfinished`, and the latency
+    /// histogram holds only the clients that were served.
+    #[serde(default)]
+    pub starved: u64,
 }
 
 impl Counts {
@@ -67,6 +73,7 @@ impl Counts {
         self.bytes_sent += o.bytes_sent;
         self.bytes_received += o.bytes_received;
         self.sessions += o.sessions;
+        self.starved += o.starved;
     }
 
     /// Replies received whole, right or wrong.

@@ -186,6 +186,9 @@ impl Worker {
         }
         let finished = self.event_loop(tl.deadline, |w| w.share_done());
         for i in 0..self.conns.len() {
+            if self.mode != Mode::Churn && self.conns[i].measured_replies == 0 {
+                self.stats.counts.starved += 1;
+            }
             self.conns[i].close(&mut self.stats, true);
         }
         self.publish();

@@ -215,3 +215,36 @@ fn json_and_interval_logs_round_trip_and_merge() {
     assert_eq!(merged.files.len(), 2);
     assert!(merged.to_string().contains("latency"));
 }
+
+/// Connections a server never serves (it accepts one client, the rest wait in its
+/// backlog) are counted as starved, and only the served one is in the latency.
+#[test]
+fn unserved_connections_are_counted_as_starved() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        // Serve the first client only, like an iterative server stuck on it.
+        let (mut stream, _) = listener.accept().unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 || stream.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                break;
+            }
+        }
+        drop(listener);
+    });
+    let cfg = LoadConfig {
+        conns: 4,
+        duration: Duration::from_millis(400),
+        warmup: Duration::from_millis(100),
+        ..config(addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    assert_eq!(r.counts.starved, 3, "{r}");
+    assert!(r.counts.ok > 0, "{r}");
+    server.join().unwrap();
+}

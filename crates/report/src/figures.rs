@@ -529,8 +529,25 @@ fn extremes_at(
     target: &Target,
     conns: usize,
 ) -> Option<String> {
-    let entries = entries_at(ctx, scenario, work, target, conns);
+    let mut entries = entries_at(ctx, scenario, work, target, conns);
+    if target.quantity().unit == Unit::Micros && scenario != "chaos" {
+        // A model that left clients unanswered measured latency only for the
+        // clients it served: crowning it fastest would reward starving the rest.
+        entries.retain(|e| !left_clients_unanswered(ctx, e.model, scenario, work, conns));
+    }
     compare::extremes(&target.quantity(), &context(conns), &entries)
+}
+
+fn left_clients_unanswered(
+    ctx: &Ctx,
+    model: &str,
+    scenario: &str,
+    work: &str,
+    conns: usize,
+) -> bool {
+    ctx.group(model, scenario, work, conns)
+        .and_then(|g| g.get(Metric::Errors))
+        .is_some_and(|errors| errors.median > 0.0)
 }
 
 /// The design's predicted pairs that both ran, compared by the overlap rule.

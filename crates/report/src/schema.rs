@@ -138,12 +138,22 @@ pub struct Errors {
     /// UDP datagrams whose reply never came.
     pub lost: u64,
     pub other: u64,
+    /// Connections that got no reply at all in the measured window: the server
+    /// served others while they waited (iterative, a pool smaller than the load).
+    #[serde(default)]
+    pub unserved_conns: u64,
 }
 
 impl Errors {
     /// Every counted error, whatever its kind.
     pub fn total(&self) -> u64 {
-        self.mismatches + self.resets + self.refused + self.timeouts + self.lost + self.other
+        self.mismatches
+            + self.resets
+            + self.refused
+            + self.timeouts
+            + self.lost
+            + self.other
+            + self.unserved_conns
     }
 }
 

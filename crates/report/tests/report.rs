@@ -350,3 +350,35 @@ fn empty_run_still_reports() {
     assert!(md.contains("No counted pass ran"));
     assert!(md.contains("None: every cell produced numbers."));
 }
+
+/// A model that left clients unanswered is never named the fastest: its latency
+/// covers only the clients it served; the caveat names it instead.
+#[test]
+fn starving_clients_does_not_win_on_latency() {
+    let mut results = fixture();
+    let largest = results
+        .cells
+        .iter()
+        .filter(|c| c.scenario == "scaling")
+        .map(|c| c.conns)
+        .max()
+        .unwrap();
+    for cell in results
+        .cells
+        .iter_mut()
+        .filter(|c| c.model == "iterative" && c.scenario == "scaling" && c.conns == largest)
+    {
+        if let Some(load) = cell.load.as_mut() {
+            load.errors.unserved_conns = largest as u64 - 1;
+            load.latency_us.p99 = 1.0;
+        }
+    }
+    let (md, _) = report("starving", &results);
+    let scaling = section(&md, "## Scenario: scaling\n");
+    let ranking = scaling
+        .lines()
+        .find(|l| l.contains("p99 latency ranged from"))
+        .expect("a p99 sentence");
+    assert!(!ranking.contains("for iterative"), "{ranking}");
+    assert!(scaling.contains("Mind the errors column"), "{scaling}");
+}

@@ -272,6 +272,7 @@ pub fn summarize(r: &LoadReport) -> LoadSummary {
                 0
             },
             other: e.other + e.unexpected + e.not_connected,
+            unserved_conns: r.counts.starved,
         },
         loadgen_cpu_s: r.cpu.user_s + r.cpu.sys_s,
         loadgen_cpu_util: r.cpu.utilization,
