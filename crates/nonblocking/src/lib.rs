@@ -90,10 +90,11 @@
 //!   `--loops N`, but each worker blocks on one client at a time.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 
 use mio::Token;
-use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Context};
+use socklab_server_kit::loops::{loop_count, per_loop, run_loops, shares};
+use socklab_server_kit::{bind_tcp, bind_udp, Context};
 
 mod tcp;
 mod timers;
@@ -129,109 +130,22 @@ impl Default for Options {
 /// Serves TCP from `options.loops` readiness loops until shutdown, then lets
 /// connections in flight finish for the grace period.
 pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Result<()> {
-    let loops = loop_count(options, cx);
+    let loops = loop_count(options.loops, cx.config.max_conns);
     let addr = listener.local_addr()?;
     let listeners = per_loop(listener, loops, addr, bind_tcp, TcpListener::try_clone)?;
     let caps = shares(cx.config.max_conns, listeners.len());
-    run_loops(listeners.into_iter().zip(caps), |(listener, cap)| {
-        tcp::run(listener, cx, cap)
-    })
+    run_loops(
+        listeners.into_iter().zip(caps),
+        &cx.shutdown,
+        |(listener, cap)| tcp::run(listener, cx, cap),
+    )
 }
 
 /// Serves UDP from `options.loops` readiness loops until shutdown; replies held by
 /// `sleep` work get the grace period.
 pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Result<()> {
-    let loops = loop_count(options, cx);
+    let loops = loop_count(options.loops, cx.config.max_conns);
     let addr = socket.local_addr()?;
     let sockets = per_loop(socket, loops, addr, bind_udp, UdpSocket::try_clone)?;
-    run_loops(sockets, |socket| udp::run(socket, cx))
-}
-
-/// At least one loop, and no more loops than connections allowed (so each loop's
-/// share of `max_conns` is at least one).
-fn loop_count(options: &Options, cx: &Context) -> usize {
-    options.loops.clamp(1, cx.config.max_conns.max(1))
-}
-
-/// One socket per loop. If `first` has `SO_REUSEPORT`, the others are new sockets
-/// bound to the same address (the kernel balances between them); otherwise they
-/// are `dup()`s of `first`, one socket shared by every loop.
-fn per_loop<S: std::os::fd::AsFd>(
-    first: S,
-    loops: usize,
-    addr: SocketAddr,
-    bind: fn(SocketAddr, BindOptions) -> io::Result<S>,
-    share: fn(&S) -> io::Result<S>,
-) -> io::Result<Vec<S>> {
-    let reuse_port = socket2::SockRef::from(&first).reuse_port()?;
-    let mut sockets = Vec::with_capacity(loops);
-    for _ in 1..loops {
-        sockets.push(if reuse_port {
-            let options = BindOptions {
-                reuse_port: true,
-                ..BindOptions::default()
-            };
-            bind(addr, options)?
-        } else {
-            share(&first)?
-        });
-    }
-    sockets.insert(0, first);
-    Ok(sockets)
-}
-
-/// Splits `total` into `n` shares that differ by at most one.
-fn shares(total: usize, n: usize) -> Vec<usize> {
-    (0..n)
-        .map(|i| total / n + usize::from(i < total % n))
-        .collect()
-}
-
-/// Runs one loop per item: the first on the calling thread, the rest on their
-/// own threads. Returns when all have returned; the first error wins.
-fn run_loops<T: Send>(
-    items: impl IntoIterator<Item = T>,
-    run: impl Fn(T) -> io::Result<()> + Sync,
-) -> io::Result<()> {
-    let mut items = items.into_iter();
-    let first = items.next().expect("at least one loop");
-    std::thread::scope(|scope| {
-        let mut threads = Vec::new();
-        for (i, item) in items.enumerate() {
-            let run = &run;
-            let spawned = std::thread::Builder::new()
-                .name(format!("loop-{}", i + 1))
-                .spawn_scoped(scope, move || run(item));
-            match spawned {
-                Ok(thread) => threads.push(thread),
-                // The loops already started serve until shutdown; then we report.
-                Err(e) => return Err(e),
-            }
-        }
-        let mut result = run(first);
-        for thread in threads {
-            let joined = thread
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("an event loop thread panicked")));
-            result = result.and(joined);
-        }
-        result
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shares_add_up_and_differ_by_at_most_one() {
-        assert_eq!(shares(10, 3), [4, 3, 3]);
-        assert_eq!(shares(2, 2), [1, 1]);
-        assert_eq!(shares(10_000, 1), [10_000]);
-        for (total, n) in [(7, 4), (100, 7), (5, 5)] {
-            let s = shares(total, n);
-            assert_eq!(s.iter().sum::<usize>(), total);
-            assert!(s.iter().max().unwrap() - s.iter().min().unwrap() <= 1);
-        }
-    }
+    run_loops(sockets, &cx.shutdown, |socket| udp::run(socket, cx))
 }

@@ -15,6 +15,7 @@
 //! - [`work`]: performing per-request work on a blocking thread.
 //! - [`counters`]: accepted/active/requests/bytes, in memory that survives `fork()`.
 //! - [`udp`]: the blocking datagram loop (one `recvfrom`, one `sendto`).
+//! - [`loops`]: N independent event loops, one socket each (`--loops`).
 
 pub mod accept;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod context;
 pub mod counters;
 pub mod driver;
 pub mod listen;
+pub mod loops;
 pub mod shutdown;
 pub mod udp;
 pub mod usage;

@@ -177,9 +177,10 @@ mod tcp;
 mod udp;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 
-use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Context};
+use socklab_server_kit::loops::{loop_count, per_loop, run_loops, shares};
+use socklab_server_kit::{bind_tcp, bind_udp, Context};
 
 /// Reply bytes a connection may have queued before the loop stops receiving from
 /// it (backpressure); the same bound as `socklab-nonblocking`'s. One 16 KiB read
@@ -217,23 +218,14 @@ pub fn availability() -> Result<(), String> {
 /// refuses io_uring.
 pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Result<()> {
     let features = ring::kernel_features()?;
-    let loops = options.loops.clamp(1, cx.config.max_conns.max(1));
+    let loops = loop_count(options.loops, cx.config.max_conns);
     let addr = listener.local_addr()?;
-    let mut listeners = vec![listener];
-    for _ in 1..loops {
-        let extra = if reuse_port(&listeners[0]) {
-            bind_tcp(addr, reuse_port_options())?
-        } else {
-            listeners[0].try_clone()?
-        };
-        listeners.push(extra);
-    }
+    let listeners = per_loop(listener, loops, addr, bind_tcp, TcpListener::try_clone)?;
     let caps = shares(cx.config.max_conns, loops);
-    run_loops(
-        listeners.into_iter().zip(caps).collect(),
-        cx,
-        |ring, (listener, cap)| tcp::TcpLoop::new(ring, listener, cx, features, cap).run(),
-    )
+    let work = with_rings(listeners.into_iter().zip(caps).collect())?;
+    run_loops(work, &cx.shutdown, |(ring, (listener, cap))| {
+        tcp::TcpLoop::new(ring, listener, cx, features, cap).run()
+    })
 }
 
 /// Serves UDP on `options.loops` io_uring loops: each keeps
@@ -241,99 +233,25 @@ pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Resu
 /// answers each datagram whole.
 pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Result<()> {
     ring::kernel_features()?;
-    let loops = options.loops.max(1);
-    let addr: SocketAddr = socket.local_addr()?;
-    let mut sockets = vec![socket];
-    for _ in 1..loops {
-        let extra = if reuse_port(&sockets[0]) {
-            bind_udp(addr, reuse_port_options())?
-        } else {
-            sockets[0].try_clone()?
-        };
-        sockets.push(extra);
-    }
-    run_loops(sockets, cx, |ring, socket| {
+    let addr = socket.local_addr()?;
+    let sockets = per_loop(
+        socket,
+        options.loops.max(1),
+        addr,
+        bind_udp,
+        UdpSocket::try_clone,
+    )?;
+    let work = with_rings(sockets)?;
+    run_loops(work, &cx.shutdown, |(ring, socket)| {
         udp::UdpLoop::new(ring, socket, cx).run()
     })
 }
 
-/// Splits `total` into `n` shares that differ by at most one: each loop's part
-/// of `max_conns`.
-fn shares(total: usize, n: usize) -> Vec<usize> {
-    (0..n)
-        .map(|i| total / n + usize::from(i < total % n))
+/// Pairs each loop's socket with its ring. Every ring is created before any loop
+/// starts, so a refusal is reported before anyone is served.
+fn with_rings<S>(sockets: Vec<S>) -> io::Result<Vec<(ring::Ring, S)>> {
+    sockets
+        .into_iter()
+        .map(|s| Ok((ring::Ring::new()?, s)))
         .collect()
-}
-
-fn reuse_port<S: std::os::fd::AsFd>(socket: &S) -> bool {
-    socket2::SockRef::from(socket).reuse_port().unwrap_or(false)
-}
-
-fn reuse_port_options() -> BindOptions {
-    BindOptions {
-        reuse_port: true,
-        ..BindOptions::default()
-    }
-}
-
-/// Runs one loop per socket, the first on the calling thread. Every ring is
-/// created before any loop starts, so a refusal is reported before serving.
-/// A loop that fails triggers shutdown, so the others stop too.
-fn run_loops<S, F>(sockets: Vec<S>, cx: &Context, run: F) -> io::Result<()>
-where
-    S: Send,
-    F: Fn(ring::Ring, S) -> io::Result<()> + Sync,
-{
-    let rings = sockets
-        .iter()
-        .map(|_| ring::Ring::new())
-        .collect::<io::Result<Vec<_>>>()?;
-    let many = rings.len() > 1;
-    let run_one = |ring, socket| {
-        let result = run(ring, socket);
-        if many && result.is_err() {
-            cx.shutdown.trigger();
-        }
-        result
-    };
-    let mut work = rings.into_iter().zip(sockets);
-    let (first_ring, first_socket) = work.next().expect("at least one loop");
-    std::thread::scope(|scope| {
-        let mut handles = Vec::new();
-        for (i, (ring, socket)) in work.enumerate() {
-            let run_one = &run_one;
-            let handle = std::thread::Builder::new()
-                .name(format!("uring-loop-{}", i + 1))
-                .spawn_scoped(scope, move || run_one(ring, socket));
-            match handle {
-                Ok(h) => handles.push(h),
-                Err(e) => {
-                    cx.shutdown.trigger();
-                    return Err(e);
-                }
-            }
-        }
-        let mut result = run_one(first_ring, first_socket);
-        for handle in handles {
-            let joined = handle
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("an io_uring loop thread panicked")));
-            if result.is_ok() {
-                result = joined;
-            }
-        }
-        result
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shares_add_up_and_differ_by_at_most_one() {
-        assert_eq!(shares(10, 3), [4, 3, 3]);
-        assert_eq!(shares(10_000, 1), [10_000]);
-        assert_eq!(shares(5, 5), [1; 5]);
-    }
 }
