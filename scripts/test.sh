@@ -23,3 +23,6 @@ fi
 
 step "doc tests"
 cargo test --workspace --doc
+
+step "benchmarks build (cargo bench --no-run), so they never rot"
+cargo bench -p socklab-benches --no-run

@@ -124,6 +124,22 @@ pub fn write_results(results: &Results, dir: &Path) -> Result<PathBuf, ReportErr
     Ok(path)
 }
 
+/// Criterion's HTML report inside a run directory (`scripts/compare.sh --criterion`).
+const CRITERION_INDEX: &str = "criterion/report/index.html";
+
+/// Added to the report when the run directory holds criterion's output.
+const CRITERION_SECTION: &str = "
+## Criterion
+
+Micro-benchmarks of every model from `benches/` (see benches/README.md), run after
+the comparison above on the same machine with `cargo bench -p socklab-benches`
+(criterion, unpinned, one server at a time): the protocol core alone (`protocol`),
+one connection's 64 B round trip (`round_trip`), a whole short-lived connection
+(`connect`), and round trips per second with 1, 16 and 128 connections
+(`throughput`). Criterion's own report, with every estimate's confidence interval
+and plots: [criterion/report/index.html](criterion/report/index.html).
+";
+
 /// Writes `dir/report.md`, `dir/results.csv` and `dir/charts/*.svg`.
 pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> {
     let summary = Summary::from_results(results);
@@ -151,7 +167,11 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> 
     }
 
     let report = dir.join(REPORT_FILE);
-    write(&report, &markdown::render(&ctx, &sections))?;
+    let mut md = markdown::render(&ctx, &sections);
+    if dir.join(CRITERION_INDEX).exists() {
+        md.push_str(CRITERION_SECTION);
+    }
+    write(&report, &md)?;
     let csv = dir.join(CSV_FILE);
     write(&csv, &csv::render(results))?;
     Ok(Written {

@@ -382,3 +382,18 @@ fn starving_clients_does_not_win_on_latency() {
     assert!(!ranking.contains("for iterative"), "{ranking}");
     assert!(scaling.contains("Mind the errors column"), "{scaling}");
 }
+
+/// A run directory holding criterion's output gets a Criterion section linking it,
+/// and keeps it when the report is rebuilt from results.json.
+#[test]
+fn criterion_output_is_linked() {
+    let results = fixture();
+    let dir = out_dir("criterion");
+    std::fs::create_dir_all(dir.join("criterion/report")).unwrap();
+    std::fs::write(dir.join("criterion/report/index.html"), "<html></html>").unwrap();
+    socklab_report::write_all(&results, &dir).unwrap();
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(md.contains("](criterion/report/index.html)"), "{md}");
+    let (plain, _) = report("no-criterion", &results);
+    assert!(!plain.contains("## Criterion"));
+}
