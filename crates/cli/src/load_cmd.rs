@@ -207,6 +207,22 @@ fn verdict(r: &lg::LoadReport, strict: bool) -> Result<()> {
             r.counts.mismatched
         );
     }
+    // A healthy server never refuses, resets or closes on a client mid-run: a run
+    // that saw any of these lost its server (or part of it), even if some replies
+    // came back first. --strict also fails on timeouts and wrong replies.
+    let e = &r.errors;
+    let lost_server = e.refused + e.reset + e.closed + e.connect_timeouts;
+    if lost_server > 0 {
+        bail!(
+            "the server at {target} went away during the run: {} refused, {} reset, {} closed, \
+             {} connect timeouts ({} correct replies before that)",
+            e.refused,
+            e.reset,
+            e.closed,
+            e.connect_timeouts,
+            r.counts.ok
+        );
+    }
     if strict && (r.errors.total() > 0 || r.counts.mismatched > 0) {
         bail!(
             "{} errors and {} wrong replies from {target} (--strict)",

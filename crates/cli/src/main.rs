@@ -69,8 +69,8 @@ fn main() -> ExitCode {
 /// `socklab report DIR`: the report is a pure function of results.json.
 fn report(dir: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let results = socklab_report::load(dir)
-        .with_context(|| format!("reading {}", dir.join("results.json").display()))?;
+    // The report crate's errors already name the file.
+    let results = socklab_report::load(dir)?;
     socklab_report::write_all(&results, dir)
         .with_context(|| format!("writing the report in {}", dir.display()))?;
     println!("{}", dir.join("report.md").display());

@@ -236,7 +236,9 @@ impl ServeModel {
             ServeModel::Prefork { workers: 0, .. } | ServeModel::Pool { workers: 0, .. } => {
                 bail!("--workers must be at least 1")
             }
-            ServeModel::Uring { loops, .. } if loops.loops == 0 => {
+            ServeModel::Uring { loops, .. } | ServeModel::Nonblocking { loops, .. }
+                if loops.loops == 0 =>
+            {
                 bail!("--loops must be at least 1")
             }
             ServeModel::Uring { .. } => {

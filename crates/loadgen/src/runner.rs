@@ -301,11 +301,24 @@ pub fn run(
         cpu: cpu_end.since(&cpu_start),
         cpu_wall: end.saturating_duration_since(cpu_from),
     };
-    Ok(LoadReport::build(&cfg, totals, timing))
+    let mut report = LoadReport::build(&cfg, totals, timing);
+    if window.gave_up {
+        // It did not run to its duration cap: it stopped here, for this reason.
+        report.warnings.retain(|w| !w.contains("duration limit"));
+        report.warnings.push(format!(
+            "gave up: no connection to {} and no reply for {} s",
+            cfg.target,
+            UNREACHABLE_LIMIT.as_secs()
+        ));
+    }
+    Ok(report)
 }
 
 /// What the watching main thread learned about the run's clock.
 struct Window {
+    /// The run was stopped because the server could not be reached (see
+    /// [`UNREACHABLE_LIMIT`]).
+    gave_up: bool,
     start: Option<(Instant, SystemTime)>,
     connect_phase: Duration,
     /// CPU times and instant when measuring started.
@@ -323,12 +336,19 @@ fn watch(
 ) -> Window {
     let began = Instant::now();
     let mut w = Window {
+        gave_up: false,
         start: None,
         connect_phase: Duration::ZERO,
         cpu: None,
     };
+    let mut last_progress = (0, began);
     while !handles.iter().all(|h| h.is_finished()) {
         let now = Instant::now();
+        if cfg.requests.is_some() && unreachable(shared, &mut last_progress, now) {
+            w.gave_up = true;
+            shared.stop.store(true, Ordering::Relaxed);
+            shared.gate.abort();
+        }
         let sleep = match w.start {
             None => {
                 w.start = shared.gate.wait_start(PROGRESS_EVERY);
@@ -362,6 +382,28 @@ fn watch(
         w.start = shared.gate.wait_start(Duration::ZERO);
     }
     w
+}
+
+/// A counted run (`requests`) ends when its requests are answered, capped only by
+/// a long `duration`; against a server that is gone that cap would be a hang. So
+/// a counted run gives up after this long with no connection open and no reply.
+pub const UNREACHABLE_LIMIT: Duration = Duration::from_secs(10);
+
+/// True once nothing is connected and no reply has come for [`UNREACHABLE_LIMIT`].
+fn unreachable(shared: &Shared, last: &mut (u64, Instant), now: Instant) -> bool {
+    let total = |f: fn(&LiveCounters) -> &AtomicU64| -> u64 {
+        shared
+            .live
+            .iter()
+            .map(|l| f(l).load(Ordering::Relaxed))
+            .sum()
+    };
+    let completed = total(|l| &l.completed);
+    if completed != last.0 || total(|l| &l.connected) > 0 {
+        *last = (completed, now);
+        return false;
+    }
+    now.saturating_duration_since(last.1) >= UNREACHABLE_LIMIT
 }
 
 fn snapshot(cfg: &LoadConfig, shared: &Shared, start: Option<Instant>, began: Instant) -> Progress {

@@ -248,3 +248,23 @@ fn unserved_connections_are_counted_as_starved() {
     assert!(r.counts.ok > 0, "{r}");
     server.join().unwrap();
 }
+
+/// A counted run against an address nobody answers gives up after
+/// UNREACHABLE_LIMIT instead of waiting for its long duration cap.
+#[test]
+fn counted_run_gives_up_on_an_unreachable_server() {
+    let cfg = LoadConfig {
+        requests: Some(10),
+        duration: Duration::from_secs(600),
+        ..config(dead_port())
+    };
+    let started = Instant::now();
+    let r = run_bounded(&cfg, Duration::from_secs(30));
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(r.warnings.iter().any(|w| w.contains("gave up")), "{r}");
+    assert_eq!(r.counts.ok, 0);
+}

@@ -47,19 +47,42 @@ impl Server {
 
     /// Starts `socklab <args>`, which must print a `tcp=` address line.
     pub fn start_args(args: &[&str]) -> Server {
+        Server::try_start_args(args, None).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// [`Server::start`] with the server's soft `RLIMIT_NOFILE` lowered to `limit`
+    /// (set in the child between `fork` and `exec`), for descriptor-exhaustion tests.
+    pub fn start_with_fd_limit(spec: &Spec, extra: &[&str], limit: u64) -> Server {
+        let mut args: Vec<&str> = vec!["serve"];
+        args.extend_from_slice(spec.args);
+        args.extend_from_slice(&["--tcp", "127.0.0.1:0", "--grace", "2s"]);
+        if spec.udp {
+            args.extend_from_slice(&["--udp", "127.0.0.1:0"]);
+        }
+        args.extend_from_slice(extra);
+        Server::try_start_args(&args, Some(limit)).unwrap_or_else(|why| panic!("{why}"))
+    }
+
+    /// Starts `socklab <args>` (with the soft descriptor limit lowered to `fd_limit`
+    /// if given). `Err` says why it did not announce a `tcp=` address: it exited
+    /// (its stderr is in the message) or it took longer than [`START_TIMEOUT`].
+    pub fn try_start_args(args: &[&str], fd_limit: Option<u64>) -> Result<Server, String> {
         let stderr_path = std::env::temp_dir().join(format!(
             "socklab-test-{}-{}.stderr",
             std::process::id(),
             unique()
         ));
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_socklab"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_socklab"));
+        command
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn socklab");
+            .stderr(stderr);
+        if let Some(limit) = fd_limit {
+            lower_fd_limit(&mut command, limit);
+        }
+        let mut child = command.spawn().expect("spawn socklab");
         let pid = child.id() as i32;
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -73,10 +96,11 @@ impl Server {
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!(
-                    "server {args:?} did not announce its address: {other:?}\nstderr: {}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
+                let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                let _ = std::fs::remove_file(&stderr_path);
+                return Err(format!(
+                    "server {args:?} did not announce its address: {other:?}\nstderr: {stderr}"
+                ));
             }
         };
         let field = |name: &str| -> Option<SocketAddr> {
@@ -84,13 +108,13 @@ impl Server {
                 .find_map(|w| w.strip_prefix(name))
                 .map(|a| a.parse().expect("address"))
         };
-        Server {
+        Ok(Server {
             pid,
             tcp: field("tcp=").expect("tcp address"),
             udp: field("udp="),
             child: Some(child),
             stderr_path,
-        }
+        })
     }
 
     /// A client connected to the server, with I/O timeouts.
@@ -256,4 +280,70 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Makes `command`'s child start with its soft `RLIMIT_NOFILE` at `limit` (the
+/// hard limit is kept), set between `fork` and `exec`.
+pub fn lower_fd_limit(command: &mut Command, limit: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls
+    // getrlimit/setrlimit, which are async-signal-safe system calls.
+    unsafe {
+        command.pre_exec(move || {
+            let mut rlim = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rlim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            rlim.rlim_cur = limit.min(rlim.rlim_max);
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rlim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `pid` and every process below it (children, grandchildren, …).
+pub fn process_tree(pid: i32) -> Vec<i32> {
+    let mut tree = vec![pid];
+    let mut next = 0;
+    while next < tree.len() {
+        let below = children_of(tree[next]);
+        tree.extend(below);
+        next += 1;
+    }
+    tree
+}
+
+/// CPU time (user + system, all threads) used so far by `pid`'s live process tree,
+/// in seconds. Processes that exit between reads drop out of the sum.
+pub fn tree_cpu_seconds(pid: i32) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let ticks: u64 = process_tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+            // Fields after the command name: state is field 3, utime 14, stime 15.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    ticks as f64 / ticks_per_s
+}
+
+/// Resident memory (VmRSS) of `pid`'s live process tree, in KiB. Pages a forked
+/// child still shares copy-on-write with its parent count in both.
+pub fn tree_rss_kib(pid: i32) -> u64 {
+    process_tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum()
 }

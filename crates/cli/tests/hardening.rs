@@ -1,0 +1,748 @@
+//! Hardening: every server model against hostile clients and hostile conditions,
+//! through the real `socklab serve` binary. Like `conformance.rs`, each behaviour
+//! is one body and the `hardening!` table runs it for every model; the few
+//! behaviours that only process models have (children, workers) and the CLI's own
+//! failure modes are plain tests at the end. docs/RELIABILITY.md maps each hostile
+//! behaviour to what each model does and to the test that shows it.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// One model under test, and what the hardening bodies need to know about it.
+#[derive(Clone, Copy, Debug)]
+pub struct Model {
+    /// `socklab serve` arguments naming the model (and variant).
+    pub args: &'static [&'static str],
+    /// How many clients it serves at once, if it decides that itself.
+    pub shape: Shape,
+    /// One server process holds a descriptor per client (threads, event loops), so
+    /// a connection flood reaches its descriptor limit.
+    pub fd_per_client: bool,
+}
+
+/// How a model's concurrency is bounded, apart from `--max-conns`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// One client at a time, whatever the flags (iterative).
+    Serial,
+    /// As many clients as `--max-conns` allows (fork, thread, event loops).
+    Elastic,
+    /// A fixed set of `--workers`; someone checks the cap before handing a client
+    /// over, so it holds exactly (pool queue, prefork passfd).
+    PoolQueue,
+    /// A fixed set of `--workers`, each checking the cap and then blocking in its
+    /// own `accept()`: the cap may be overshot by `workers - 1`, so these run with
+    /// `--workers` equal to the cap where the cap is under test (prefork
+    /// nolock/flock, pool accept).
+    PoolAccept,
+}
+
+/// Clients the `--max-conns` and slow-client tests allow at once.
+const CAP: usize = 2;
+/// How long a client waits to show that it is *not* being served.
+const NOT_SERVED_WITHIN: Duration = Duration::from_millis(300);
+/// `--idle-timeout` of the idle and slow-client tests.
+const IDLE: Duration = Duration::from_millis(300);
+/// What "at once" and "soon after the timeout" mean on a noisy 2-CPU machine.
+const MARGIN: Duration = Duration::from_millis(2500);
+
+impl Model {
+    fn pooled(&self) -> bool {
+        matches!(self.shape, Shape::PoolQueue | Shape::PoolAccept)
+    }
+
+    /// Clients served at once under `--max-conns CAP` with [`Self::cap_args`].
+    fn live_under_cap(&self) -> usize {
+        if self.shape == Shape::Serial {
+            1
+        } else {
+            CAP
+        }
+    }
+
+    /// `--max-conns CAP`, plus a pool size that leaves the cap, not the pool, in
+    /// charge where the model checks the cap exactly.
+    fn cap_args(&self) -> Vec<&'static str> {
+        let mut args = vec!["--max-conns", "2"];
+        match self.shape {
+            Shape::PoolQueue => args.extend(["--workers", "4"]),
+            Shape::PoolAccept => args.extend(["--workers", "2"]),
+            Shape::Serial | Shape::Elastic => {}
+        }
+        args
+    }
+
+    /// Starts `socklab serve <model> --tcp 127.0.0.1:0 <extra>` (with `--grace 2s`
+    /// unless `extra` sets one). `None` only for a uring model the kernel refuses,
+    /// after printing why: those tests are skipped, not failed.
+    fn start(&self, extra: &[&str]) -> Option<Server> {
+        self.start_limited(extra, None)
+    }
+
+    fn start_limited(&self, extra: &[&str], fd_limit: Option<u64>) -> Option<Server> {
+        let mut args = vec!["serve"];
+        args.extend_from_slice(self.args);
+        args.extend_from_slice(&["--tcp", "127.0.0.1:0"]);
+        if !extra.contains(&"--grace") {
+            args.extend_from_slice(&["--grace", "2s"]);
+        }
+        args.extend_from_slice(extra);
+        match Server::try_start_args(&args, fd_limit) {
+            Ok(server) => Some(server),
+            Err(why) if self.args[0] == "uring" => {
+                eprintln!("skipping: `socklab serve uring` refused to start here: {why}");
+                None
+            }
+            Err(why) => panic!("{why}"),
+        }
+    }
+}
+
+/// Reads once with a short timeout; true if nothing came (the client waits).
+fn gets_no_reply_within(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut byte = [0u8; 1];
+    let waiting = match stream.read(&mut byte) {
+        Err(e) => matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        Ok(_) => false,
+    };
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    waiting
+}
+
+/// Waits for the server to close `stream` (EOF or reset); returns how long it took.
+fn time_until_closed(stream: &mut TcpStream, limit: Duration) -> Duration {
+    let start = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return start.elapsed(),
+            Ok(n) => panic!("unexpected {n} bytes from an idle connection"),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                ) =>
+            {
+                return start.elapsed()
+            }
+            Err(e) => panic!("not closed within {limit:?}: {e}"),
+        }
+    }
+}
+
+/// True while `pid` exists and is not a zombie. An orphaned worker that died with
+/// its server stays a zombie until init reaps it, which is not the server's doing.
+fn running(pid: i32) -> bool {
+    matches!(process_state(pid), Some(s) if s != 'Z')
+}
+
+/// Writes up to `total` bytes without ever reading, until the server stops taking
+/// them (a write blocks for `stall`). Returns the stream and the bytes written.
+fn write_without_reading(stream: TcpStream, total: usize, stall: Duration) -> (TcpStream, usize) {
+    stream.set_write_timeout(Some(stall)).unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut written = 0;
+    let mut s = &stream;
+    while written < total {
+        match s.write(&chunk) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            // Timed out: the server stopped reading. Or it closed: also bounded.
+            Err(_) => break,
+        }
+    }
+    (stream, written)
+}
+
+mod cases {
+    use super::*;
+
+    /// Past `--max-conns` a new client waits (no reply) until a client leaves, then
+    /// is served: the same defined behaviour in every model.
+    pub fn max_conns_holds_past_the_cap(m: &Model) {
+        let Some(server) = m.start(&m.cap_args()) else {
+            return;
+        };
+        let mut held: Vec<TcpStream> = (0..m.live_under_cap())
+            .map(|i| {
+                let mut c = server.connect();
+                let msg = format!("held {i}\n");
+                assert_eq!(round_trip(&mut c, msg.as_bytes()), upper(msg.as_bytes()));
+                c
+            })
+            .collect();
+        let mut waiting = server.connect();
+        waiting.write_all(b"past the cap\n").unwrap();
+        assert!(
+            gets_no_reply_within(&mut waiting, NOT_SERVED_WITHIN),
+            "a client past --max-conns was served while {} others were connected",
+            held.len()
+        );
+        drop(held.remove(0));
+        let mut reply = [0u8; 13];
+        waiting
+            .read_exact(&mut reply)
+            .expect("served once a slot freed");
+        assert_eq!(&reply, b"PAST THE CAP\n");
+        // The other client under the cap is still served (a serial model had one).
+        if let Some(mut other) = held.pop() {
+            assert_eq!(round_trip(&mut other, b"still\n"), b"STILL\n");
+        }
+    }
+
+    /// A client that sends nothing is disconnected soon after `--idle-timeout`,
+    /// whether it never spoke or went quiet after a request.
+    pub fn silent_client_is_disconnected(m: &Model) {
+        let Some(server) = m.start(&["--idle-timeout", "300ms"]) else {
+            return;
+        };
+        let mut spoke = server.connect();
+        assert_eq!(round_trip(&mut spoke, b"once\n"), b"ONCE\n");
+        let mut mute = server.connect();
+        let took = time_until_closed(&mut spoke, IDLE + MARGIN);
+        assert!(
+            took >= IDLE - Duration::from_millis(100),
+            "closed after {took:?}, before the {IDLE:?} idle timeout"
+        );
+        // A serial model accepts `mute` only once `spoke` is gone: two timeouts.
+        time_until_closed(&mut mute, 2 * IDLE + MARGIN);
+        let mut next = server.connect();
+        assert_eq!(round_trip(&mut next, b"next\n"), b"NEXT\n");
+    }
+
+    /// Silent clients holding every slot (threads, workers, processes, the cap)
+    /// are cut off by the idle timeout, so a waiting client is served.
+    pub fn slow_clients_cannot_pin_the_server(m: &Model) {
+        let mut extra = m.cap_args();
+        extra.extend(["--idle-timeout", "300ms"]);
+        let Some(server) = m.start(&extra) else {
+            return;
+        };
+        let silent: Vec<TcpStream> = (0..CAP).map(|_| server.connect()).collect();
+        // Let the server take them in before the real client comes.
+        std::thread::sleep(Duration::from_millis(50));
+        let mut real = server.connect();
+        let start = Instant::now();
+        real.set_read_timeout(Some(2 * IDLE + MARGIN)).unwrap();
+        let reply = round_trip(&mut real, b"let me in\n");
+        assert_eq!(reply, b"LET ME IN\n");
+        assert!(
+            start.elapsed() >= IDLE / 2,
+            "served after {:?}: the silent clients never held the slots",
+            start.elapsed()
+        );
+        drop(silent);
+    }
+
+    /// A connection flood with the descriptor limit lowered to 64: the server does
+    /// not crash, does not spin while out of descriptors (under 30 % of one CPU),
+    /// and serves again once the flood leaves.
+    pub fn fd_exhaustion_is_survived(m: &Model) {
+        const LIMIT: u64 = 64;
+        const FLOOD: usize = 120;
+        let Some(server) = m.start_limited(&[], Some(LIMIT)) else {
+            return;
+        };
+        let mut probe = server.connect();
+        assert_eq!(round_trip(&mut probe, b"before\n"), b"BEFORE\n");
+        drop(probe);
+        let flood: Vec<TcpStream> = (0..FLOOD).map(|_| server.connect()).collect();
+        if m.fd_per_client {
+            assert!(
+                eventually(Duration::from_secs(10), || server
+                    .stderr()
+                    .contains("Too many open files")),
+                "the flood never reached the descriptor limit"
+            );
+        }
+        // Let the flood settle (a forking server forks for each client first).
+        std::thread::sleep(Duration::from_millis(300));
+        let window = Duration::from_millis(500);
+        let cpu_before = tree_cpu_seconds(server.pid);
+        let start = Instant::now();
+        std::thread::sleep(window);
+        let busy = (tree_cpu_seconds(server.pid) - cpu_before) / start.elapsed().as_secs_f64();
+        eprintln!("server CPU while flooded: {:.1} % of one CPU", busy * 100.0);
+        assert!(
+            busy < 0.30,
+            "the server used {:.0} % of a CPU while out of descriptors",
+            busy * 100.0
+        );
+        assert!(server.alive(), "the server died under the flood");
+        drop(flood);
+        let mut after = server.connect();
+        assert_eq!(round_trip(&mut after, b"after\n"), b"AFTER\n");
+        assert!(server.alive());
+    }
+
+    /// Four clients that write 32 MiB each and never read: the server stops
+    /// reading them (backpressure) instead of buffering, its memory grows by less
+    /// than 64 MiB, and a fresh client is served meanwhile (a serial model serves
+    /// it once they leave: it serves one client at a time by design).
+    pub fn non_readers_cannot_grow_memory(m: &Model) {
+        const WRITERS: usize = 4;
+        const EACH: usize = 32 << 20;
+        let extra: &[&str] = if m.pooled() { &["--workers", "6"] } else { &[] };
+        let Some(server) = m.start(extra) else {
+            return;
+        };
+        let mut warm = server.connect();
+        assert_eq!(round_trip(&mut warm, b"warm\n"), b"WARM\n");
+        drop(warm);
+        std::thread::sleep(Duration::from_millis(100));
+        let before = tree_rss_kib(server.pid);
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|_| {
+                let c = server.connect();
+                std::thread::spawn(move || {
+                    write_without_reading(c, EACH, Duration::from_millis(700))
+                })
+            })
+            .collect();
+        let stalled: Vec<(TcpStream, usize)> =
+            writers.into_iter().map(|w| w.join().unwrap()).collect();
+        let grown_kib = tree_rss_kib(server.pid).saturating_sub(before);
+        let written: Vec<usize> = stalled.iter().map(|(_, n)| *n).collect();
+        eprintln!("memory grew by {grown_kib} KiB; each client got {written:?} bytes in");
+        assert!(
+            written.iter().all(|&n| n < EACH),
+            "a client wrote all of its {EACH} bytes: the server kept reading ({written:?})"
+        );
+        assert!(
+            grown_kib < 64 * 1024,
+            "memory grew by {grown_kib} KiB under {WRITERS} non-reading clients"
+        );
+        let stalled = if m.shape == Shape::Serial {
+            drop(stalled);
+            Vec::new()
+        } else {
+            stalled
+        };
+        let mut fresh = server.connect();
+        assert_eq!(round_trip(&mut fresh, b"fresh\n"), b"FRESH\n");
+        assert!(server.alive());
+        drop(stalled);
+    }
+
+    /// SIGTERM while a reply is being worked on: the reply is delivered, then the
+    /// server exits 0 within the grace period.
+    pub fn reply_in_flight_survives_sigterm(m: &Model) {
+        let Some(mut server) = m.start(&["--work", "sleep:300ms"]) else {
+            return;
+        };
+        let mut c = server.connect();
+        c.write_all(b"in flight\n").unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let signalled = Instant::now();
+        signal(server.pid, libc::SIGTERM);
+        let mut reply = [0u8; 10];
+        c.read_exact(&mut reply).expect("the reply in flight");
+        assert_eq!(&reply, b"IN FLIGHT\n");
+        drop(c);
+        let status = server
+            .wait_exit(Duration::from_secs(2) + MARGIN)
+            .expect("exit within the grace period");
+        assert_eq!(status.code(), Some(0), "{status:?}");
+        assert!(signalled.elapsed() < Duration::from_secs(2) + MARGIN);
+    }
+
+    /// A second SIGTERM exits at once with status 1, even with a client connected
+    /// and a long grace period; no child process is left behind.
+    pub fn second_signal_exits_at_once(m: &Model) {
+        let Some(mut server) = m.start(&["--grace", "30s"]) else {
+            return;
+        };
+        let mut idle = server.connect();
+        assert_eq!(round_trip(&mut idle, b"idle\n"), b"IDLE\n");
+        let children = server.children();
+        signal(server.pid, libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(100));
+        let signalled = Instant::now();
+        signal(server.pid, libc::SIGTERM);
+        let status = server
+            .wait_exit(MARGIN)
+            .expect("exit at once after the second signal");
+        assert_eq!(status.code(), Some(1), "{status:?}");
+        assert!(signalled.elapsed() < MARGIN);
+        for pid in children {
+            assert!(
+                eventually(Duration::from_secs(5), || !running(pid)),
+                "child {pid} outlived the server"
+            );
+        }
+    }
+}
+
+/// Expands every case for each `name => model` row.
+macro_rules! hardening {
+    ($($name:ident => $model:expr),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            const MODEL: Model = $model;
+            #[test] fn max_conns_holds_past_the_cap() { cases::max_conns_holds_past_the_cap(&MODEL) }
+            #[test] fn silent_client_is_disconnected() { cases::silent_client_is_disconnected(&MODEL) }
+            #[test] fn slow_clients_cannot_pin_the_server() { cases::slow_clients_cannot_pin_the_server(&MODEL) }
+            #[test] fn fd_exhaustion_is_survived() { cases::fd_exhaustion_is_survived(&MODEL) }
+            #[test] fn non_readers_cannot_grow_memory() { cases::non_readers_cannot_grow_memory(&MODEL) }
+            #[test] fn reply_in_flight_survives_sigterm() { cases::reply_in_flight_survives_sigterm(&MODEL) }
+            #[test] fn second_signal_exits_at_once() { cases::second_signal_exits_at_once(&MODEL) }
+        }
+    )*};
+}
+
+hardening! {
+    iterative => Model { args: &["iterative"], shape: Shape::Serial, fd_per_client: false },
+    fork => Model { args: &["fork"], shape: Shape::Elastic, fd_per_client: false },
+    prefork => Model { args: &["prefork"], shape: Shape::PoolAccept, fd_per_client: false },
+    prefork_passfd => Model { args: &["prefork", "--mode", "passfd"], shape: Shape::PoolQueue, fd_per_client: false },
+    thread => Model { args: &["thread"], shape: Shape::Elastic, fd_per_client: true },
+    pool => Model { args: &["pool"], shape: Shape::PoolQueue, fd_per_client: false },
+    pool_accept => Model { args: &["pool", "--dispatch", "accept"], shape: Shape::PoolAccept, fd_per_client: false },
+    nonblocking => Model { args: &["nonblocking"], shape: Shape::Elastic, fd_per_client: true },
+    async_multi_thread => Model { args: &["async"], shape: Shape::Elastic, fd_per_client: true },
+    async_current_thread => Model { args: &["async", "--runtime", "current-thread"], shape: Shape::Elastic, fd_per_client: true },
+    uring => Model { args: &["uring"], shape: Shape::Elastic, fd_per_client: true },
+}
+
+// ---------------------------------------------------------------------------
+// Process models: children and workers under storms, signals and kills.
+
+const FORK: Model = Model {
+    args: &["fork"],
+    shape: Shape::Elastic,
+    fd_per_client: false,
+};
+
+/// fork `--max-conns 3`: while 10 clients want service there are never more than
+/// 3 children, every client is served in turn, and no zombie is left after.
+#[test]
+fn fork_children_never_exceed_the_cap() {
+    let server = FORK.start(&["--max-conns", "3"]).unwrap();
+    let addr = server.tcp;
+    let clients: Vec<_> = (0..10)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut c = connect(addr);
+                let msg = format!("storm {i}\n");
+                let ok = round_trip(&mut c, msg.as_bytes()) == upper(msg.as_bytes());
+                // Hold the child a while, so the clients overlap.
+                std::thread::sleep(Duration::from_millis(100));
+                ok
+            })
+        })
+        .collect();
+    let mut most = 0;
+    while !clients.iter().all(|c| c.is_finished()) {
+        most = most.max(server.children().len());
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let served = clients
+        .into_iter()
+        .map(|c| c.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(served, 10);
+    assert!(most <= 3, "{most} children at once under --max-conns 3");
+    assert!(
+        most >= 2,
+        "the clients never overlapped ({most} child at most)"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || server.children().is_empty()),
+        "children left after the storm: {:?} (zombies: {:?})",
+        server.children(),
+        server.zombies()
+    );
+}
+
+/// SIGTERM during a storm of connected clients: the fork and prefork servers exit
+/// 0 after the grace period and no child or worker outlives them.
+#[test]
+fn sigterm_during_a_storm_stops_every_child() {
+    let models = [
+        (FORK, &["--grace", "300ms"][..]),
+        (
+            Model {
+                args: &["prefork", "--workers", "3"],
+                shape: Shape::PoolAccept,
+                fd_per_client: false,
+            },
+            &["--grace", "300ms"][..],
+        ),
+    ];
+    for (model, extra) in models {
+        let mut server = model.start(extra).unwrap();
+        let mut storm: Vec<TcpStream> = Vec::new();
+        for i in 0..6 {
+            let mut c = server.connect();
+            if i < 3 {
+                // These are being served; the rest wait (prefork) or have a child.
+                let msg = format!("storm {i}\n");
+                assert_eq!(round_trip(&mut c, msg.as_bytes()), upper(msg.as_bytes()));
+            }
+            storm.push(c);
+        }
+        let children = server.children();
+        assert!(children.len() >= 3, "{:?}: {children:?}", model.args);
+        signal(server.pid, libc::SIGTERM);
+        let status = server
+            .wait_exit(Duration::from_millis(300) + MARGIN)
+            .expect("exit after the grace period");
+        assert_eq!(status.code(), Some(0), "{:?}: {status:?}", model.args);
+        for pid in children {
+            assert!(
+                eventually(Duration::from_secs(5), || !running(pid)),
+                "{:?}: child {pid} outlived the server",
+                model.args
+            );
+        }
+    }
+}
+
+/// A fork child killed by a signal is reaped and its slot freed: under
+/// `--max-conns 1` the next client is served, and the death is logged.
+#[test]
+fn fork_child_killed_by_a_signal_is_accounted_for() {
+    let server = FORK.start(&["--max-conns", "1"]).unwrap();
+    let mut victim = server.connect();
+    assert_eq!(round_trip(&mut victim, b"doomed\n"), b"DOOMED\n");
+    let children = server.children();
+    assert_eq!(children.len(), 1, "{children:?}");
+    signal(children[0], libc::SIGKILL);
+    time_until_closed(&mut victim, IO_TIMEOUT);
+    let mut next = server.connect();
+    assert_eq!(round_trip(&mut next, b"next\n"), b"NEXT\n");
+    assert!(
+        eventually(Duration::from_secs(5), || server
+            .stderr()
+            .contains("killed by SIGKILL")),
+        "stderr: {}",
+        server.stderr()
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || server.zombies().is_empty()),
+        "zombies: {:?}",
+        server.zombies()
+    );
+}
+
+/// A prefork worker killed with SIGKILL is reaped and replaced: the worker count
+/// returns to N, service continues, and the death is logged (each prefork mode
+/// that hands out connections differently).
+#[test]
+fn prefork_worker_killed_is_replaced() {
+    for mode in ["nolock", "passfd"] {
+        let model = Model {
+            args: &["prefork", "--workers", "3"],
+            shape: Shape::PoolAccept,
+            fd_per_client: false,
+        };
+        let server = model.start(&["--mode", mode]).unwrap();
+        assert!(
+            eventually(Duration::from_secs(5), || server.children().len() == 3),
+            "{mode}: workers {:?}",
+            server.children()
+        );
+        let victim = server.children()[0];
+        signal(victim, libc::SIGKILL);
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                let workers = server.children();
+                workers.len() == 3 && !workers.contains(&victim)
+            }),
+            "{mode}: workers after the kill {:?}",
+            server.children()
+        );
+        for i in 0..6 {
+            let mut c = server.connect();
+            let msg = format!("{mode} after {i}\n");
+            assert_eq!(round_trip(&mut c, msg.as_bytes()), upper(msg.as_bytes()));
+        }
+        assert!(
+            server.stderr().contains("was killed by SIGKILL"),
+            "{mode}: stderr {}",
+            server.stderr()
+        );
+        assert!(
+            server.zombies().is_empty(),
+            "{mode}: {:?}",
+            server.zombies()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The load generator and the CLI when things go wrong.
+
+/// `socklab load` against a server SIGKILLed mid-run ends on time, says what went
+/// wrong, exits non-zero with `--strict`, and never panics.
+#[test]
+fn load_survives_a_server_killed_mid_run() {
+    let server = Server::start_args(&["serve", "nonblocking", "--tcp", "127.0.0.1:0"]);
+    let mut load = std::process::Command::new(env!("CARGO_BIN_EXE_socklab"))
+        .args(["load", &server.tcp.to_string(), "--duration", "2s"])
+        .args(["--warmup", "0", "--conns", "4", "--no-progress", "--strict"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run socklab load");
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    signal(server.pid, libc::SIGKILL);
+    drop(server);
+    while load.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "socklab load still running 15 s after its server died"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = load.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("went away") || stderr.contains("errors"), "{stderr}");
+    assert!(
+        stdout.contains("reset") || stdout.contains("refused"),
+        "the report names the errors: {stdout}"
+    );
+}
+
+/// `socklab load` against an address whose SYNs go unanswered (a listener with a
+/// full backlog that never accepts) ends on time with a clear message.
+#[test]
+fn load_against_an_unanswering_address_fails_clearly() {
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    // Fill the accept queue (backlog 0 holds one); later SYNs are dropped.
+    let _filler = connect(addr);
+    let started = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_socklab"))
+        .args([
+            "load",
+            &addr.to_string(),
+            "--duration",
+            "1s",
+            "--warmup",
+            "0",
+        ])
+        .args([
+            "--connect-timeout",
+            "300ms",
+            "--conns",
+            "2",
+            "--no-progress",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run socklab load");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no correct reply"), "{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+/// Bad flags and arguments to `load`, `report`, `compare` and the model options
+/// of `serve` end in a clear message and a non-zero exit, never a panic. (cli.rs
+/// covers `serve`'s common flags and `client`.)
+#[test]
+fn misuse_of_load_report_and_model_flags_is_a_clear_error() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["load"], "required"),
+        (&["load", "127.0.0.1:9", "--conns", "0"], "at least 1"),
+        (
+            &["load", "127.0.0.1:9", "--duration", "banana"],
+            "bad duration",
+        ),
+        (&["load", "127.0.0.1:9", "--size", "0"], "at least 1"),
+        (&["load", "ftp://127.0.0.1:9"], "unknown scheme"),
+        (&["load", "not-an-address"], "not a HOST:PORT"),
+        (
+            &["load", "merge", "/nonexistent/socklab.hlog"],
+            "/nonexistent/socklab.hlog",
+        ),
+        (&["report", "/nonexistent/socklab-run"], "results.json"),
+        (&["compare", "--models", "nosuch"], "unknown model"),
+        (
+            &["serve", "pool", "--workers", "0", "--tcp", "127.0.0.1:0"],
+            "at least 1",
+        ),
+        (
+            &["serve", "uring", "--loops", "0", "--tcp", "127.0.0.1:0"],
+            "at least 1",
+        ),
+        (
+            &["serve", "prefork", "--mode", "spin", "--tcp", "127.0.0.1:0"],
+            "unknown prefork mode",
+        ),
+        (
+            &[
+                "serve",
+                "pool",
+                "--dispatch",
+                "lottery",
+                "--tcp",
+                "127.0.0.1:0",
+            ],
+            "unknown dispatch",
+        ),
+        (
+            &[
+                "serve",
+                "async",
+                "--runtime",
+                "fast",
+                "--tcp",
+                "127.0.0.1:0",
+            ],
+            "unknown runtime",
+        ),
+        (
+            &[
+                "serve",
+                "thread",
+                "--idle-timeout",
+                "banana",
+                "--tcp",
+                "127.0.0.1:0",
+            ],
+            "bad duration",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = std::process::Command::new("timeout")
+            .arg("20")
+            .arg(env!("CARGO_BIN_EXE_socklab"))
+            .args(*args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run socklab");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_ne!(out.status.code(), Some(124), "{args:?} hung");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    }
+}
