@@ -611,7 +611,10 @@ fn load_survives_a_server_killed_mid_run() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stdout}\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("went away") || stderr.contains("errors"), "{stderr}");
+    assert!(
+        stderr.contains("went away") || stderr.contains("errors"),
+        "{stderr}"
+    );
     assert!(
         stdout.contains("reset") || stdout.contains("refused"),
         "the report names the errors: {stdout}"
