@@ -67,7 +67,8 @@ pub struct CompareArgs {
     /// Count user-space instructions per request with callgrind (on in --full).
     #[arg(long)]
     callgrind: bool,
-    /// Output directory (default: results/<date>-<host>).
+    /// Output directory (default: results/<date>-<host>, and results/latest points
+    /// at it; an explicit --out leaves results/latest alone).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -170,7 +171,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     results.run.finished = time::utc_now();
     socklab_report::write_results(&results, &dir)?;
     socklab_report::write_all(&results, &dir)?;
-    update_latest(&dir);
+    if args.out.is_none() {
+        // An explicit --out is a run kept apart (a benchmark, a test); `latest`
+        // follows the default-named runs.
+        update_latest(&dir);
+    }
     println!("{}", dir.join("report.md").display());
     Ok(())
 }
