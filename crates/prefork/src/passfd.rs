@@ -43,8 +43,14 @@ pub(crate) fn serve(
     // Only the parent accepts, and only after poll() says a connection is there.
     listener.set_nonblocking(true)?;
     let mut channels: Vec<Option<Channel>> = (0..board.counts().len()).map(|_| None).collect();
+    let mut last_reap: Option<std::time::Instant> = None;
     while !cx.shutdown.is_triggered() {
-        workers.reap();
+        // One waitpid() per worker: every REAP_INTERVAL, not on every connection,
+        // so the cost measured for fd passing is the passing, not the bookkeeping.
+        if last_reap.is_none_or(|t| t.elapsed() >= crate::REAP_INTERVAL) {
+            workers.reap();
+            last_reap = Some(std::time::Instant::now());
+        }
         for slot in workers.empty_slots() {
             channels[slot] = None;
             match start(slot, listener, &channels, workers, board) {
