@@ -2,78 +2,23 @@
 //! overlap, cpu work that stalls a current-thread runtime, the connection cap,
 //! idle timeout, shutdown. (The shared conformance suite covers the service itself.)
 
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::sync::atomic::Ordering::Relaxed;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::thread;
+use std::time::Instant;
 
 use socklab_async::{serve, serve_udp, Options, Runtime};
 use socklab_protocol::{Framing, Limits, Work, LINE_TOO_LONG};
-use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
-
-/// Longest any single blocking read or connect in these tests may take.
-const IO_TIMEOUT: Duration = Duration::from_secs(3);
+use socklab_server_kit::testing::{assert_eof, connect, ms, read_n, TestServer, IO_TIMEOUT};
+use socklab_server_kit::Config;
 
 const RUNTIMES: [Runtime; 2] = [Runtime::MultiThread, Runtime::CurrentThread];
 
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-struct Server {
-    addr: SocketAddr,
-    cx: Context,
-    thread: JoinHandle<io::Result<()>>,
-}
-
-fn start(config: Config, runtime: Runtime) -> Server {
-    let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let cx = Context::new(config).unwrap();
-    let server_cx = cx.clone();
-    let thread = thread::spawn(move || serve(listener, &server_cx, &Options { runtime }));
-    Server { addr, cx, thread }
-}
-
-impl Server {
-    /// Triggers shutdown and waits (bounded) for `serve` to return; returns how long it took.
-    fn stop(self) -> Duration {
-        let t0 = Instant::now();
-        self.cx.shutdown.trigger();
-        join_within(self.thread, self.cx.config.grace + Duration::from_secs(3));
-        t0.elapsed()
-    }
-}
-
-fn join_within(thread: JoinHandle<io::Result<()>>, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while !thread.is_finished() {
-        assert!(
-            Instant::now() < deadline,
-            "serve did not return in {limit:?}"
-        );
-        thread::sleep(ms(5));
-    }
-    thread.join().unwrap().unwrap();
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
-
-fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
-    let mut buf = vec![0; n];
-    stream.read_exact(&mut buf).unwrap();
-    buf
-}
-
-fn assert_eof(stream: &mut TcpStream) {
-    let mut byte = [0u8; 1];
-    assert_eq!(stream.read(&mut byte).unwrap(), 0, "expected EOF");
+fn start(config: Config, runtime: Runtime) -> TestServer {
+    TestServer::tcp(config, move |listener, cx| {
+        serve(listener, cx, &Options { runtime })
+    })
 }
 
 fn config(framing: Framing, work: Work) -> Config {
@@ -287,11 +232,10 @@ fn shutdown_delivers_replies_in_flight() {
         let mut client = connect(server.addr);
         client.write_all(b"late").unwrap();
         thread::sleep(ms(50));
-        let (cx, thread) = (server.cx.clone(), server.thread);
-        cx.shutdown.trigger();
+        server.cx.shutdown.trigger();
         assert_eq!(read_n(&mut client, 4), b"LATE");
         drop(client);
-        join_within(thread, ms(1000));
+        server.join_within(ms(1000));
     }
 }
 
@@ -299,11 +243,11 @@ fn shutdown_delivers_replies_in_flight() {
 #[test]
 fn udp_echoes_and_overlaps_sleep_work() {
     for runtime in RUNTIMES {
-        let socket = bind_udp("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
-        let addr = socket.local_addr().unwrap();
-        let cx = Context::new(config(Framing::Raw, Work::Sleep(ms(200)))).unwrap();
-        let server_cx = cx.clone();
-        let thread = thread::spawn(move || serve_udp(socket, &server_cx, &Options { runtime }));
+        let server = TestServer::udp(
+            config(Framing::Raw, Work::Sleep(ms(200))),
+            move |socket, cx| serve_udp(socket, cx, &Options { runtime }),
+        );
+        let addr = server.addr;
         let clients: Vec<UdpSocket> = (0..4)
             .map(|_| {
                 let c = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -338,11 +282,11 @@ fn udp_echoes_and_overlaps_sleep_work() {
         );
         // Counted just after each sendto(), so possibly after the client read it.
         let counted = Instant::now() + IO_TIMEOUT;
-        while cx.counters.requests.load(Relaxed) < 4 && Instant::now() < counted {
+        while server.cx.counters.requests.load(Relaxed) < 4 && Instant::now() < counted {
             thread::sleep(ms(1));
         }
-        assert_eq!(cx.counters.requests.load(Relaxed), 4);
-        cx.shutdown.trigger();
-        join_within(thread, ms(1500));
+        assert_eq!(server.cx.counters.requests.load(Relaxed), 4);
+        server.cx.shutdown.trigger();
+        server.join_within(ms(1500));
     }
 }

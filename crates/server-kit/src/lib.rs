@@ -16,6 +16,8 @@
 //! - [`counters`]: accepted/active/requests/bytes, in memory that survives `fork()`.
 //! - [`udp`]: the blocking datagram loop (one `recvfrom`, one `sendto`).
 //! - [`loops`]: N independent event loops, one socket each (`--loops`).
+//! - `testing` (feature `testing`): the in-process harness the model crates' own
+//!   tests share.
 
 pub mod accept;
 pub mod config;
@@ -25,6 +27,8 @@ pub mod driver;
 pub mod listen;
 pub mod loops;
 pub mod shutdown;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod udp;
 pub mod usage;
 pub mod work;
