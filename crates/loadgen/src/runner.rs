@@ -96,6 +96,20 @@ impl Gate {
         }
     }
 
+    /// Arrives and waits at most `timeout` for the others (a thread that failed
+    /// early never arrives; nobody waits for it longer than that).
+    pub fn arrive_within(&self, timeout: Duration) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.arrived += 1;
+        if s.arrived >= s.expected && s.start.is_none() {
+            s.start = Some((Instant::now(), SystemTime::now()));
+            self.cv.notify_all();
+        }
+        let _ = self
+            .cv
+            .wait_timeout_while(s, timeout, |s| s.start.is_none() && !s.aborted);
+    }
+
     fn abort(&self) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.aborted = true;
@@ -138,6 +152,11 @@ impl LiveCounters {
 #[derive(Debug)]
 pub struct Shared {
     pub gate: Gate,
+    /// Where threads meet after measuring, before they close their connections. A
+    /// thread that closed early would free a server's worker while another thread
+    /// still measures, and a starved connection would be served in the last
+    /// milliseconds, its whole wait recorded as one request's latency.
+    pub finish: Gate,
     pub live: Vec<LiveCounters>,
     /// Set to make every thread stop at its next housekeeping tick.
     pub stop: AtomicBool,
@@ -152,6 +171,7 @@ impl Drop for PanicGuard {
         if thread::panicking() {
             self.0.stop.store(true, Ordering::Relaxed);
             self.0.gate.abort();
+            self.0.finish.abort();
         }
     }
 }
@@ -218,6 +238,7 @@ pub fn run(
     }
     let shared = Arc::new(Shared {
         gate: Gate::new(cfg.threads),
+        finish: Gate::new(cfg.threads),
         live: (0..cfg.threads).map(|_| LiveCounters::default()).collect(),
         stop: AtomicBool::new(false),
     });

@@ -54,6 +54,10 @@ const EVENTS: usize = 1024;
 const READ_BUF: usize = 64 * 1024;
 
 /// Runs one TCP worker thread to completion.
+/// Longest a thread that finished measuring waits for the others before it closes
+/// its connections.
+const FINISH_WAIT: Duration = Duration::from_secs(2);
+
 pub fn run(ctx: WorkerCtx) -> Result<WorkerResult, LoadError> {
     let mut w = match Worker::new(&ctx) {
         Ok(w) => w,
@@ -185,6 +189,7 @@ impl Worker {
             Mode::Churn => self.start_connects(now),
         }
         let finished = self.event_loop(tl.deadline, |w| w.share_done());
+        self.ctx.shared.finish.arrive_within(FINISH_WAIT);
         for i in 0..self.conns.len() {
             if self.mode != Mode::Churn && self.conns[i].measured_replies == 0 {
                 self.stats.counts.starved += 1;

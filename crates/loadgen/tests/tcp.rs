@@ -268,3 +268,58 @@ fn counted_run_gives_up_on_an_unreachable_server() {
     assert!(r.warnings.iter().any(|w| w.contains("gave up")), "{r}");
     assert_eq!(r.counts.ok, 0);
 }
+
+/// With several load-generator threads, none closes its connections before all
+/// have finished measuring: a server with two workers facing three connections
+/// shows one starved connection, and no request's latency spans its whole wait.
+#[test]
+fn threads_finish_together_so_a_starved_connection_stays_starved() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Two workers, each serving one connection until it closes (a pool of two).
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let listener = listener.try_clone().unwrap();
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Ok((mut stream, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    };
+                    stream.set_nonblocking(false).unwrap();
+                    stream
+                        .set_read_timeout(Some(Duration::from_secs(5)))
+                        .unwrap();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buf) {
+                        if n == 0 || stream.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let cfg = LoadConfig {
+        conns: 3,
+        threads: 2,
+        duration: Duration::from_millis(600),
+        warmup: Duration::ZERO,
+        ..config(addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    assert_eq!(r.counts.starved, 1, "{r}");
+    assert!(
+        r.latency.max_us < 300_000,
+        "a request waited {} µs: {r}",
+        r.latency.max_us
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+}
