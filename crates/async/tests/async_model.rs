@@ -1,15 +1,15 @@
-//! What is specific to the tokio model, under both runtimes: the echo, timers that
+//! What is specific to the tokio model, under both runtimes: timers that
 //! overlap, cpu work that stalls a current-thread runtime, the connection cap,
 //! idle timeout, shutdown. (The shared conformance suite covers the service itself.)
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread;
 use std::time::Instant;
 
 use socklab_async::{serve, serve_udp, Options, Runtime};
-use socklab_protocol::{Framing, Limits, Work, LINE_TOO_LONG};
+use socklab_protocol::{Framing, Work};
 use socklab_server_kit::testing::{assert_eof, connect, ms, read_n, TestServer, IO_TIMEOUT};
 use socklab_server_kit::Config;
 
@@ -27,55 +27,6 @@ fn config(framing: Framing, work: Work) -> Config {
         work,
         grace: ms(500),
         ..Config::default()
-    }
-}
-
-/// Raw framing on both runtimes: bytes come back uppercased, in order.
-#[test]
-fn echoes_raw_bytes() {
-    for runtime in RUNTIMES {
-        let server = start(config(Framing::Raw, Work::None), runtime);
-        let mut client = connect(server.addr);
-        client.write_all(b"hello, ").unwrap();
-        assert_eq!(read_n(&mut client, 7), b"HELLO, ");
-        client.write_all(b"world \x00\xff z").unwrap();
-        assert_eq!(read_n(&mut client, 10), b"WORLD \x00\xff Z");
-        drop(client);
-        server.stop();
-    }
-}
-
-/// Lines framing on both runtimes: each line answered; a too-long line gets the
-/// error line, then EOF.
-#[test]
-fn echoes_lines_and_refuses_a_long_one() {
-    for runtime in RUNTIMES {
-        let mut cfg = config(Framing::Lines, Work::None);
-        cfg.limits = Limits { max_line: 8 };
-        let server = start(cfg, runtime);
-        let mut client = connect(server.addr);
-        client.write_all(b"ab\ncd").unwrap();
-        assert_eq!(read_n(&mut client, 3), b"AB\n");
-        client.write_all(b"\n0123456789\n").unwrap();
-        let mut expected = b"CD\n".to_vec();
-        expected.extend_from_slice(LINE_TOO_LONG);
-        assert_eq!(read_n(&mut client, expected.len()), expected);
-        assert_eof(&mut client);
-        server.stop();
-    }
-}
-
-/// A client that shuts its write side still gets every reply, then EOF.
-#[test]
-fn half_close_gets_every_reply_then_eof() {
-    for runtime in RUNTIMES {
-        let server = start(config(Framing::Lines, Work::None), runtime);
-        let mut client = connect(server.addr);
-        client.write_all(b"one\ntwo\nthree\n").unwrap();
-        client.shutdown(Shutdown::Write).unwrap();
-        assert_eq!(read_n(&mut client, 14), b"ONE\nTWO\nTHREE\n");
-        assert_eof(&mut client);
-        server.stop();
     }
 }
 

@@ -3,13 +3,13 @@
 //! clients. (The shared conformance suite covers the service itself.)
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread;
 use std::time::Instant;
 
 use socklab_nonblocking::{serve, serve_udp, Options, MAX_PENDING_OUTPUT};
-use socklab_protocol::{Framing, Limits, Work, LINE_TOO_LONG};
+use socklab_protocol::{Framing, Work};
 use socklab_server_kit::testing::{assert_eof, connect, ms, read_n, TestServer, IO_TIMEOUT};
 use socklab_server_kit::{bind_tcp, BindOptions, Config};
 
@@ -30,48 +30,6 @@ fn config(framing: Framing, work: Work) -> Config {
         grace: ms(500),
         ..Config::default()
     }
-}
-
-/// Raw framing: bytes come back uppercased, in order, over several writes.
-#[test]
-fn echoes_raw_bytes() {
-    let server = start(config(Framing::Raw, Work::None), Options::default());
-    let mut client = connect(server.addr);
-    client.write_all(b"hello, ").unwrap();
-    assert_eq!(read_n(&mut client, 7), b"HELLO, ");
-    client.write_all(b"world \x00\xff z").unwrap();
-    assert_eq!(read_n(&mut client, 10), b"WORLD \x00\xff Z");
-    drop(client);
-    server.stop();
-}
-
-/// Lines framing: each line answered; a too-long line gets the error line, then EOF.
-#[test]
-fn echoes_lines_and_refuses_a_long_one() {
-    let mut cfg = config(Framing::Lines, Work::None);
-    cfg.limits = Limits { max_line: 8 };
-    let server = start(cfg, Options::default());
-    let mut client = connect(server.addr);
-    client.write_all(b"ab\ncd").unwrap();
-    assert_eq!(read_n(&mut client, 3), b"AB\n");
-    client.write_all(b"\n0123456789\n").unwrap();
-    let mut expected = b"CD\n".to_vec();
-    expected.extend_from_slice(LINE_TOO_LONG);
-    assert_eq!(read_n(&mut client, expected.len()), expected);
-    assert_eof(&mut client);
-    server.stop();
-}
-
-/// A client that shuts its write side still gets every reply, then EOF.
-#[test]
-fn half_close_gets_every_reply_then_eof() {
-    let server = start(config(Framing::Lines, Work::None), Options::default());
-    let mut client = connect(server.addr);
-    client.write_all(b"one\ntwo\nthree\n").unwrap();
-    client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!(read_n(&mut client, 14), b"ONE\nTWO\nTHREE\n");
-    assert_eof(&mut client);
-    server.stop();
 }
 
 /// A reply larger than the socket buffers is written across many partial writes,
