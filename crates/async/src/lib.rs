@@ -82,7 +82,9 @@ use std::time::Duration;
 use socklab_protocol::{uppercase_datagram, Session, Work, MAX_UDP_PAYLOAD};
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
 use socklab_server_kit::driver::READ_BUF;
-use socklab_server_kit::{log_client_error, work, Config, Context, Counters, Shutdown};
+use socklab_server_kit::{
+    log_client_error, work, Config, Context, Counters, RequestDeadline, Shutdown,
+};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -262,6 +264,7 @@ async fn serve_client(
     counters: &Counters,
 ) -> io::Result<()> {
     let mut session = Session::new(config.framing, config.limits);
+    let mut deadline = RequestDeadline::default();
     let mut input = vec![0u8; READ_BUF];
     let mut output = Vec::new();
     loop {
@@ -286,6 +289,10 @@ async fn serve_client(
         if fed.closing {
             // Bad input: the error line is sent; close without reading the rest.
             let _ = stream.shutdown().await;
+            return Ok(());
+        }
+        if deadline.expired(&session, config.idle_timeout, std::time::Instant::now()) {
+            // A request dribbled past the idle timeout (slowloris): close.
             return Ok(());
         }
     }

@@ -138,7 +138,8 @@ struct Common {
     /// Most clients served at once; past it the server stops accepting until one leaves.
     #[arg(long, default_value_t = socklab_server_kit::config::DEFAULT_MAX_CONNS)]
     max_conns: usize,
-    /// Disconnect a client that sends nothing for this long (e.g. 30s). Default: never.
+    /// Disconnect a client that sends nothing for this long, or takes longer than this
+    /// to finish a request it has begun (e.g. 30s). Default: never.
     #[arg(long, value_parser = args::duration)]
     idle_timeout: Option<Duration>,
     /// After SIGINT/SIGTERM, how long connections in flight may take to finish.

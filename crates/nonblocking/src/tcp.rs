@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Registry, Token};
 use socklab_protocol::{Session, Work};
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
 use socklab_server_kit::driver::READ_BUF;
-use socklab_server_kit::{log_client_error, work, Context};
+use socklab_server_kit::{log_client_error, work, Context, RequestDeadline};
 
 use crate::timers::{wait_until, Timers};
 use crate::{EVENTS_PER_WAIT, MODEL, SHUTDOWN};
@@ -365,6 +365,8 @@ struct Connection {
     peer_closed: bool,
     /// Last time bytes moved either way, for the idle timeout.
     last_active: Instant,
+    /// When the unfinished request began, for the dribbling half of the idle timeout.
+    deadline: RequestDeadline,
     /// What this socket is registered for now, to skip `epoll_ctl` when unchanged.
     interest: Interest,
 }
@@ -379,6 +381,7 @@ impl Connection {
             eof: false,
             peer_closed: false,
             last_active: Instant::now(),
+            deadline: RequestDeadline::default(),
             interest: Interest::READABLE,
         }
     }
@@ -436,6 +439,14 @@ impl Connection {
         self.last_active = Instant::now();
         let start = self.output.len();
         let fed = self.session.feed(input, &mut self.output);
+        if self
+            .deadline
+            .expired(&self.session, cx.config.idle_timeout, self.last_active)
+        {
+            // A request dribbled past the idle timeout (slowloris): stop reading,
+            // send what is due, close (as if the client had closed).
+            self.eof = true;
+        }
         // bytes_out is counted in `flush`, as bytes reach the socket, so
         // bytes_in - bytes_out is what the server holds.
         cx.counters.served(fed.requests, input.len(), 0);

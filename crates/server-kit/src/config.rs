@@ -21,7 +21,9 @@ pub struct Config {
     pub work: Work,
     /// Most clients served at once (threads, processes or registered sockets).
     pub max_conns: usize,
-    /// Disconnect a client that sends nothing for this long (`None`: never).
+    /// Disconnect a client that sends nothing for this long, or whose unfinished
+    /// request is older than this (a slowloris client, see [`crate::deadline`])
+    /// (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// After SIGTERM, how long connections in flight may take to finish.
     pub grace: Duration,

@@ -8,10 +8,11 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::time::Instant;
 
 use socklab_protocol::Session;
 
-use crate::{work, Config, Counters};
+use crate::{work, Config, Counters, RequestDeadline};
 
 /// Bytes read per `read()` call. 16 KiB is what one connection holds while its
 /// request is processed; larger reads cut syscalls for bulk transfers but cost
@@ -44,6 +45,7 @@ pub fn serve_connection(
 ) -> io::Result<()> {
     prepare_stream(&stream, config)?;
     let mut session = Session::new(config.framing, config.limits);
+    let mut deadline = RequestDeadline::default();
     let mut input = vec![0u8; READ_BUF];
     let mut output = Vec::with_capacity(READ_BUF);
     loop {
@@ -66,6 +68,12 @@ pub fn serve_connection(
             // Bad input: the error line is sent; close without reading the rest.
             let _ = stream.shutdown(std::net::Shutdown::Write);
             return Ok(());
+        }
+        if deadline.expired(&session, config.idle_timeout, Instant::now()) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request dribbled past the idle timeout",
+            ));
         }
     }
 }

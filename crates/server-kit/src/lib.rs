@@ -13,6 +13,8 @@
 //! - [`driver`]: the blocking per-connection driver (read, feed the protocol, do the
 //!   work, write) that every blocking model runs for each client.
 //! - [`work`]: performing per-request work on a blocking thread.
+//! - [`deadline`]: an unfinished request must complete within the idle timeout
+//!   (what stops a slowloris client that is never quite silent).
 //! - [`counters`]: accepted/active/requests/bytes, in memory that survives `fork()`.
 //! - [`udp`]: the blocking datagram loop (one `recvfrom`, one `sendto`).
 //! - [`loops`]: N independent event loops, one socket each (`--loops`).
@@ -23,6 +25,7 @@ pub mod accept;
 pub mod config;
 pub mod context;
 pub mod counters;
+pub mod deadline;
 pub mod driver;
 pub mod listen;
 pub mod loops;
@@ -37,6 +40,7 @@ pub use accept::{accept_next, set_accept_timeout, Next, SHUTDOWN_POLL};
 pub use config::Config;
 pub use context::Context;
 pub use counters::Counters;
+pub use deadline::RequestDeadline;
 pub use driver::{prepare_stream, serve_connection};
 pub use listen::{bind_tcp, bind_udp, BindOptions};
 pub use shutdown::Shutdown;

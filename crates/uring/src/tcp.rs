@@ -17,7 +17,9 @@ use socklab_protocol::{Session, Work};
 use socklab_server_kit::accept::{is_resource_exhaustion, RESOURCE_BACKOFF};
 use socklab_server_kit::driver::READ_BUF;
 use socklab_server_kit::work::spin_for;
-use socklab_server_kit::{log_client_error, prepare_stream, Config, Context, Counters};
+use socklab_server_kit::{
+    log_client_error, prepare_stream, Config, Context, Counters, RequestDeadline,
+};
 
 use crate::ring::{token, Completion, Features, Op, Ring};
 use crate::MAX_PENDING_OUTPUT;
@@ -331,6 +333,8 @@ impl<'a> TcpLoop<'a> {
 struct Conn {
     stream: TcpStream,
     session: Session,
+    /// When the unfinished request began, for the dribbling half of the idle timeout.
+    deadline: RequestDeadline,
     input: Vec<u8>,
     sending: Vec<u8>,
     sent: usize,
@@ -357,6 +361,7 @@ impl Conn {
         Conn {
             stream,
             session: Session::new(config.framing, config.limits),
+            deadline: RequestDeadline::default(),
             input: vec![0; READ_BUF],
             sending: Vec::new(),
             sent: 0,
@@ -420,6 +425,12 @@ impl Conn {
         let fed = self.session.feed(input, &mut self.delayed);
         counters.served(fed.requests, n, self.delayed.len());
         self.closing |= fed.closing;
+        // A request dribbled past the idle timeout (slowloris): send what is due, close.
+        self.closing |= self.deadline.expired(
+            &self.session,
+            config.idle_timeout,
+            std::time::Instant::now(),
+        );
         match config.work.times(fed.requests) {
             Work::Sleep(d) if !d.is_zero() => {
                 self.sleep = d.into();
