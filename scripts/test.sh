@@ -13,13 +13,13 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "tests"
-if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --workspace --no-fail-fast
-else
-    echo "(cargo-nextest not found; using cargo test)"
-    cargo test --workspace --no-fail-fast
+step "tests: cargo nextest run --workspace"
+# nextest runs each test in its own process: the fork and prefork tests never
+# share a process with another test. Installed from crates.io if missing.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install --locked cargo-nextest
 fi
+cargo nextest run --workspace --no-fail-fast
 
 step "doc tests"
 cargo test --workspace --doc
