@@ -48,6 +48,24 @@ fn debug_fds(pid: i32) -> String {
     out
 }
 
+/// A server with UDP for a model that has one. A per-client model (fork, thread)
+/// has none: then this checks that `serve --udp` refuses, clearly, and returns None.
+fn udp_server(spec: &Spec) -> Option<Server> {
+    if spec.udp {
+        return Some(Server::start(spec, &[]));
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_socklab"))
+        .arg("serve")
+        .args(spec.args)
+        .args(["--udp", "127.0.0.1:0"])
+        .output()
+        .expect("run socklab");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{:?} accepted --udp", spec.args);
+    assert!(stderr.contains("cannot serve UDP"), "{stderr}");
+    None
+}
+
 /// The test bodies. Each takes the model under test.
 mod cases {
     use super::*;
@@ -172,10 +190,9 @@ mod cases {
 
     /// UDP: an empty datagram gets an empty reply; a 65,507-byte one comes back whole.
     pub fn udp_extremes(spec: &Spec) {
-        if !spec.udp {
+        let Some(server) = udp_server(spec) else {
             return;
-        }
-        let server = Server::start(spec, &[]);
+        };
         let c = udp_client(server.udp.unwrap());
         let mut buf = vec![0u8; 70_000];
         c.send(b"").unwrap();
@@ -189,10 +206,9 @@ mod cases {
 
     /// UDP: a burst of 1,000 datagrams (at most 64 in flight) is answered, each one right.
     pub fn udp_burst(spec: &Spec) {
-        if !spec.udp {
+        let Some(server) = udp_server(spec) else {
             return;
-        }
-        let server = Server::start(spec, &[]);
+        };
         let c = udp_client(server.udp.unwrap());
         let mut buf = [0u8; 128];
         let (mut sent, mut answered) = (0usize, 0usize);
