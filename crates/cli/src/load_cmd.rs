@@ -18,10 +18,6 @@ use socklab_loadgen::{self as lg, Framing, LoadConfig, Mode, Transport};
 /// server under valgrind, short enough that a dead server cannot hang a script.
 const REQUESTS_RUN_CAP: Duration = Duration::from_secs(600);
 
-fn duration(s: &str) -> Result<Duration, String> {
-    lg::parse_duration(s).map_err(|e| e.to_string())
-}
-
 /// Drive a server: closed loop, open loop at a fixed rate, connection churn, or UDP.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -56,12 +52,12 @@ pub struct LoadArgs {
     pub threads: Option<usize>,
 
     /// Measured time, after warmup [default: 10s; with --requests, a 600s cap].
-    #[arg(short, long, value_parser = duration)]
+    #[arg(short, long, value_parser = crate::args::duration)]
     pub duration: Option<Duration>,
 
     /// Time run first and left out of the results [default: 1s; 0 with --requests,
     /// so the server sees exactly N requests].
-    #[arg(short, long, value_parser = duration)]
+    #[arg(short, long, value_parser = crate::args::duration)]
     pub warmup: Option<Duration>,
 
     /// Measure exactly N requests (churn: connections) instead of a duration.
@@ -81,11 +77,11 @@ pub struct LoadArgs {
     pub pipeline: usize,
 
     /// A request with no reply after this long counts as timed out (UDP: lost).
-    #[arg(long, value_parser = duration, default_value = "2s")]
+    #[arg(long, value_parser = crate::args::duration, default_value = "2s")]
     pub timeout: Duration,
 
     /// A connect attempt taking longer than this counts as timed out.
-    #[arg(long, value_parser = duration, default_value = "3s")]
+    #[arg(long, value_parser = crate::args::duration, default_value = "3s")]
     pub connect_timeout: Duration,
 
     /// Connects in flight at once per thread (paces opening many connections).
@@ -98,7 +94,7 @@ pub struct LoadArgs {
     pub fin_close: bool,
 
     /// Interval of the histograms in --hdr-log.
-    #[arg(long, value_parser = duration, default_value = "1s")]
+    #[arg(long, value_parser = crate::args::duration, default_value = "1s")]
     pub interval: Duration,
 
     /// Seed for the payload bytes.

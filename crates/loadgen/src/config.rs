@@ -288,34 +288,6 @@ impl LoadConfig {
     }
 }
 
-/// Parses a human duration: `10s`, `500ms`, `250us`, `2m`, `1.5s`, or a bare number
-/// of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, ConfigError> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| ConfigError(format!("bad duration {s:?} (try 10s, 500ms, 2m)")))?;
-    let scale = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 1e-3,
-        "us" | "µs" => 1e-6,
-        "ns" => 1e-9,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(ConfigError(format!(
-                "bad duration unit {other:?} in {s:?} (use ns, us, ms, s, m, h)"
-            )))
-        }
-    };
-    Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| ConfigError(format!("bad duration {s:?}")))
-}
-
 /// Serde helper: a [`Duration`] as fractional seconds, which is what a reader of the
 /// JSON expects.
 pub mod secs {
@@ -335,16 +307,6 @@ pub mod secs {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert!(parse_duration("fast").is_err());
-        assert!(parse_duration("3 weeks").is_err());
-    }
 
     #[test]
     fn misuse_is_rejected() {

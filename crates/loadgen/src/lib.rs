@@ -84,7 +84,7 @@ pub mod udp;
 
 use std::io;
 
-pub use config::{parse_duration, ConfigError, Framing, LoadConfig, Mode, Transport};
+pub use config::{ConfigError, Framing, LoadConfig, Mode, Transport};
 pub use hlog::{merge_files, Hist, HlogError, Merged};
 pub use progress::{Phase, Progress, TerminalProgress};
 pub use report::{LoadReport, SCHEMA};

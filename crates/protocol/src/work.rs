@@ -88,10 +88,13 @@ impl FromStr for Work {
     }
 }
 
-/// Parses `50us`, `2ms`, `1s`, `500ns` (also `µs`): the one duration syntax of
-/// every socklab flag.
+/// Parses `50us`, `2ms`, `1s`, `500ns` (also `µs`), or a bare `0`: the one
+/// duration syntax of every socklab flag (`serve`, `load`, `compare`).
 pub fn parse_duration(s: &str) -> Result<Duration, WorkParseError> {
     let bad = || WorkParseError::BadDuration(s.to_string());
+    if s == "0" {
+        return Ok(Duration::ZERO);
+    }
     let digits_end = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
     let (number, unit) = s.split_at(digits_end);
     let n: u64 = number.parse().map_err(|_| bad())?;
