@@ -12,7 +12,6 @@ pub struct ModelRun {
     pub name: &'static str,
     /// `socklab serve` arguments besides addresses and work.
     pub serve_args: &'static [&'static str],
-    pub udp: bool,
     /// Part of the default run; the others are variants run only when named.
     pub default: bool,
 }
@@ -24,74 +23,62 @@ pub const MODELS: &[ModelRun] = &[
     ModelRun {
         name: "iterative",
         serve_args: &["iterative"],
-        udp: true,
         default: true,
     },
     ModelRun {
         name: "fork",
         serve_args: &["fork"],
-        udp: false,
         default: true,
     },
     ModelRun {
         name: "prefork",
         serve_args: &["prefork", "--workers", "4"],
-        udp: true,
         default: true,
     },
     ModelRun {
         name: "thread",
         serve_args: &["thread"],
-        udp: false,
         default: true,
     },
     ModelRun {
         name: "pool",
         serve_args: &["pool", "--workers", "4"],
-        udp: true,
         default: true,
     },
     ModelRun {
         name: "nonblocking",
         serve_args: &["nonblocking"],
-        udp: true,
         default: true,
     },
     ModelRun {
         name: "async",
         serve_args: &["async"],
-        udp: true,
         default: true,
     },
     ModelRun {
         name: "uring",
         serve_args: &["uring"],
-        udp: true,
         default: true,
     },
     // Variants, run only when named with --models: the design choices inside a model.
     ModelRun {
         name: "async-current-thread",
         serve_args: &["async", "--runtime", "current-thread"],
-        udp: true,
         default: false,
     },
     ModelRun {
         name: "prefork-flock",
         serve_args: &["prefork", "--workers", "4", "--mode", "flock"],
-        udp: true,
         default: false,
     },
     ModelRun {
         name: "prefork-passfd",
         serve_args: &["prefork", "--workers", "4", "--mode", "passfd"],
-        udp: true,
         default: false,
     },
     ModelRun {
         name: "pool-accept",
         serve_args: &["pool", "--workers", "4", "--dispatch", "accept"],
-        udp: true,
         default: false,
     },
 ];
@@ -124,6 +111,13 @@ pub const ALL_SCENARIOS: &[Scenario] = &[
     Scenario::Chaos,
     Scenario::Udp,
 ];
+
+impl ModelRun {
+    /// Whether the model serves UDP: the CLI's model table says (`socklab models`).
+    pub fn udp(&self) -> bool {
+        crate::models::info(self.serve_args[0]).udp
+    }
+}
 
 impl Scenario {
     pub fn name(self) -> &'static str {
@@ -239,7 +233,7 @@ pub fn jobs(plan: &Plan, models: &[&'static ModelRun], scenarios: &[Scenario]) -
             }
             for conns in plan.conns(scenario) {
                 for &model in models {
-                    if scenario == Scenario::Udp && !model.udp {
+                    if scenario == Scenario::Udp && !model.udp() {
                         continue;
                     }
                     out.push(Job {
@@ -283,7 +277,7 @@ mod tests {
         let jobs = jobs(&Plan::quick(), &models, &[Scenario::Udp, Scenario::Chaos]);
         assert!(jobs
             .iter()
-            .all(|j| j.scenario != Scenario::Udp || j.model.udp));
+            .all(|j| j.scenario != Scenario::Udp || j.model.udp()));
         assert_eq!(
             jobs.iter()
                 .filter(|j| j.scenario == Scenario::Chaos)
