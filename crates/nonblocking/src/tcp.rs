@@ -19,7 +19,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use socklab_protocol::{Session, Work};
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
-use socklab_server_kit::driver::READ_BUF;
+use socklab_server_kit::driver::{MAX_PENDING_OUTPUT, READ_BUF};
 use socklab_server_kit::{log_client_error, work, Context, RequestDeadline};
 
 use crate::timers::{wait_until, Timers};
@@ -30,12 +30,6 @@ const LISTENER: Token = Token(0);
 /// Client tokens count up from here and are never reused, so an event or timer
 /// for a connection that has since closed finds nothing and does nothing.
 const FIRST_CLIENT: usize = 2;
-
-/// Reply bytes a connection may have waiting to be written before the loop stops
-/// reading from it. A client that sends and never reads stalls at this point: its
-/// requests wait in the kernel's socket buffers (bounded by `net.ipv4.tcp_rmem`),
-/// not in ours. Without this bound one such client grows the server without limit.
-pub const MAX_PENDING_OUTPUT: usize = 256 * 1024;
 
 /// What a timer is for.
 #[derive(Debug, Clone, Copy)]

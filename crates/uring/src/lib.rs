@@ -182,12 +182,8 @@ use std::net::{TcpListener, UdpSocket};
 use socklab_server_kit::loops::{loop_count, per_loop, run_loops, shares};
 use socklab_server_kit::{bind_tcp, bind_udp, Context};
 
-/// Reply bytes a connection may have queued before the loop stops receiving from
-/// it (backpressure); the same bound as `socklab-nonblocking`'s. One 16 KiB read
-/// can add at most a read's worth (plus, in `lines` framing, a held partial
-/// line), so a client that never reads costs the server about this much beyond
-/// its socket buffers.
-pub const MAX_PENDING_OUTPUT: usize = 256 * 1024;
+/// The backpressure bound, shared with `socklab-nonblocking`.
+pub use socklab_server_kit::driver::MAX_PENDING_OUTPUT;
 
 /// How the io_uring server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
