@@ -32,19 +32,6 @@ impl Work {
             Work::Sleep(d) => Work::Sleep(d.saturating_mul(n)),
         }
     }
-
-    /// True when there is nothing to do.
-    pub fn is_none(self) -> bool {
-        matches!(self, Work::None) || self.duration() == Some(Duration::ZERO)
-    }
-
-    /// How long the work lasts, if any.
-    pub fn duration(self) -> Option<Duration> {
-        match self {
-            Work::None => None,
-            Work::Cpu(d) | Work::Sleep(d) => Some(d),
-        }
-    }
 }
 
 /// Why a `--work` value was not understood.
@@ -53,7 +40,7 @@ pub enum WorkParseError {
     #[error("unknown work kind {0:?}: expected none, cpu:<duration> or sleep:<duration> (e.g. cpu:50us, sleep:2ms)")]
     UnknownKind(String),
     #[error(
-        "bad duration {0:?}: expected a whole number followed by ns, us, ms or s (e.g. 50us, 2ms)"
+        "bad duration {0:?}: expected a whole number followed by ns, us, ms or s (e.g. 50us, 2ms), or 0"
     )]
     BadDuration(String),
     #[error("duration {0:?} is longer than the 60 s a request may take")]

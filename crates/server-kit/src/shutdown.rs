@@ -15,7 +15,7 @@
 //! an atomic, `write()` a byte. Blocking code checks the flag; readiness loops
 //! (`epoll`, tokio, io_uring) wait on descriptors, so they get a descriptor.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -84,21 +84,6 @@ impl Shutdown {
     pub fn wake_fd(&self) -> BorrowedFd<'_> {
         self.wake.read.as_fd()
     }
-
-    /// Blocks until triggered (used by the process that supervises the server).
-    pub fn wait(&self) {
-        let mut byte = [0u8; 1];
-        while !self.is_triggered() {
-            let mut pfd = [nix::poll::PollFd::new(
-                self.wake_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::from(100u16));
-        }
-        let _ = (&self.wake.read).read(&mut byte).map(|_| ());
-        // Put the byte back so the fd stays readable for everyone else.
-        let _ = (&self.wake.write).write(&[1]);
-    }
 }
 
 #[cfg(test)]
@@ -118,6 +103,5 @@ mod tests {
         )];
         let ready = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO).unwrap();
         assert_eq!(ready, 1);
-        clone.wait();
     }
 }
