@@ -2,94 +2,39 @@
 //! client N+1 wait; the bounded queue's backpressure; shutdown bounded by grace.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{TcpStream, UdpSocket};
 use std::sync::atomic::Ordering::Relaxed;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use socklab_pool::{Dispatch, Options};
-use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
+use socklab_server_kit::testing::{connect, round_trip, unanswered, TestServer, IO_TIMEOUT};
+use socklab_server_kit::{bind_tcp, BindOptions, Config, Context};
 
-/// Every blocking read and connect in these tests gives up after this long.
-const IO_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a client must go unanswered to count as "waiting unserved".
 const STALL: Duration = Duration::from_millis(300);
 
-struct Server {
-    addr: SocketAddr,
-    cx: Context,
-    thread: JoinHandle<std::io::Result<()>>,
-}
-
-impl Server {
-    fn tcp(config: Config, options: Options) -> Server {
-        let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cx = Context::new(config).unwrap();
-        let server_cx = cx.clone();
-        let thread =
-            std::thread::spawn(move || socklab_pool::serve(listener, &server_cx, &options));
-        Server { addr, cx, thread }
-    }
-
-    fn udp(options: Options) -> Server {
-        let socket = bind_udp("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
-        let addr = socket.local_addr().unwrap();
-        let cx = Context::new(Config::default()).unwrap();
-        let server_cx = cx.clone();
-        let thread =
-            std::thread::spawn(move || socklab_pool::serve_udp(socket, &server_cx, &options));
-        Server { addr, cx, thread }
-    }
-
-    /// Triggers shutdown and returns how long `serve` took to return.
-    fn stop(self) -> Duration {
-        let start = Instant::now();
-        self.cx.shutdown.trigger();
-        self.thread.join().unwrap().unwrap();
-        start.elapsed()
-    }
+fn start(config: Config, options: Options) -> TestServer {
+    TestServer::tcp(config, move |listener, cx| {
+        socklab_pool::serve(listener, cx, &options)
+    })
 }
 
 fn options(workers: usize, dispatch: Dispatch) -> Options {
     Options { workers, dispatch }
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
-
-/// Sends `msg` and reads back exactly its length.
-fn echo(stream: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
-    stream.write_all(msg).unwrap();
-    let mut reply = vec![0u8; msg.len()];
-    stream.read_exact(&mut reply).unwrap();
-    reply
-}
-
-/// True if nothing arrives on `stream` within `wait`.
-fn unanswered(stream: &mut TcpStream, wait: Duration) -> bool {
-    stream.set_read_timeout(Some(wait)).unwrap();
-    let mut byte = [0u8; 1];
-    let silent = matches!(
-        stream.read(&mut byte),
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-    );
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    silent
-}
-
 /// Both dispatch styles echo uppercase to several clients at once.
 #[test]
 fn echoes_with_each_dispatch() {
     for dispatch in [Dispatch::Queue, Dispatch::Accept] {
-        let server = Server::tcp(Config::default(), options(3, dispatch));
+        let server = start(Config::default(), options(3, dispatch));
         let mut clients: Vec<TcpStream> = (0..3).map(|_| connect(server.addr)).collect();
         for (i, client) in clients.iter_mut().enumerate() {
             let msg = format!("hello {i}");
-            assert_eq!(echo(client, msg.as_bytes()), msg.to_uppercase().as_bytes());
+            assert_eq!(
+                round_trip(client, msg.as_bytes()),
+                msg.to_uppercase().as_bytes()
+            );
         }
         drop(clients);
         let counters = server.cx.counters;
@@ -104,12 +49,12 @@ fn echoes_with_each_dispatch() {
 #[test]
 fn client_n_plus_one_waits_for_a_free_worker() {
     for dispatch in [Dispatch::Queue, Dispatch::Accept] {
-        let server = Server::tcp(Config::default(), options(2, dispatch));
+        let server = start(Config::default(), options(2, dispatch));
         let mut first = connect(server.addr);
         let mut second = connect(server.addr);
         // A round trip each proves both are held by a worker (not queued).
-        assert_eq!(echo(&mut first, b"a"), b"A");
-        assert_eq!(echo(&mut second, b"b"), b"B");
+        assert_eq!(round_trip(&mut first, b"a"), b"A");
+        assert_eq!(round_trip(&mut second, b"b"), b"B");
 
         let mut third = connect(server.addr); // the kernel completes the handshake
         third.write_all(b"third").unwrap(); // and ACKs its bytes
@@ -141,9 +86,9 @@ fn a_full_queue_stops_accepting_and_still_shuts_down() {
         grace: Duration::from_millis(200),
         ..Config::default()
     };
-    let server = Server::tcp(config, options(1, Dispatch::Queue));
+    let server = start(config, options(1, Dispatch::Queue));
     let mut busy = connect(server.addr);
-    assert_eq!(echo(&mut busy, b"x"), b"X");
+    assert_eq!(round_trip(&mut busy, b"x"), b"X");
     let queued = connect(server.addr); // waits in the channel
     let held = connect(server.addr); // accepted; the acceptor blocks sending it
     let backlog = connect(server.addr); // never accepted
@@ -169,9 +114,9 @@ fn max_conns_caps_clients_below_the_pool_size() {
         max_conns: 1,
         ..Config::default()
     };
-    let server = Server::tcp(config, options(4, Dispatch::Queue));
+    let server = start(config, options(4, Dispatch::Queue));
     let mut first = connect(server.addr);
-    assert_eq!(echo(&mut first, b"one"), b"ONE");
+    assert_eq!(round_trip(&mut first, b"one"), b"ONE");
     let mut second = connect(server.addr);
     second.write_all(b"two").unwrap();
     assert!(unanswered(&mut second, STALL));
@@ -188,12 +133,12 @@ fn max_conns_caps_clients_below_the_pool_size() {
 #[test]
 fn shutdown_lets_a_client_in_flight_finish() {
     for dispatch in [Dispatch::Queue, Dispatch::Accept] {
-        let server = Server::tcp(Config::default(), options(2, dispatch));
+        let server = start(Config::default(), options(2, dispatch));
         let mut client = connect(server.addr);
-        assert_eq!(echo(&mut client, b"before"), b"BEFORE");
+        assert_eq!(round_trip(&mut client, b"before"), b"BEFORE");
         server.cx.shutdown.trigger();
         std::thread::sleep(Duration::from_millis(150)); // the acceptor has stopped
-        assert_eq!(echo(&mut client, b"after"), b"AFTER");
+        assert_eq!(round_trip(&mut client, b"after"), b"AFTER");
         drop(client);
         let counters = server.cx.counters;
         let took = server.stop();
@@ -211,9 +156,9 @@ fn shutdown_returns_after_grace_despite_an_idle_client() {
         ..Config::default()
     };
     for dispatch in [Dispatch::Queue, Dispatch::Accept] {
-        let server = Server::tcp(config.clone(), options(2, dispatch));
+        let server = start(config.clone(), options(2, dispatch));
         let mut idle = connect(server.addr);
-        assert_eq!(echo(&mut idle, b"i"), b"I");
+        assert_eq!(round_trip(&mut idle, b"i"), b"I");
         let took = server.stop();
         assert!(
             took >= Duration::from_millis(200),
@@ -227,7 +172,9 @@ fn shutdown_returns_after_grace_despite_an_idle_client() {
 /// N workers share one UDP socket; every datagram is answered, whole.
 #[test]
 fn udp_workers_share_one_socket() {
-    let server = Server::udp(options(3, Dispatch::Queue));
+    let server = TestServer::udp(Config::default(), move |socket, cx| {
+        socklab_pool::serve_udp(socket, cx, &options(3, Dispatch::Queue))
+    });
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut buf = [0u8; 64];

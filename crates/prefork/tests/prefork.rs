@@ -20,6 +20,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use socklab_prefork::{Options, PreforkMode, WorkerCounts};
 use socklab_server_kit::config::CHAOS_TRIGGER;
+use socklab_server_kit::testing::{connect, round_trip, unanswered};
 use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
 
 /// Every blocking read and connect in these tests gives up after this long.
@@ -110,39 +111,14 @@ fn assert_no_children() {
     );
 }
 
-fn connect(addr: SocketAddr) -> TcpStream {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).unwrap();
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    stream
-}
-
-fn echo(stream: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
-    stream.write_all(msg).unwrap();
-    let mut reply = vec![0u8; msg.len()];
-    stream.read_exact(&mut reply).unwrap();
-    reply
-}
-
 /// Connects, echoes one message, closes.
 fn one_round_trip(addr: SocketAddr, i: usize) {
     let mut client = connect(addr);
     let msg = format!("client {i}");
     assert_eq!(
-        echo(&mut client, msg.as_bytes()),
+        round_trip(&mut client, msg.as_bytes()),
         msg.to_uppercase().as_bytes()
     );
-}
-
-/// True if nothing arrives on `stream` within `wait`.
-fn unanswered(stream: &mut TcpStream, wait: Duration) -> bool {
-    stream.set_read_timeout(Some(wait)).unwrap();
-    let mut byte = [0u8; 1];
-    let silent = matches!(
-        stream.read(&mut byte),
-        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
-    );
-    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    silent
 }
 
 /// Reads until EOF or an error: the server closed the connection.
@@ -162,8 +138,8 @@ fn echoes_in_each_mode() {
         let server = Server::tcp(Config::default(), options(2, mode));
         let mut first = connect(server.addr);
         let mut second = connect(server.addr);
-        assert_eq!(echo(&mut first, b"hello"), b"HELLO");
-        assert_eq!(echo(&mut second, b"world"), b"WORLD");
+        assert_eq!(round_trip(&mut first, b"hello"), b"HELLO");
+        assert_eq!(round_trip(&mut second, b"world"), b"WORLD");
         drop((first, second));
         let counters = server.cx.counters;
         let (_, counts) = server.stop();
@@ -249,13 +225,13 @@ fn a_crashing_handler_loses_only_its_own_client() {
     for mode in [PreforkMode::NoLock, PreforkMode::PassFd] {
         let server = Server::tcp(config.clone(), options(2, mode));
         let mut bystander = connect(server.addr);
-        assert_eq!(echo(&mut bystander, b"still here?"), b"STILL HERE?");
+        assert_eq!(round_trip(&mut bystander, b"still here?"), b"STILL HERE?");
 
         let mut crasher = connect(server.addr);
         crasher.write_all(CHAOS_TRIGGER).unwrap();
         assert!(closed_by_server(&mut crasher), "{mode:?}");
 
-        assert_eq!(echo(&mut bystander, b"yes"), b"YES");
+        assert_eq!(round_trip(&mut bystander, b"yes"), b"YES");
         wait_for_children(2); // the replacement
         one_round_trip(server.addr, 1); // served by the replacement
         drop(bystander);
@@ -275,10 +251,10 @@ fn shutdown_lets_a_client_in_flight_finish() {
     for mode in MODES {
         let server = Server::tcp(Config::default(), options(2, mode));
         let mut client = connect(server.addr);
-        assert_eq!(echo(&mut client, b"before"), b"BEFORE");
+        assert_eq!(round_trip(&mut client, b"before"), b"BEFORE");
         server.cx.shutdown.trigger();
         std::thread::sleep(Duration::from_millis(150)); // workers have their SIGTERM
-        assert_eq!(echo(&mut client, b"after"), b"AFTER");
+        assert_eq!(round_trip(&mut client, b"after"), b"AFTER");
         drop(client);
         let (took, _) = server.stop();
         assert!(
@@ -302,7 +278,7 @@ fn shutdown_returns_within_grace_with_no_children_left() {
     for mode in MODES {
         let server = Server::tcp(config.clone(), options(2, mode));
         let mut idle = connect(server.addr);
-        assert_eq!(echo(&mut idle, b"idle"), b"IDLE");
+        assert_eq!(round_trip(&mut idle, b"idle"), b"IDLE");
         let counters = server.cx.counters;
         let (took, _) = server.stop();
         assert!(took >= grace, "{mode:?}: returned before grace: {took:?}");
@@ -327,7 +303,7 @@ fn pass_fd_waits_for_an_idle_worker() {
     let _serial = serial();
     let server = Server::tcp(Config::default(), options(1, PreforkMode::PassFd));
     let mut first = connect(server.addr);
-    assert_eq!(echo(&mut first, b"one"), b"ONE");
+    assert_eq!(round_trip(&mut first, b"one"), b"ONE");
     let mut second = connect(server.addr);
     second.write_all(b"two").unwrap();
     assert!(unanswered(&mut second, STALL));

@@ -131,3 +131,21 @@ pub fn assert_eof(stream: &mut TcpStream) {
     let mut byte = [0u8; 1];
     assert_eq!(stream.read(&mut byte).expect("read"), 0, "expected EOF");
 }
+
+/// Writes `msg` and reads back exactly its length.
+pub fn round_trip(stream: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    stream.write_all(msg).expect("write");
+    read_n(stream, msg.len())
+}
+
+/// True if nothing arrives on `stream` within `wait`: the client waits unserved.
+pub fn unanswered(stream: &mut TcpStream, wait: Duration) -> bool {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let silent = matches!(
+        stream.read(&mut [0u8; 1]),
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    );
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    silent
+}
