@@ -236,7 +236,8 @@ impl Worker {
                         self.send_due(now);
                     }
                     Token(i) if i < self.conns.len() => {
-                        self.on_event(i, ev.is_writable(), now);
+                        let peer_closed = ev.is_read_closed() || ev.is_error();
+                        self.on_event(i, ev.is_writable(), peer_closed, now);
                     }
                     Token(_) => {}
                 }
@@ -244,7 +245,7 @@ impl Worker {
         }
     }
 
-    fn on_event(&mut self, i: usize, writable: bool, now: Instant) {
+    fn on_event(&mut self, i: usize, writable: bool, peer_closed: bool, now: Instant) {
         match self.conns[i].state {
             State::Connecting { since } => {
                 let Some(stream) = self.conns[i].stream.as_ref() else {
@@ -259,19 +260,22 @@ impl Worker {
             State::Connected => {
                 let outcome = {
                     let (conn, buf, stats) = (&mut self.conns[i], &mut self.buf, &mut self.stats);
-                    conn.read_ready(buf, stats)
+                    conn.read_ready(buf, peer_closed, stats)
                 };
                 // Replies were timed as they were read; continue with that clock.
                 let now = Instant::now();
-                match outcome {
+                let o = match outcome {
                     Err(e) => return self.conn_failed(i, Some(&e), now),
-                    Ok(o) if o.completed > 0 => self.on_replies(i, now),
-                    Ok(_) => {}
+                    Ok(o) => o,
+                };
+                // Replies followed by the end of stream: churn's session is complete
+                // (it closes now anyway), but a closed loop must not send its next
+                // request into a connection the server has closed.
+                if o.completed > 0 && !(o.eof && self.mode == Mode::Closed) {
+                    self.on_replies(i, now);
                 }
-                if let Ok(o) = outcome {
-                    if o.eof && self.conns[i].state == State::Connected {
-                        return self.conn_failed(i, None, now);
-                    }
+                if o.eof && self.conns[i].state == State::Connected {
+                    return self.conn_failed(i, None, now);
                 }
                 if writable && self.conns[i].state == State::Connected {
                     self.flush(i, now);

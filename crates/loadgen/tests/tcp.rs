@@ -150,6 +150,56 @@ fn vanishing_server_is_counted_and_the_run_ends_on_time() {
     assert!(!r.errors.messages.is_empty());
 }
 
+/// A server that answers and closes, its FIN riding on the reply's segment: the
+/// generator sees the end of stream at once and sends nothing more on that
+/// connection. (It stops reading after a short read only when the event did not
+/// announce the end of stream; else it would miss the FIN, send the next request
+/// into a dead connection and count it failed.)
+#[test]
+fn fin_behind_the_reply_is_counted_as_closed() {
+    use std::io::{Read, Write};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(1));
+                    continue;
+                };
+                s.set_nonblocking(false).expect("blocking");
+                s.set_read_timeout(Some(LIMIT)).expect("timeout");
+                let mut req = [0u8; 64];
+                if s.read_exact(&mut req).is_err() {
+                    continue;
+                }
+                // TCP_CORK holds the reply until close(): data and FIN leave in one
+                // segment, so both are queued before the generator's first read.
+                socket2::SockRef::from(&s).set_cork(true).expect("TCP_CORK");
+                s.write_all(&req.to_ascii_uppercase()).expect("reply");
+            }
+        })
+    };
+    let cfg = LoadConfig {
+        conns: 1,
+        threads: 1,
+        size: 64,
+        duration: Duration::from_millis(300),
+        ..config(addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    server.join().expect("server thread");
+    assert!(r.counts.ok > 0, "{r}");
+    assert!(r.errors.closed > 0, "{r}");
+    // No request was sent into the closed connection: every one sent was answered.
+    assert_eq!((r.counts.failed, r.counts.sent), (0, r.counts.ok), "{r}");
+}
+
 /// Nothing listening: every connect is refused and counted; the run ends at its duration with a clear warning.
 #[test]
 fn unreachable_address_counts_refusals() {
