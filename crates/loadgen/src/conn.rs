@@ -62,6 +62,10 @@ pub struct ReadOutcome {
     pub completed: usize,
     /// The server closed its end (read returned 0).
     pub eof: bool,
+    /// The clock read after the last `read` that returned bytes (the time the
+    /// completed replies were stamped with; `woke` if none did), so the caller
+    /// need not read the clock again.
+    pub at: Instant,
 }
 
 /// One load-generator TCP connection.
@@ -116,6 +120,11 @@ impl Conn {
     /// When the oldest waiting request was queued.
     pub fn oldest_queued(&self) -> Option<Instant> {
         self.inflight.front().map(|p| p.queued)
+    }
+
+    /// Whether request bytes are still waiting to be written.
+    pub fn has_output(&self) -> bool {
+        self.out_pos < self.out.len()
     }
 
     /// Whether the quota allows another measured request.
@@ -192,11 +201,13 @@ impl Conn {
         &mut self,
         buf: &mut [u8],
         peer_closed: bool,
+        woke: Instant,
         stats: &mut ThreadStats,
     ) -> io::Result<ReadOutcome> {
         let mut outcome = ReadOutcome {
             completed: 0,
             eof: false,
+            at: woke,
         };
         loop {
             let Some(stream) = self.stream.as_mut() else {
@@ -208,7 +219,8 @@ impl Conn {
                     return Ok(outcome);
                 }
                 Ok(n) => {
-                    outcome.completed += self.feed(&buf[..n], Instant::now(), stats);
+                    outcome.at = Instant::now();
+                    outcome.completed += self.feed(&buf[..n], outcome.at, stats);
                     if n < buf.len() && !peer_closed {
                         return Ok(outcome);
                     }

@@ -165,7 +165,7 @@ impl Worker {
     /// the deadline.
     fn measure(&mut self, tl: Timeline) -> bool {
         self.tl = Some(tl);
-        self.stats.rec.measure_start = tl.measure_start;
+        self.stats.rec.start_measuring(tl.measure_start);
         let now = Instant::now();
         match self.mode {
             Mode::Closed => {
@@ -260,14 +260,14 @@ impl Worker {
             State::Connected => {
                 let outcome = {
                     let (conn, buf, stats) = (&mut self.conns[i], &mut self.buf, &mut self.stats);
-                    conn.read_ready(buf, peer_closed, stats)
+                    conn.read_ready(buf, peer_closed, now, stats)
                 };
-                // Replies were timed as they were read; continue with that clock.
-                let now = Instant::now();
                 let o = match outcome {
                     Err(e) => return self.conn_failed(i, Some(&e), now),
                     Ok(o) => o,
                 };
+                // Replies were timed as they were read; continue with that clock.
+                let now = o.at;
                 // Replies followed by the end of stream: churn's session is complete
                 // (it closes now anyway), but a closed loop must not send its next
                 // request into a connection the server has closed.
@@ -277,7 +277,10 @@ impl Worker {
                 if o.eof && self.conns[i].state == State::Connected {
                     return self.conn_failed(i, None, now);
                 }
-                if writable && self.conns[i].state == State::Connected {
+                // Every event is also "writable" (the ACK of our last request freed
+                // send space); only a partial write left anything to flush.
+                let conn = &self.conns[i];
+                if writable && conn.state == State::Connected && conn.has_output() {
                     self.flush(i, now);
                 }
             }

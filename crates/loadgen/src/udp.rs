@@ -146,7 +146,7 @@ impl Worker {
 
     fn measure(&mut self, tl: Timeline) -> bool {
         self.tl = Some(tl);
-        self.stats.rec.measure_start = tl.measure_start;
+        self.stats.rec.start_measuring(tl.measure_start);
         let cfg = self.ctx.cfg.clone();
         let now = Instant::now();
         if cfg.mode == Mode::Open {
