@@ -298,6 +298,12 @@ impl Worker {
     }
 
     /// Closed loop: queue requests until `pipeline` are outstanding, then write.
+    ///
+    /// In a counted run, a connection whose share is sent and answered closes, as a
+    /// client that is done leaves. A server that serves one connection at a time
+    /// (iterative), or N (a pool of N workers), then takes the next one from its
+    /// backlog, and the count completes; held open, the finished connections would
+    /// keep the others waiting until the run's cap.
     fn refill(&mut self, i: usize, now: Instant) {
         let Some(tl) = self.tl else { return };
         let pipeline = self.ctx.cfg.pipeline;
@@ -311,6 +317,12 @@ impl Worker {
                 break;
             }
             c.queue(now, now, measured, &mut self.stats);
+        }
+        if !c.has_quota() && c.in_flight() == 0 {
+            c.close(&mut self.stats, true);
+            c.state = State::Done;
+            self.connected -= 1;
+            return;
         }
         self.flush(i, now);
     }

@@ -181,6 +181,7 @@ fn fin_behind_the_reply_is_counted_as_closed() {
                 // segment, so both are queued before the generator's first read.
                 socket2::SockRef::from(&s).set_cork(true).expect("TCP_CORK");
                 s.write_all(&req.to_ascii_uppercase()).expect("reply");
+                drop(s);
             }
         })
     };
@@ -198,6 +199,40 @@ fn fin_behind_the_reply_is_counted_as_closed() {
     assert!(r.errors.closed > 0, "{r}");
     // No request was sent into the closed connection: every one sent was answered.
     assert_eq!((r.counts.failed, r.counts.sent), (0, r.counts.ok), "{r}");
+}
+
+/// A counted run against a server that serves one connection at a time, to its
+/// end, then the next (the iterative model): each connection closes once its share
+/// is answered, so the server gets to the others and every request is counted.
+#[test]
+fn counted_run_completes_against_a_one_at_a_time_server() {
+    use std::io::{Read, Write};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        let mut served = 0;
+        while served < 5 {
+            let (mut s, _) = listener.accept().expect("accept");
+            s.set_read_timeout(Some(LIMIT)).expect("timeout");
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = s.read(&mut buf) {
+                s.write_all(&buf[..n].to_ascii_uppercase()).expect("reply");
+            }
+            served += 1;
+        }
+    });
+    let cfg = LoadConfig {
+        conns: 5,
+        threads: 1,
+        requests: Some(100),
+        timeout: LIMIT,
+        ..config(addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    server.join().expect("server thread");
+    assert_eq!(r.stopped_by, "requests", "{r}");
+    assert_eq!((r.counts.ok, r.counts.failed), (100, 0), "{r}");
 }
 
 /// Nothing listening: every connect is refused and counted; the run ends at its duration with a clear warning.

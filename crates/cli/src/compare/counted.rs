@@ -109,6 +109,9 @@ impl CountedPass<'_> {
             size: super::cell::MESSAGE_BYTES,
             requests: Some(requests),
             duration: COUNTED_RUN_LIMIT,
+            // A request waiting its turn (an iterative server serves one connection
+            // after another) is not lost: every request must be counted.
+            timeout: COUNTED_RUN_LIMIT,
             warmup: Duration::ZERO,
             ..LoadConfig::default()
         };

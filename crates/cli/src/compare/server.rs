@@ -136,8 +136,7 @@ impl RunningServer {
                 };
             }
             if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
+                kill_server(&mut self.child, self.pid);
                 bail!("server did not stop within {STOP_TIMEOUT:?} of SIGTERM; killed");
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -153,11 +152,26 @@ impl RunningServer {
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        kill_server(&mut self.child, self.pid);
     }
+}
+
+/// SIGKILL to the server `server_pid`, then to `child`, the process we started:
+/// the server itself, or a wrapper around it. Killing only a wrapper would leave
+/// the server running: when strace dies, the kernel detaches its tracee and lets
+/// it go on (serving, holding its port and its CPU through the cells that follow).
+/// The server's PID is still its own while the wrapper lives, since strace
+/// exits only after its tracee has.
+fn kill_server(child: &mut Child, server_pid: i32) {
+    if !matches!(child.try_wait(), Ok(None)) {
+        return;
+    }
+    if server_pid != child.id() as i32 {
+        // SAFETY: kill(2) on a descendant of a child we have not reaped.
+        unsafe { libc::kill(server_pid, libc::SIGKILL) };
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Restricts the calling thread (and what it later spawns or forks) to `cpus`.
@@ -177,4 +191,67 @@ pub fn allowed_cpus() -> Vec<usize> {
     (0..nix::sched::CpuSet::count())
         .filter(|&c| set.is_set(c).unwrap_or(false))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `R`unning, `S`leeping, `Z`ombie...: the state letter in /proc/PID/stat, or
+    /// `None` once the process is gone.
+    fn state(pid: i32) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(") ").next()?.chars().next()
+    }
+
+    #[test]
+    fn killing_a_traced_server_kills_the_server_not_only_strace() {
+        if Command::new("strace").arg("-V").output().is_err() {
+            eprintln!("skipped: strace is not installed (apt-get install strace)");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("socklab-kill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("pid");
+        let mut child = Command::new("strace")
+            .args([
+                "-f",
+                "-o",
+                "/dev/null",
+                "sh",
+                "-c",
+                "echo $$ > \"$1\"; exec sleep 30",
+            ])
+            .arg("sh")
+            .arg(&pid_file)
+            .spawn()
+            .expect("starting strace");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let server = loop {
+            let text = std::fs::read_to_string(&pid_file).unwrap_or_default();
+            if let Ok(pid) = text.trim().parse::<i32>() {
+                break pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the traced process never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        kill_server(&mut child, server);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !matches!(state(server), None | Some('Z')) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = state(server);
+        if !matches!(left, None | Some('Z')) {
+            // SAFETY: kill(2) on the process this test started, so a failure leaks nothing.
+            unsafe { libc::kill(server, libc::SIGKILL) };
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(
+            matches!(left, None | Some('Z')),
+            "pid {server} outlived its wrapper: {left:?}"
+        );
+    }
 }
