@@ -351,10 +351,11 @@ fn empty_run_still_reports() {
     assert!(md.contains("None: every cell produced numbers."));
 }
 
-/// A model that left clients unanswered is never named the fastest: its latency
-/// covers only the clients it served; the caveat names it instead.
+/// A model that left clients unanswered is never ranked, on latency or on
+/// throughput: its numbers cover only the clients it served; the caveat names it
+/// instead.
 #[test]
-fn starving_clients_does_not_win_on_latency() {
+fn starving_clients_is_not_ranked() {
     let mut results = fixture();
     let largest = results
         .cells
@@ -371,15 +372,33 @@ fn starving_clients_does_not_win_on_latency() {
         if let Some(load) = cell.load.as_mut() {
             load.errors.unserved_conns = largest as u64 - 1;
             load.latency_us.p99 = 1.0;
+            load.throughput_rps = 1e9;
         }
     }
     let (md, _) = report("starving", &results);
     let scaling = section(&md, "## Scenario: scaling\n");
-    let ranking = scaling
-        .lines()
-        .find(|l| l.contains("p99 latency ranged from"))
-        .expect("a p99 sentence");
-    assert!(!ranking.contains("for iterative"), "{ranking}");
+    // "At 1,000 connections", as the report writes it.
+    let digits = largest.to_string();
+    let groups: Vec<&str> = digits
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|g| std::str::from_utf8(g).unwrap())
+        .collect();
+    let at = format!("At {} connections", groups.join(","));
+    for ranked in ["p99 latency ranged from", "requests per second ranged from"] {
+        let ranking = scaling
+            .lines()
+            .find(|l| l.contains(ranked))
+            .unwrap_or_else(|| panic!("no {ranked:?} sentence"));
+        let at_largest = ranking
+            .split(". ")
+            .filter(|s| s.contains(ranked) && s.contains(&at))
+            .collect::<Vec<_>>()
+            .join(". ");
+        assert!(!at_largest.is_empty(), "no ranking at {at}: {ranking}");
+        assert!(!at_largest.contains("for iterative"), "{ranking}");
+    }
     assert!(scaling.contains("Mind the errors column"), "{scaling}");
 }
 
