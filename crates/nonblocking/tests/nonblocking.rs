@@ -2,7 +2,7 @@
 //! timers that overlap, the connection cap, several loops, shutdown with idle
 //! clients. (The shared conformance suite covers the service itself.)
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread;
@@ -10,7 +10,11 @@ use std::time::Instant;
 
 use socklab_nonblocking::{serve, serve_udp, Options, MAX_PENDING_OUTPUT};
 use socklab_protocol::{Framing, Work};
-use socklab_server_kit::testing::{assert_eof, connect, ms, read_n, TestServer, IO_TIMEOUT};
+use socklab_server_kit::testing::{
+    assert_cap_holds_until_a_client_leaves, assert_idle_client_disconnected,
+    assert_reply_in_flight_survives_shutdown, assert_shutdown_closes_idle_clients_after_grace,
+    assert_sleep_work_overlaps, connect, ms, read_n, TestServer, IO_TIMEOUT,
+};
 use socklab_server_kit::{bind_tcp, BindOptions, Config};
 
 fn start(config: Config, options: Options) -> TestServer {
@@ -91,29 +95,16 @@ fn backpressure_bounds_what_a_client_that_never_reads_costs() {
     server.stop();
 }
 
-/// `sleep` work is a timer: B's reply comes ~400 ms after B's request although
-/// A's 400 ms was still running when B asked — the waits overlap.
+/// `sleep` work is a timer: B's reply comes one `sleep` after B's request although
+/// A's was still running when B asked — the waits overlap.
 #[test]
 fn sleep_work_overlaps_across_clients() {
+    let sleep = ms(400);
     let server = start(
-        config(Framing::Lines, Work::Sleep(ms(400))),
+        config(Framing::Lines, Work::Sleep(sleep)),
         Options::default(),
     );
-    let mut a = connect(server.addr);
-    let mut b = connect(server.addr);
-    let a_sent = Instant::now();
-    a.write_all(b"a\n").unwrap();
-    thread::sleep(ms(50));
-    let b_sent = Instant::now();
-    b.write_all(b"b\n").unwrap();
-    assert_eq!(read_n(&mut b, 2), b"B\n");
-    let b_took = b_sent.elapsed();
-    assert_eq!(read_n(&mut a, 2), b"A\n");
-    let a_took = a_sent.elapsed();
-    assert!(a_took >= ms(395), "A answered too early: {a_took:?}");
-    assert!(b_took >= ms(395), "B answered too early: {b_took:?}");
-    assert!(b_took < ms(600), "B waited for A: {b_took:?}");
-    drop((a, b));
+    assert_sleep_work_overlaps(server.addr, sleep, "nonblocking");
     server.stop();
 }
 
@@ -140,18 +131,7 @@ fn max_conns_waits_for_a_client_to_leave() {
     let mut cfg = config(Framing::Raw, Work::None);
     cfg.max_conns = 1;
     let server = start(cfg, Options::default());
-    let mut first = connect(server.addr);
-    first.write_all(b"a").unwrap();
-    assert_eq!(read_n(&mut first, 1), b"A");
-    let mut second = connect(server.addr); // completes in the kernel's backlog
-    second.write_all(b"b").unwrap();
-    second.set_read_timeout(Some(ms(200))).unwrap();
-    let mut byte = [0u8; 1];
-    assert!(second.read(&mut byte).is_err(), "served past max_conns");
-    drop(first);
-    second.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    assert_eq!(read_n(&mut second, 1), b"B");
-    drop(second);
+    assert_cap_holds_until_a_client_leaves(server.addr, "nonblocking");
     server.stop();
 }
 
@@ -161,16 +141,7 @@ fn idle_clients_are_disconnected() {
     let mut cfg = config(Framing::Raw, Work::None);
     cfg.idle_timeout = Some(ms(200));
     let server = start(cfg, Options::default());
-    let mut client = connect(server.addr);
-    client.write_all(b"x").unwrap();
-    assert_eq!(read_n(&mut client, 1), b"X");
-    let t0 = Instant::now();
-    assert_eof(&mut client);
-    let silent = t0.elapsed();
-    assert!(
-        silent >= ms(150) && silent < ms(1000),
-        "closed after {silent:?}"
-    );
+    assert_idle_client_disconnected(server.addr, ms(200), "nonblocking");
     server.stop();
 }
 
@@ -204,31 +175,12 @@ fn two_loops_serve_with_and_without_reuse_port() {
     }
 }
 
-/// Shutdown with idle clients: accepting stops at once, serve returns within the
-/// grace period (plus a margin), and the clients are then closed.
+/// Shutdown with idle clients (two loops): accepting stops at once, serve returns
+/// after the grace period, and the clients are then closed.
 #[test]
 fn shutdown_with_idle_clients_returns_within_grace() {
     let server = start(config(Framing::Raw, Work::None), Options { loops: 2 });
-    let addr = server.addr;
-    let mut idle: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
-    for client in &mut idle {
-        client.write_all(b"hi").unwrap();
-        assert_eq!(read_n(client, 2), b"HI");
-    }
-    let grace = server.cx.config.grace;
-    let took = server.stop();
-    assert!(
-        took >= grace - ms(50),
-        "returned before the grace period: {took:?}"
-    );
-    assert!(took < grace + ms(500), "took {took:?}, grace {grace:?}");
-    for client in &mut idle {
-        assert_eof(client);
-    }
-    assert!(
-        TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err(),
-        "still accepting"
-    );
+    assert_shutdown_closes_idle_clients_after_grace(server, "nonblocking");
 }
 
 /// A reply held by a `sleep` timer when shutdown comes is still delivered.
@@ -238,13 +190,7 @@ fn shutdown_delivers_replies_in_flight() {
         config(Framing::Raw, Work::Sleep(ms(200))),
         Options::default(),
     );
-    let mut client = connect(server.addr);
-    client.write_all(b"late").unwrap();
-    thread::sleep(ms(50));
-    server.cx.shutdown.trigger();
-    assert_eq!(read_n(&mut client, 4), b"LATE");
-    drop(client);
-    server.join_within(ms(1000));
+    assert_reply_in_flight_survives_shutdown(server, "nonblocking");
 }
 
 /// UDP: datagrams answered whole, and `sleep` work overlaps across clients there too.

@@ -6,7 +6,7 @@
 //! those tests share: a server on `127.0.0.1:0` in a thread, stopped by its
 //! [`Shutdown`](crate::Shutdown), and clients with timeouts on every call.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -53,6 +53,14 @@ impl TestServer {
         F: FnOnce(UdpSocket, &Context) -> io::Result<()> + Send + 'static,
     {
         let socket = bind_udp(loopback(), BindOptions::default()).expect("bind UDP");
+        TestServer::udp_on(socket, config, serve)
+    }
+
+    /// Serves UDP on a socket the test made (e.g. with `SO_REUSEPORT`).
+    pub fn udp_on<F>(socket: UdpSocket, config: Config, serve: F) -> TestServer
+    where
+        F: FnOnce(UdpSocket, &Context) -> io::Result<()> + Send + 'static,
+    {
         let addr = socket.local_addr().expect("local address");
         TestServer::spawn(addr, config, move |cx| serve(socket, cx))
     }
@@ -132,20 +140,156 @@ pub fn assert_eof(stream: &mut TcpStream) {
     assert_eq!(stream.read(&mut byte).expect("read"), 0, "expected EOF");
 }
 
+/// Asserts the server closed the connection, by EOF or by reset (a server that
+/// closes with unread input, or cancels a send, resets): closed, not merely quiet.
+pub fn assert_closed(stream: &mut TcpStream) {
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.read(&mut byte) {
+            Ok(0) => return,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return,
+            // A signal landed on this thread mid-read (nextest, or io_uring's task
+            // work); not an answer from the server.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => panic!("expected the connection closed, got {other:?}"),
+        }
+    }
+}
+
 /// Writes `msg` and reads back exactly its length.
 pub fn round_trip(stream: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
-    use std::io::Write;
     stream.write_all(msg).expect("write");
     read_n(stream, msg.len())
 }
 
 /// True if nothing arrives on `stream` within `wait`: the client waits unserved.
 pub fn unanswered(stream: &mut TcpStream, wait: Duration) -> bool {
-    stream.set_read_timeout(Some(wait)).unwrap();
-    let silent = matches!(
-        stream.read(&mut [0u8; 1]),
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
-    );
+    let deadline = Instant::now() + wait;
+    let silent = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        stream.set_read_timeout(Some(left.max(ms(1)))).unwrap();
+        match stream.read(&mut [0u8; 1]) {
+            // A signal landed on this thread mid-read (io_uring's task work, say).
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                break matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                )
+            }
+            Ok(_) => break false,
+        }
+    };
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     silent
+}
+
+// ---------------------------------------------------------------------------
+// Behaviours every event-driven model shows, each checked the same way in each
+// model's crate (the models differ in how, not in what). `label` names the variant
+// in failure messages.
+
+/// For a lines-framing server: client A sends `a`, client B sends `b` 50 ms later;
+/// returns how long each waited for its reply (A's counted from A's request, B's
+/// from B's). Whether B waits behind A is the lesson of `--work`.
+pub fn staggered_pair(addr: SocketAddr) -> (Duration, Duration) {
+    let (mut a, mut b) = (connect(addr), connect(addr));
+    let a_sent = Instant::now();
+    a.write_all(b"a\n").unwrap();
+    thread::sleep(ms(50));
+    let b_sent = Instant::now();
+    b.write_all(b"b\n").unwrap();
+    assert_eq!(read_n(&mut b, 2), b"B\n");
+    let b_took = b_sent.elapsed();
+    assert_eq!(read_n(&mut a, 2), b"A\n");
+    (a_sent.elapsed(), b_took)
+}
+
+/// For a server with lines framing and `sleep` work of `sleep`: B's reply comes
+/// one `sleep` after B's request, not after A's reply: the waits overlap (a timer,
+/// not a blocked thread).
+pub fn assert_sleep_work_overlaps(addr: SocketAddr, sleep: Duration, label: &str) {
+    let (a_took, b_took) = staggered_pair(addr);
+    let early = sleep - ms(5);
+    assert!(a_took >= early, "{label}: A answered too early: {a_took:?}");
+    assert!(b_took >= early, "{label}: B answered too early: {b_took:?}");
+    // Behind A, B would take about 2 × sleep − 50 ms.
+    assert!(
+        b_took < sleep * 3 / 2 + ms(30),
+        "{label}: B waited for A: {b_took:?}"
+    );
+}
+
+/// For a server with `max_conns` 1: a second client is not served while the first
+/// is connected, and is served once the first leaves.
+pub fn assert_cap_holds_until_a_client_leaves(addr: SocketAddr, label: &str) {
+    let mut first = connect(addr);
+    assert_eq!(round_trip(&mut first, b"a"), b"A");
+    let mut second = connect(addr); // completes in the kernel's backlog
+    second.write_all(b"b").unwrap();
+    assert!(
+        unanswered(&mut second, ms(200)),
+        "{label}: served past max_conns"
+    );
+    drop(first);
+    assert_eq!(read_n(&mut second, 1), b"B", "{label}");
+}
+
+/// For a server with `idle_timeout` of `idle`: a client served once and then
+/// silent is disconnected after about `idle`.
+pub fn assert_idle_client_disconnected(addr: SocketAddr, idle: Duration, label: &str) {
+    let mut client = connect(addr);
+    assert_eq!(round_trip(&mut client, b"x"), b"X");
+    let t0 = Instant::now();
+    assert_closed(&mut client);
+    let silent = t0.elapsed();
+    assert!(
+        silent >= idle - ms(50) && silent < idle + ms(800),
+        "{label}: closed after {silent:?}, idle timeout {idle:?}"
+    );
+}
+
+/// Stops `server` with three idle clients connected: `serve` returns after the
+/// grace period (not before, and not much after), the clients are closed, none is
+/// still counted active, and nothing is accepted any more.
+pub fn assert_shutdown_closes_idle_clients_after_grace(server: TestServer, label: &str) {
+    let addr = server.addr;
+    let mut idle: Vec<TcpStream> = (0..3).map(|_| connect(addr)).collect();
+    for client in &mut idle {
+        assert_eq!(round_trip(client, b"hi"), b"HI");
+    }
+    let (grace, counters) = (server.cx.config.grace, server.cx.counters);
+    let took = server.stop();
+    assert!(
+        took >= grace - ms(50),
+        "{label}: returned before the grace period: {took:?}"
+    );
+    assert!(
+        took < grace + ms(700),
+        "{label}: took {took:?}, grace {grace:?}"
+    );
+    for client in &mut idle {
+        assert_closed(client);
+    }
+    assert_eq!(
+        counters.active(),
+        0,
+        "{label}: closed clients still counted"
+    );
+    assert!(
+        TcpStream::connect_timeout(&addr, IO_TIMEOUT).is_err(),
+        "{label}: still accepting"
+    );
+}
+
+/// For a server with raw framing and `sleep` work of 200 ms: a reply whose wait is
+/// running when shutdown comes is still delivered, and `serve` then returns.
+pub fn assert_reply_in_flight_survives_shutdown(server: TestServer, label: &str) {
+    let mut client = connect(server.addr);
+    client.write_all(b"late").unwrap();
+    thread::sleep(ms(50));
+    server.cx.shutdown.trigger();
+    assert_eq!(read_n(&mut client, 4), b"LATE", "{label}");
+    drop(client);
+    server.join_within(ms(1000));
 }

@@ -4,16 +4,17 @@
 //! kernel refuses io_uring.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::net::{TcpStream, UdpSocket};
+use std::time::Duration;
 
 use socklab_protocol::{Framing, Work, MAX_UDP_PAYLOAD};
-use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
+use socklab_server_kit::testing::{
+    assert_cap_holds_until_a_client_leaves, assert_closed, assert_idle_client_disconnected,
+    assert_shutdown_closes_idle_clients_after_grace, assert_sleep_work_overlaps, connect,
+    TestServer, IO_TIMEOUT,
+};
+use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config};
 use socklab_uring::Options;
-
-/// Every blocking read, write and connect in these tests gives up after this.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 macro_rules! require_uring {
     () => {
@@ -24,93 +25,32 @@ macro_rules! require_uring {
     };
 }
 
-struct Server {
-    addr: SocketAddr,
-    cx: Context,
-    handle: Option<JoinHandle<io::Result<()>>>,
-}
-
-impl Server {
-    fn tcp(config: Config, options: Options) -> Server {
-        let bind = BindOptions {
-            reuse_port: options.loops > 1,
-            ..BindOptions::default()
-        };
-        let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), bind).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cx = Context::new(config).unwrap();
-        let server_cx = cx.clone();
-        let handle =
-            std::thread::spawn(move || socklab_uring::serve(listener, &server_cx, &options));
-        Server {
-            addr,
-            cx,
-            handle: Some(handle),
-        }
-    }
-
-    fn udp(config: Config, options: Options) -> Server {
-        let bind = BindOptions {
-            reuse_port: options.loops > 1,
-            ..BindOptions::default()
-        };
-        let socket = bind_udp("127.0.0.1:0".parse().unwrap(), bind).unwrap();
-        let addr = socket.local_addr().unwrap();
-        let cx = Context::new(config).unwrap();
-        let server_cx = cx.clone();
-        let handle =
-            std::thread::spawn(move || socklab_uring::serve_udp(socket, &server_cx, &options));
-        Server {
-            addr,
-            cx,
-            handle: Some(handle),
-        }
-    }
-
-    fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT).unwrap();
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream
-    }
-
-    /// Triggers shutdown, waits for `serve` to return Ok, and says how long it took.
-    fn stop(mut self) -> Duration {
-        let started = Instant::now();
-        self.cx.shutdown.trigger();
-        self.handle.take().unwrap().join().unwrap().unwrap();
-        started.elapsed()
+/// Each of `--loops N` gets its own `SO_REUSEPORT` socket, cloned from this one.
+fn bind_options(options: &Options) -> BindOptions {
+    BindOptions {
+        reuse_port: options.loops > 1,
+        ..BindOptions::default()
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(handle) = self.handle.take() {
-            self.cx.shutdown.trigger();
-            let _ = handle.join();
-        }
-    }
+fn tcp(config: Config, options: Options) -> TestServer {
+    let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), bind_options(&options)).unwrap();
+    TestServer::tcp_on(listener, config, move |listener, cx| {
+        socklab_uring::serve(listener, cx, &options)
+    })
+}
+
+fn udp(config: Config, options: Options) -> TestServer {
+    let socket = bind_udp("127.0.0.1:0".parse().unwrap(), bind_options(&options)).unwrap();
+    TestServer::udp_on(socket, config, move |socket, cx| {
+        socklab_uring::serve_udp(socket, cx, &options)
+    })
 }
 
 fn lines_config() -> Config {
     Config {
         framing: Framing::Lines,
         ..Config::default()
-    }
-}
-
-/// Asserts the server closed the connection (EOF or reset), not merely went quiet.
-fn assert_closed(stream: &mut TcpStream) {
-    let mut byte = [0u8; 1];
-    loop {
-        match stream.read(&mut byte) {
-            Ok(0) => return,
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return,
-            // A signal landed on this thread mid-read (nextest, or io_uring's task
-            // work); not an answer from the server.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => panic!("expected the connection closed, got {other:?}"),
-        }
     }
 }
 
@@ -126,7 +66,7 @@ fn a_client_that_never_reads_is_held_back() {
         grace,
         ..Config::default()
     };
-    let server = Server::tcp(config, Options::default());
+    let server = tcp(config, Options::default());
     // Fixed small client buffers (no autotuning) so the stall comes quickly.
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(64 << 10).unwrap();
@@ -160,7 +100,7 @@ fn a_client_that_never_reads_is_held_back() {
         stalled,
         "the server read {written} bytes from a client that never reads"
     );
-    let mut other = server.connect();
+    let mut other = connect(server.addr);
     other.write_all(b"still here").unwrap();
     let mut reply = [0u8; 10];
     other.read_exact(&mut reply).unwrap();
@@ -172,38 +112,18 @@ fn a_client_that_never_reads_is_held_back() {
     drop(hog);
 }
 
-/// `sleep` work runs on a timer: B's reply comes ~200 ms after B's request even
-/// though A's 200 ms request was sent 50 ms earlier (not ~350-400 ms).
+/// `sleep` work runs on a timer: B's reply comes one `sleep` after B's request
+/// though A's was sent 50 ms earlier.
 #[test]
 fn sleep_work_overlaps_across_clients() {
     require_uring!();
+    let sleep = Duration::from_millis(200);
     let config = Config {
-        work: Work::Sleep(Duration::from_millis(200)),
+        work: Work::Sleep(sleep),
         ..lines_config()
     };
-    let server = Server::tcp(config, Options::default());
-    let (mut a, mut b) = (server.connect(), server.connect());
-    let a_sent = Instant::now();
-    a.write_all(b"a\n").unwrap();
-    std::thread::sleep(Duration::from_millis(50));
-    let b_sent = Instant::now();
-    b.write_all(b"b\n").unwrap();
-    let mut reply = [0u8; 2];
-    b.read_exact(&mut reply).unwrap();
-    let b_took = b_sent.elapsed();
-    assert_eq!(&reply, b"B\n");
-    a.read_exact(&mut reply).unwrap();
-    assert_eq!(&reply, b"A\n");
-    assert!(a_sent.elapsed() >= Duration::from_millis(200));
-    assert!(
-        b_took >= Duration::from_millis(190),
-        "B answered before its sleep: {b_took:?}"
-    );
-    assert!(
-        b_took < Duration::from_millis(330),
-        "B waited behind A: {b_took:?}"
-    );
-    drop((a, b));
+    let server = tcp(config, Options::default());
+    assert_sleep_work_overlaps(server.addr, sleep, "uring");
     server.stop();
 }
 
@@ -211,7 +131,7 @@ fn sleep_work_overlaps_across_clients() {
 #[test]
 fn udp_echoes_whole_datagrams() {
     require_uring!();
-    let server = Server::udp(Config::default(), Options::default());
+    let server = udp(Config::default(), Options::default());
     let client = UdpSocket::bind("127.0.0.1:0").unwrap();
     client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     client.connect(server.addr).unwrap();
@@ -228,33 +148,24 @@ fn udp_echoes_whole_datagrams() {
     server.stop();
 }
 
-/// Shutdown with an idle client still connected returns within the grace period
-/// plus a margin, and the client sees its connection closed.
+/// Shutdown with idle clients still connected returns after the grace period, and
+/// the clients see their connections closed.
 #[test]
-fn shutdown_with_an_idle_client_returns_after_grace() {
+fn shutdown_with_idle_clients_returns_after_grace() {
     require_uring!();
-    let grace = Duration::from_millis(300);
     let config = Config {
-        grace,
+        grace: Duration::from_millis(300),
         ..Config::default()
     };
-    let server = Server::tcp(config, Options::default());
-    let mut client = server.connect();
-    client.write_all(b"x").unwrap();
-    let mut reply = [0u8; 1];
-    client.read_exact(&mut reply).unwrap();
-    let took = server.stop();
-    assert!(took >= grace, "returned before the grace period: {took:?}");
-    assert!(took < grace + Duration::from_millis(700), "took {took:?}");
-    assert_closed(&mut client);
+    assert_shutdown_closes_idle_clients_after_grace(tcp(config, Options::default()), "uring");
 }
 
 /// Two loops, each with its own SO_REUSEPORT listener (and UDP socket), serve clients.
 #[test]
 fn two_loops_serve_tcp_and_udp() {
     require_uring!();
-    let server = Server::tcp(Config::default(), Options { loops: 2 });
-    let mut clients: Vec<TcpStream> = (0..16).map(|_| server.connect()).collect();
+    let server = tcp(Config::default(), Options { loops: 2 });
+    let mut clients: Vec<TcpStream> = (0..16).map(|_| connect(server.addr)).collect();
     for (i, client) in clients.iter_mut().enumerate() {
         client.write_all(format!("client {i}").as_bytes()).unwrap();
     }
@@ -267,7 +178,7 @@ fn two_loops_serve_tcp_and_udp() {
     drop(clients);
     server.stop();
 
-    let server = Server::udp(Config::default(), Options { loops: 2 });
+    let server = udp(Config::default(), Options { loops: 2 });
     for i in 0..8 {
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         client.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
@@ -290,22 +201,8 @@ fn max_conns_holds_the_next_client_until_one_leaves() {
         max_conns: 1,
         ..Config::default()
     };
-    let server = Server::tcp(config, Options::default());
-    let mut first = server.connect();
-    first.write_all(b"a").unwrap();
-    let mut reply = [0u8; 1];
-    first.read_exact(&mut reply).unwrap();
-    let mut second = server.connect();
-    second.write_all(b"b").unwrap();
-    second
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    assert!(second.read(&mut reply).is_err(), "served past max_conns");
-    drop(first);
-    second.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    second.read_exact(&mut reply).unwrap();
-    assert_eq!(&reply, b"B");
-    drop(second);
+    let server = tcp(config, Options::default());
+    assert_cap_holds_until_a_client_leaves(server.addr, "uring");
     server.stop();
 }
 
@@ -318,18 +215,8 @@ fn an_idle_client_is_disconnected() {
         idle_timeout: Some(idle),
         ..Config::default()
     };
-    let server = Server::tcp(config, Options::default());
-    let mut client = server.connect();
-    client.write_all(b"x").unwrap();
-    let mut reply = [0u8; 1];
-    client.read_exact(&mut reply).unwrap();
-    let started = Instant::now();
-    assert_closed(&mut client);
-    let took = started.elapsed();
-    assert!(
-        took >= idle - Duration::from_millis(20) && took < Duration::from_secs(2),
-        "{took:?}"
-    );
+    let server = tcp(config, Options::default());
+    assert_idle_client_disconnected(server.addr, idle, "uring");
     server.stop();
 }
 
@@ -344,8 +231,8 @@ fn a_burst_past_max_conns_is_served_max_conns_at_a_time() {
         max_conns: CAP,
         ..Config::default()
     };
-    let server = Server::tcp(config, Options::default());
-    let mut clients: Vec<TcpStream> = (0..6).map(|_| server.connect()).collect();
+    let server = tcp(config, Options::default());
+    let mut clients: Vec<TcpStream> = (0..6).map(|_| connect(server.addr)).collect();
     for client in &mut clients {
         client.write_all(b"q").unwrap();
     }
@@ -390,8 +277,8 @@ fn shutdown_cancels_work_timers_after_grace() {
         work: Work::Sleep(Duration::from_secs(30)),
         ..lines_config()
     };
-    let server = Server::tcp(config, Options::default());
-    let mut client = server.connect();
+    let server = tcp(config, Options::default());
+    let mut client = connect(server.addr);
     client.write_all(b"slow\n").unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let took = server.stop();
