@@ -7,17 +7,10 @@ use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::resource::{getrlimit, getrusage, setrlimit, Resource, UsageWho};
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use socklab_nonblocking::{serve, Options};
+use socklab_server_kit::usage::TreeUsage;
 use socklab_server_kit::{bind_tcp, BindOptions, Config, Context};
-
-fn cpu_time() -> Duration {
-    let usage = getrusage(UsageWho::RUSAGE_SELF).unwrap();
-    let t = |tv: nix::sys::time::TimeVal| {
-        Duration::from_secs(tv.tv_sec() as u64) + Duration::from_micros(tv.tv_usec() as u64)
-    };
-    t(usage.user_time()) + t(usage.system_time())
-}
 
 /// Out of descriptors, the loop pauses accept instead of spinning on a listener
 /// that stays readable, and serves the waiting client once descriptors are back.
@@ -64,9 +57,9 @@ fn emfile_backs_off_instead_of_spinning_and_recovers() {
         .unwrap();
     client.write_all(b"wait").unwrap();
 
-    let (cpu0, t0) = (cpu_time(), Instant::now());
+    let (cpu0, t0) = (TreeUsage::now().cpu(), Instant::now());
     thread::sleep(Duration::from_millis(400));
-    let (cpu, wall) = (cpu_time() - cpu0, t0.elapsed());
+    let (cpu, wall) = (TreeUsage::now().cpu() - cpu0, t0.elapsed());
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
     assert!(
         cpu < wall / 4,

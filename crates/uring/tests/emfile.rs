@@ -7,39 +7,10 @@ use std::os::fd::AsRawFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use nix::sys::resource::{getrlimit, setrlimit, Resource};
+use socklab_server_kit::usage::TreeUsage;
 use socklab_server_kit::{bind_tcp, BindOptions, Config, Context};
 use socklab_uring::{serve, Options};
-
-fn cpu_time() -> Duration {
-    // SAFETY: getrusage only writes into the zeroed struct we pass.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        assert_eq!(libc::getrusage(libc::RUSAGE_SELF, &mut usage), 0);
-        usage
-    };
-    let t = |tv: libc::timeval| {
-        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
-    };
-    t(usage.ru_utime) + t(usage.ru_stime)
-}
-
-fn nofile() -> libc::rlimit {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes into the struct we pass.
-    assert_eq!(
-        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
-        0
-    );
-    limit
-}
-
-fn set_nofile(limit: libc::rlimit) {
-    // SAFETY: setrlimit only reads the struct we pass.
-    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) }, 0);
-}
 
 /// Out of descriptors, the loop waits RESOURCE_BACKOFF on a timeout op between
 /// accept attempts instead of spinning, and serves the waiting client once
@@ -63,12 +34,9 @@ fn emfile_backs_off_instead_of_spinning_and_recovers() {
     .unwrap();
     // The client's socket exists before the limit drops; connect() needs no new fd.
     let client = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    let saved = nofile();
-    let lowest_free = std::fs::File::open("/dev/null").unwrap().as_raw_fd() as libc::rlim_t;
-    set_nofile(libc::rlimit {
-        rlim_cur: lowest_free + 1,
-        rlim_max: saved.rlim_max,
-    });
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let lowest_free = std::fs::File::open("/dev/null").unwrap().as_raw_fd() as u64;
+    setrlimit(Resource::RLIMIT_NOFILE, lowest_free + 1, hard).unwrap();
     let server_cx = cx.clone();
     let server = thread::spawn(move || serve(listener, &server_cx, &Options::default()));
     client
@@ -80,11 +48,11 @@ fn emfile_backs_off_instead_of_spinning_and_recovers() {
         .unwrap();
     client.write_all(b"wait").unwrap();
 
-    let (cpu0, t0) = (cpu_time(), Instant::now());
+    let (cpu0, t0) = (TreeUsage::now().cpu(), Instant::now());
     thread::sleep(Duration::from_millis(400));
-    let (cpu, wall) = (cpu_time() - cpu0, t0.elapsed());
+    let (cpu, wall) = (TreeUsage::now().cpu() - cpu0, t0.elapsed());
     let accepted = cx.counters.snapshot().accepted;
-    set_nofile(saved);
+    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
     assert!(
         !server.is_finished(),
         "serve returned while out of descriptors"
