@@ -62,17 +62,8 @@ const LOAD_DURATION: &str = "300ms";
 const LOAD_WARMUP: &str = "100ms";
 /// Most requests (or churn connections) a counted `socklab load` makes in the test.
 const MAX_REQUESTS: u64 = 500;
-/// The models, in the guide's teaching order.
-const MODELS: [&str; 8] = [
-    "iterative",
-    "fork",
-    "prefork",
-    "thread",
-    "pool",
-    "nonblocking",
-    "async",
-    "uring",
-];
+/// The models, in teaching order: the guide's sections follow the report's order.
+const MODELS: &[&str] = socklab_report::aggregate::KNOWN_MODELS;
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -776,7 +767,7 @@ fn guide_covers_every_model_in_teaching_order() {
             words.get(at + 1).map(|m| m.to_string())
         })
         .collect();
-    for model in MODELS {
+    for &model in MODELS {
         assert!(
             served.contains(model),
             "no `socklab serve {model}` in GUIDE.md"
