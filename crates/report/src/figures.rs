@@ -422,6 +422,7 @@ fn tail_growth(ctx: &Ctx, scenario: &str, work: &str, conns: usize) -> Option<St
         .summary
         .models
         .iter()
+        .filter(|m| rankable(ctx, m, scenario, work, conns))
         .filter_map(|m| {
             let g = ctx.group(m, scenario, work, conns)?;
             let (p50, tail) = (g.get(Metric::P50)?.median, g.get(Metric::P9999)?.median);
@@ -530,26 +531,21 @@ fn extremes_at(
     conns: usize,
 ) -> Option<String> {
     let mut entries = entries_at(ctx, scenario, work, target, conns);
-    if scenario != "chaos" {
-        // A model that left clients unanswered measured only the clients it served:
-        // ranking it would reward starving the rest (4 workers serving 4 of 10,000
-        // connections fast "serve more requests per second" than a loop serving all
-        // of them). The errors caveat names it instead.
-        entries.retain(|e| !left_clients_unanswered(ctx, e.model, scenario, work, conns));
-    }
+    entries.retain(|e| rankable(ctx, e.model, scenario, work, conns));
     compare::extremes(&target.quantity(), &context(conns), &entries)
 }
 
-fn left_clients_unanswered(
-    ctx: &Ctx,
-    model: &str,
-    scenario: &str,
-    work: &str,
-    conns: usize,
-) -> bool {
-    ctx.group(model, scenario, work, conns)
-        .and_then(|g| g.get(Metric::Errors))
-        .is_some_and(|errors| errors.median > 0.0)
+/// Whether `model` may be named best or worst at `conns`. A model that left
+/// clients unanswered measured only the clients it served: ranking it would reward
+/// starving the rest (4 workers serving 4 of 10,000 connections fast "serve more
+/// requests per second" than a loop serving all of them); the errors caveat names
+/// it instead. In chaos, lost clients are the point, and everyone is ranked.
+fn rankable(ctx: &Ctx, model: &str, scenario: &str, work: &str, conns: usize) -> bool {
+    scenario == "chaos"
+        || ctx
+            .group(model, scenario, work, conns)
+            .and_then(|g| g.get(Metric::Errors))
+            .is_none_or(|errors| errors.median == 0.0)
 }
 
 /// The design's predicted pairs that both ran, compared by the overlap rule.
