@@ -134,12 +134,6 @@ pub fn read_n(stream: &mut TcpStream, n: usize) -> Vec<u8> {
     buf
 }
 
-/// Asserts the server closed the connection: the next read returns 0.
-pub fn assert_eof(stream: &mut TcpStream) {
-    let mut byte = [0u8; 1];
-    assert_eq!(stream.read(&mut byte).expect("read"), 0, "expected EOF");
-}
-
 /// Asserts the server closed the connection, by EOF or by reset (a server that
 /// closes with unread input, or cancels a send, resets): closed, not merely quiet.
 pub fn assert_closed(stream: &mut TcpStream) {
