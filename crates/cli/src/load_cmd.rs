@@ -76,9 +76,19 @@ pub struct LoadArgs {
     #[arg(short, long, default_value_t = 1)]
     pub pipeline: usize,
 
-    /// A request with no reply after this long counts as timed out (UDP: lost).
-    #[arg(long, value_parser = crate::args::duration, default_value = "2s")]
-    pub timeout: Duration,
+    /// Give up on a request with no reply after this long (UDP: it is lost; default
+    /// 2s). TCP default: never. A TCP timeout closes and reopens the connection and
+    /// counts the request as timed out, so its wait leaves the latency and the
+    /// client starts over: it models impatient users, it does not measure the
+    /// server. Without one, a request still waiting at the end counts with its wait.
+    #[arg(long, value_parser = crate::args::duration)]
+    pub timeout: Option<Duration>,
+
+    /// Longest the ramp may take: after connecting, traffic runs unmeasured until
+    /// every connection has had a reply, then warm-up and measuring start. A
+    /// server that never serves some clients ends it at this limit; 0: no ramp.
+    #[arg(long, value_parser = crate::args::duration, default_value = "5s")]
+    pub ramp_limit: Duration,
 
     /// A connect attempt taking longer than this counts as timed out.
     #[arg(long, value_parser = crate::args::duration, default_value = "3s")]
@@ -101,7 +111,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub seed: Option<u64>,
 
-    /// Write the full report as JSON (schema "socklab-load/1").
+    /// Write the full report as JSON (schema "socklab-load/2").
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
@@ -154,7 +164,13 @@ pub fn run(args: LoadArgs) -> Result<()> {
             b.update(&p);
         }
     };
-    let result = lg::run(&cfg, Some(&on_progress));
+    let result = lg::run(
+        &cfg,
+        lg::Hooks {
+            progress: Some(&on_progress),
+            ..Default::default()
+        },
+    );
     if let Some(b) = &bar {
         b.finish();
     }
@@ -287,6 +303,7 @@ fn config(a: &LoadArgs) -> Result<LoadConfig> {
             defaults.warmup
         }),
         requests: a.requests,
+        ramp_limit: a.ramp_limit,
         timeout: a.timeout,
         connect_timeout: a.connect_timeout,
         max_connecting: a.max_connecting,

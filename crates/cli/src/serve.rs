@@ -5,6 +5,14 @@
 //! accepting and gets the grace period to finish connections in flight; if it has
 //! not returned by then (a blocking model stuck in `read()` on a client that never
 //! leaves), the process exits anyway: the grace period is a promise.
+//!
+//! SIGUSR1 asks for a usage line on stdout, at once (as `dd` prints its progress
+//! on SIGUSR1): `socklab: thread usage user_us=… system_us=… voluntary_ctx=…
+//! involuntary_ctx=… accepted=… active=… requests=… …`, CPU time and context
+//! switches of this process (every thread, live or exited) and of its reaped
+//! children, and the server's counters. `socklab compare` sends it as the measured
+//! window opens and closes, and adds the live children it reads from /proc, so a
+//! cell's server usage covers exactly the window.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
@@ -321,6 +329,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .udp
         .map(|addr| bind_udp(addr, bind).with_context(|| format!("binding UDP {addr}")))
         .transpose()?;
+    report_usage_on_sigusr1(name, &cx).context("installing the SIGUSR1 handler")?;
     announce(name, listener.as_ref(), udp.as_ref())?;
 
     let (done_tx, done_rx) = mpsc::channel();
@@ -360,6 +369,36 @@ fn announce(name: &str, tcp: Option<&TcpListener>, udp: Option<&UdpSocket>) -> a
     Ok(())
 }
 
+/// The usage line: this process's CPU time and context switches (all threads, and
+/// reaped children) and the server's counters.
+fn usage_line(name: &str, cx: &Context) -> String {
+    format!(
+        "socklab: {name} usage {} {}",
+        TreeUsage::now(),
+        cx.counters.snapshot()
+    )
+}
+
+/// Prints [`usage_line`] on stdout each time SIGUSR1 arrives, from a thread of its
+/// own that does nothing else, so the line comes within microseconds (the handler
+/// itself only wakes that thread: a signal handler may not format or lock).
+/// Installed before the address is announced: SIGUSR1's default action would end
+/// the process.
+fn report_usage_on_sigusr1(name: &'static str, cx: &Context) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
+    let cx = cx.clone();
+    std::thread::Builder::new()
+        .name("usage".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{}", usage_line(name, &cx));
+                let _ = out.flush();
+            }
+        })?;
+    Ok(())
+}
+
 /// Waits for a signal (or for a server to fail), then for the servers to return
 /// within the grace period.
 fn supervise(
@@ -394,6 +433,6 @@ fn supervise(
     }
     eprintln!("socklab: {name} stopped: {}", cx.counters.snapshot());
     // Read after the model returned, so its reaped children are included.
-    eprintln!("socklab: {name} usage {}", TreeUsage::now());
+    eprintln!("{}", usage_line(name, cx));
     Ok(())
 }

@@ -19,6 +19,10 @@ pub const UDP_ID_LEN: usize = 8;
 /// Largest message size accepted over TCP (1 MiB); a sanity bound, not a protocol one.
 pub const MAX_TCP_MESSAGE: usize = 1 << 20;
 
+/// How long a UDP request waits for its reply before it counts as lost, unless
+/// `timeout` says otherwise: datagrams can vanish, so UDP always needs one.
+pub const UDP_LOSS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Which transport the target speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,18 +129,33 @@ pub struct LoadConfig {
     /// after warmup (a cap, so a dead server cannot make it hang).
     #[serde(with = "secs")]
     pub duration: Duration,
-    /// Time run before measuring starts; its requests are sent and checked but left
-    /// out of every result.
+    /// Time run before measuring starts (after the ramp); its requests are sent and
+    /// checked but left out of every result.
     #[serde(with = "secs")]
     pub warmup: Duration,
+    /// Longest the ramp may take. After connecting, the traffic runs unmeasured until
+    /// every connection has had a reply, then warm-up and the window start. A server
+    /// that serves only some clients (iterative, a pool smaller than the load) never
+    /// answers the rest: the ramp ends at this limit and the report says how many
+    /// clients had been served by then. Zero: no ramp. Churn and counted runs have
+    /// none (a session is one request; a count is not a steady state).
+    #[serde(with = "secs", default = "default_ramp_limit")]
+    pub ramp_limit: Duration,
     /// Measure exactly this many requests (churn: connections) instead of running
     /// for `duration`. Warmup requests are extra. Used for counted metrics (strace,
     /// callgrind) where the server must see a known number of requests.
     pub requests: Option<u64>,
-    /// How long a request may wait for its reply before it counts as timed out
-    /// (UDP: lost; TCP: the connection is closed and reopened).
-    #[serde(with = "secs")]
-    pub timeout: Duration,
+    /// How long a request may wait for its reply before the client gives up on it.
+    ///
+    /// TCP: `None` (the default) never gives up, and a request still waiting when
+    /// the window closes enters the latency record with its wait so far. With a
+    /// timeout the connection is closed and reopened and the request counted as
+    /// timed out — the wait then leaves the latency and the client starts over
+    /// behind every other client: use it to model impatient users, not to measure
+    /// a server. UDP: a datagram without a reply after this long is lost (default
+    /// [`UDP_LOSS_TIMEOUT`]).
+    #[serde(with = "opt_secs", default)]
+    pub timeout: Option<Duration>,
     /// How long one connect attempt may take before it counts as timed out.
     #[serde(with = "secs")]
     pub connect_timeout: Duration,
@@ -168,8 +187,9 @@ impl Default for LoadConfig {
             pipeline: 1,
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(1),
+            ramp_limit: default_ramp_limit(),
             requests: None,
-            timeout: Duration::from_secs(2),
+            timeout: None,
             connect_timeout: Duration::from_secs(3),
             max_connecting: 64,
             linger_zero: true,
@@ -202,7 +222,7 @@ impl LoadConfig {
         if c.duration.is_zero() {
             return err("duration must be more than 0".into());
         }
-        if c.timeout.is_zero() || c.connect_timeout.is_zero() {
+        if c.timeout.is_some_and(|t| t.is_zero()) || c.connect_timeout.is_zero() {
             return err("timeouts must be more than 0".into());
         }
         if c.interval < Duration::from_millis(10) {
@@ -271,6 +291,19 @@ impl LoadConfig {
         Ok(c)
     }
 
+    /// Whether the run has a ramp (see [`LoadConfig::ramp_limit`]).
+    pub fn ramps(&self) -> bool {
+        !self.ramp_limit.is_zero() && self.mode != Mode::Churn && self.requests.is_none()
+    }
+
+    /// The reply timeout in force: UDP always has one.
+    pub fn reply_timeout(&self) -> Option<Duration> {
+        match self.transport {
+            Transport::Udp => Some(self.timeout.unwrap_or(UDP_LOSS_TIMEOUT)),
+            Transport::Tcp => self.timeout,
+        }
+    }
+
     /// Payload bytes per request before the `\n` of lines framing.
     pub(crate) fn body_len(&self) -> usize {
         match (self.transport, self.framing) {
@@ -285,6 +318,31 @@ impl LoadConfig {
         const HEADROOM: u64 = 64;
         const PER_THREAD: u64 = 4;
         self.conns as u64 + PER_THREAD * self.threads.max(1) as u64 + HEADROOM
+    }
+}
+
+/// The default [`LoadConfig::ramp_limit`]: long enough for a thread-per-client
+/// server to accept and answer thousands of clients once.
+fn default_ramp_limit() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// Serde helper: an optional [`Duration`] as fractional seconds or `null`.
+pub mod opt_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|v| Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom))
+            .transpose()
     }
 }
 

@@ -86,6 +86,11 @@ pub struct Conn {
     pub session_measured: bool,
     /// Measured replies this connection received (over all its reconnects).
     pub measured_replies: u64,
+    /// Replies of any kind (warm-up and ramp included): has it been served yet?
+    pub replies: u64,
+    /// It saw an error at some point: a failed connect, a reset or close, a
+    /// timeout, a wrong reply. A client counts once however many it saw.
+    pub errored: bool,
     payload: Payload,
     framing: Framing,
     out: Vec<u8>,
@@ -104,6 +109,8 @@ impl Conn {
             session_start: now,
             session_measured: false,
             measured_replies: 0,
+            replies: 0,
+            errored: false,
             payload,
             framing,
             out: Vec::new(),
@@ -268,9 +275,11 @@ impl Conn {
                 let p = *head;
                 self.inflight.pop_front();
                 completed += 1;
+                self.replies += 1;
                 if p.measured {
                     self.measured_replies += 1;
                     if p.mismatch || p.got != wire {
+                        self.errored = true;
                         stats.counts.mismatched += 1;
                     } else {
                         stats.counts.ok += 1;
@@ -286,16 +295,27 @@ impl Conn {
         completed
     }
 
-    /// Drops the socket; the waiting measured requests count as failed (`unfinished`
-    /// instead when the run is over). Pending output is discarded.
-    pub fn close(&mut self, stats: &mut ThreadStats, run_over: bool) {
-        let lost = self.inflight.iter().filter(|p| p.measured).count() as u64;
-        if run_over {
-            stats.counts.unfinished += lost;
-        } else {
-            stats.counts.failed += lost;
-        }
+    /// The connection broke (or gave up on its requests): the waiting measured
+    /// requests count as failed, pending output is discarded, the socket dropped.
+    pub fn fail(&mut self, stats: &mut ThreadStats) {
+        self.errored = true;
+        stats.counts.failed += self.inflight.iter().filter(|p| p.measured).count() as u64;
         self.inflight.clear();
+        self.close();
+    }
+
+    /// The window closed at `deadline`: every request still waiting enters the
+    /// latency record with its wait so far, and is done with. That includes one
+    /// sent before the window opened: it waited through the whole window (a
+    /// starved client's only request was sent during the ramp).
+    pub fn window_closed(&mut self, deadline: std::time::Instant, stats: &mut ThreadStats) {
+        for p in self.inflight.drain(..) {
+            stats.waiting(p.measured, deadline, p.latency_from);
+        }
+    }
+
+    /// Drops the socket (a FIN, or a RST with `SO_LINGER` 0) and any unsent output.
+    pub fn close(&mut self) {
         self.out.clear();
         self.out_pos = 0;
         self.stream = None;
@@ -355,12 +375,34 @@ mod tests {
     }
 
     #[test]
-    fn closing_fails_waiting_requests() {
+    fn failing_fails_waiting_requests() {
         let (mut c, mut s) = conn(Framing::Raw, 4);
         let now = Instant::now();
         c.queue(now, now, true, &mut s);
         c.queue(now, now, false, &mut s);
-        c.close(&mut s, false);
+        c.fail(&mut s);
         assert_eq!((s.counts.failed, c.in_flight()), (1, 0));
+    }
+
+    /// A request still waiting when the window closes is in the latency record
+    /// with its wait so far, not dropped — even one sent before the window opened.
+    #[test]
+    fn waiting_requests_enter_the_latency_record_when_the_window_closes() {
+        let (mut c, mut s) = conn(Framing::Raw, 4);
+        let sent = Instant::now();
+        c.queue(sent, sent, false, &mut s);
+        c.queue(sent, sent, true, &mut s);
+        c.window_closed(sent + Duration::from_millis(300), &mut s);
+        let waits: Vec<u64> = s
+            .rec
+            .intervals
+            .iter()
+            .flat_map(|h| h.iter_recorded().map(|v| v.count_at_value()))
+            .collect();
+        assert_eq!(waits.iter().sum::<u64>(), 2);
+        let max = s.rec.intervals.iter().map(|h| h.max()).max().unwrap();
+        assert!((299_000..=301_000).contains(&max), "{max}");
+        assert_eq!((s.counts.sent, s.counts.unfinished), (2, 2));
+        assert_eq!(c.in_flight(), 0);
     }
 }

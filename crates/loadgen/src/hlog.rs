@@ -252,9 +252,9 @@ impl fmt::Display for Merged {
             )?;
         }
         writeln!(f)?;
-        crate::report::write_latency_header(f)?;
+        crate::stats::write_latency_header(f)?;
         for (tag, h) in &self.by_tag {
-            crate::report::write_latency_row(f, tag, &LatencySummary::of(h))?;
+            crate::stats::write_latency_row(f, tag, &LatencySummary::of(h))?;
         }
         Ok(())
     }

@@ -13,18 +13,25 @@
 //!   Mismatches, refused and reset connections, timeouts and lost datagrams are
 //!   counted and reported, never hidden. A vanished server yields error counts and
 //!   the run still ends at its deadline.
-//! - **No coordinated omission.** Open mode charges each request from its intended
-//!   send time (see [`pace`]).
+//! - **Every client counts.** The window opens only after every connection has been
+//!   answered once (the ramp, reported as a cost); a request still waiting when it
+//!   closes is in the latency with its wait; closed loops are corrected for
+//!   coordinated omission, and open mode charges each request from its intended
+//!   send time (see [`report`] and [`pace`]). Requests per client and Jain's
+//!   fairness index show who was served.
 //! - **Honest about itself.** It reports its own CPU use and warns when it may have
 //!   saturated, and (open mode) when it did not reach the target rate.
 //!
 //! # Layout
 //!
 //! - [`config`]: [`LoadConfig`] and its checks; modes closed / open / churn, UDP.
-//! - [`runner`]: threads, the common start, progress, adding results up.
-//! - [`tcp`]: the per-thread TCP event loop; [`conn`]: one connection's state and
-//!   reply checking; [`connect`]: nonblocking connect, `SO_LINGER` 0, error kinds.
-//! - [`udp`]: the UDP loop: request ids, exact loss counting.
+//! - [`runner`]: threads, progress, the window's edges, adding results up.
+//! - [`shared`]: what the threads share: gates, the ramp, the window, live counters.
+//! - [`event_loop`]: the one per-thread event loop and its phases (connect, ramp,
+//!   warm-up, window); TCP and UDP plug into it as a [`event_loop::Transport`].
+//! - [`tcp`]: TCP connections; [`conn`]: one connection's state and reply
+//!   checking; [`connect`]: nonblocking connect, `SO_LINGER` 0, error kinds.
+//! - [`udp`]: UDP sockets: request ids, exact loss counting.
 //! - [`pace`]: the open-loop schedule and its timerfd.
 //! - [`payload`]: request bytes and expected replies.
 //! - [`stats`]: counters and HdrHistograms per thread; [`report`]: [`LoadReport`],
@@ -46,7 +53,7 @@
 //!     duration: Duration::from_secs(10),
 //!     ..LoadConfig::default()
 //! };
-//! let report = run(&config, None)?;
+//! let report = run(&config, Default::default())?;
 //! println!("{report}");
 //! std::fs::write("run.json", report.to_json()).unwrap();
 //! # Ok::<(), socklab_loadgen::LoadError>(())
@@ -71,12 +78,14 @@
 pub mod config;
 pub mod conn;
 pub mod connect;
+pub mod event_loop;
 pub mod hlog;
 pub mod pace;
 pub mod payload;
 pub mod progress;
 pub mod report;
 pub mod runner;
+pub mod shared;
 pub mod stats;
 pub mod sys;
 pub mod tcp;
@@ -87,7 +96,8 @@ use std::io;
 pub use config::{ConfigError, Framing, LoadConfig, Mode, Transport};
 pub use hlog::{merge_files, Hist, HlogError, Merged};
 pub use progress::{Phase, Progress, TerminalProgress};
-pub use report::{LoadReport, SCHEMA};
+pub use report::{Clients, Little, LoadReport, Ramp, SCHEMA};
+pub use runner::{Edge, Hooks};
 pub use stats::{ConnectCounts, Counts, ErrorCounts, LatencySummary};
 
 /// Why a run could not be done at all. Problems *during* a run (refused
@@ -127,13 +137,11 @@ impl LoadError {
 
 /// Runs one load test as `config` describes and returns what it measured.
 ///
-/// `progress`, if given, is called about ten times a second from the calling
-/// thread. Returns `Err` only when the run cannot be done (bad configuration, file
-/// descriptor limit, no threads); everything that goes wrong on the wire is counted
-/// in the report instead.
-pub fn run(
-    config: &LoadConfig,
-    progress: Option<&dyn Fn(Progress)>,
-) -> Result<LoadReport, LoadError> {
-    runner::run(config, progress)
+/// `hooks` are called from the calling thread: progress about ten times a second,
+/// the window hook as the measured window opens and closes. Returns `Err` only
+/// when the run cannot be done (bad configuration, file descriptor limit, no
+/// threads); everything that goes wrong on the wire is counted in the report
+/// instead.
+pub fn run(config: &LoadConfig, hooks: Hooks) -> Result<LoadReport, LoadError> {
+    runner::run(config, hooks)
 }

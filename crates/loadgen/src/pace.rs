@@ -2,7 +2,7 @@
 //!
 //! # The schedule
 //!
-//! Request `k` (counted over all connections, from the start of warmup) is due at
+//! Request `k` (counted over all connections, from the start of the traffic) is due at
 //! `start + k / rate` on connection `k % conns`. Each connection thus sends every
 //! `conns / rate` seconds, and connections take turns evenly, so the server sees a
 //! smooth stream rather than `conns` requests at once. A thread owns connections
@@ -102,6 +102,9 @@ impl Pacer {
 }
 
 /// One thread's walk through the global open-loop schedule.
+///
+/// The schedule starts with the traffic, before the ramp; which requests are
+/// measured is known only once the ramp has ended ([`Schedule::measure_from`]).
 #[derive(Debug, Clone)]
 pub struct Schedule {
     start: Instant,
@@ -111,7 +114,8 @@ pub struct Schedule {
     threads: u64,
     /// Number of connections this thread owns.
     local: u64,
-    /// First request that is measured (due at or after the end of warmup).
+    /// First request that is measured (due at or after the window opens); none
+    /// until the window is known.
     first_measured: u64,
     /// One past the last request to send, when the run is bounded by a count.
     end: Option<u64>,
@@ -129,19 +133,10 @@ pub struct Due {
 }
 
 impl Schedule {
-    /// `requests`: measure exactly this many (after warmup), then stop.
-    pub fn new(
-        start: Instant,
-        warmup: Duration,
-        rate: f64,
-        conns: usize,
-        thread: usize,
-        threads: usize,
-        requests: Option<u64>,
-    ) -> Schedule {
+    /// The schedule of thread `thread` of `threads`, starting at `start`.
+    pub fn new(start: Instant, rate: f64, conns: usize, thread: usize, threads: usize) -> Schedule {
         let (conns, thread, threads) = (conns as u64, thread as u64, threads as u64);
         let local = (conns - thread).div_ceil(threads);
-        let first_measured = (warmup.as_secs_f64() * rate).ceil() as u64;
         Schedule {
             start,
             rate,
@@ -149,11 +144,19 @@ impl Schedule {
             thread,
             threads,
             local,
-            first_measured,
-            end: requests.map(|n| first_measured + n),
+            first_measured: u64::MAX,
+            end: None,
             round: 0,
             j: 0,
         }
+    }
+
+    /// Requests due from `measure_start` on are measured; with `requests`, exactly
+    /// that many (over all threads), then the schedule ends.
+    pub fn measure_from(&mut self, measure_start: Instant, requests: Option<u64>) {
+        let since = measure_start.saturating_duration_since(self.start);
+        self.first_measured = (since.as_secs_f64() * self.rate).ceil() as u64;
+        self.end = requests.map(|n| self.first_measured + n);
     }
 
     fn k(&self) -> u64 {
@@ -204,7 +207,8 @@ mod tests {
         let far = start + Duration::from_secs(100);
         let mut all = Vec::new();
         for t in 0..3 {
-            let mut s = Schedule::new(start, Duration::from_millis(10), 1000.0, 7, t, 3, Some(50));
+            let mut s = Schedule::new(start, 1000.0, 7, t, 3);
+            s.measure_from(start + Duration::from_millis(10), Some(50));
             while let Some(d) = s.pop_due(far) {
                 all.push((d.intended, t, d.local_conn * 3 + t, d.measured));
             }
@@ -223,7 +227,7 @@ mod tests {
     #[test]
     fn nothing_is_due_early() {
         let start = Instant::now();
-        let mut s = Schedule::new(start, Duration::ZERO, 10.0, 1, 0, 1, None);
+        let mut s = Schedule::new(start, 10.0, 1, 0, 1);
         assert!(s.pop_due(start).is_some());
         assert!(s.pop_due(start + Duration::from_millis(99)).is_none());
         assert!(s.pop_due(start + Duration::from_millis(100)).is_some());

@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub enum Phase {
     /// Opening connections (untimed).
     Connecting,
+    /// Traffic runs until every connection has had a reply (untimed).
+    Ramp,
     /// Running, but results are not kept yet.
     Warmup,
     Measuring,
@@ -32,6 +34,8 @@ pub struct Progress {
     pub errors: u64,
     /// Connections open now.
     pub connected: u64,
+    /// Connections answered at least once.
+    pub served: u64,
     pub conns: usize,
 }
 
@@ -60,6 +64,7 @@ impl TerminalProgress {
     pub fn update(&self, p: &Progress) {
         let (prefix, frac) = match (p.phase, p.target_requests) {
             (Phase::Connecting, _) => ("connecting", p.connected as f64 / p.conns.max(1) as f64),
+            (Phase::Ramp, _) => ("ramp", p.served as f64 / p.conns.max(1) as f64),
             (Phase::Warmup, _) => ("warmup", fraction(p.elapsed, p.phase_length)),
             (Phase::Measuring, Some(n)) => ("measuring", p.completed as f64 / n.max(1) as f64),
             (Phase::Measuring, None) => ("measuring", fraction(p.elapsed, p.phase_length)),
@@ -68,12 +73,13 @@ impl TerminalProgress {
         self.bar
             .set_position((frac.clamp(0.0, 1.0) * 1000.0) as u64);
         self.bar.set_message(format!(
-            "{:.1}s  {} replies  {} errors  {}/{} conns",
+            "{:.1}s  {} replies  {} errors  {}/{} conns  {} served",
             p.elapsed.as_secs_f64(),
             p.completed,
             p.errors,
             p.connected,
-            p.conns
+            p.conns,
+            p.served
         ));
     }
 

@@ -1,5 +1,30 @@
-//! The result of a run: [`LoadReport`], its JSON form (`"schema": "socklab-load/1"`),
+//! The result of a run: [`LoadReport`], its JSON form (`"schema": "socklab-load/2"`),
 //! its human table, and its HdrHistogram interval log.
+//!
+//! # Latency over all clients
+//!
+//! A latency figure over answered requests only is a lie of omission: a server that
+//! serves 4 of 1,000 clients answers those 4 fast and never reports the 996 others.
+//! So every latency here counts every client, by two rules:
+//!
+//! 1. **A request still waiting when the window closes** enters the record with its
+//!    wait so far — a lower bound of its latency ([`Counts::unfinished`] of them).
+//!    A client never served has one such request, waiting since before the window.
+//!    This is [`LoadReport::latency_timed`]: every measured request once. Its mean
+//!    is the one Little's law predicts (requests in flight ÷ throughput).
+//! 2. **A closed-loop client that waited stands for the requests it would have
+//!    sent.** A closed loop sends its next request only after a reply, so a client
+//!    stalled for 500 ms records one slow request where a client served at the
+//!    cell's pace would have sent many (coordinated omission). HdrHistogram's
+//!    closed-loop correction adds, for a value `W` above the expected interval `I`,
+//!    the values `W − I`, `W − 2I`, … down to `I` — the waits of the requests not
+//!    sent. The expected interval is each client's fair share of the throughput:
+//!    `I = requests in flight ÷ throughput` (conns × pipeline ÷ replies per second),
+//!    the mean latency of a server that served everyone alike. This is
+//!    [`LoadReport::latency`], the headline. For a fair server it barely differs
+//!    from the timed one; for a server that starved clients its p99 is the
+//!    starved clients' wait. Open loop needs no correction (it charges each request
+//!    from its intended send time), so there the two are the same.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -9,12 +34,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{LoadConfig, Mode, Transport};
 use crate::hlog::{self, Hist, LogInterval};
-use crate::stats::{ConnectCounts, Counts, ErrorCounts, LatencySummary, Totals};
+use crate::stats::{
+    write_latency_header, write_latency_row, ConnectCounts, Counts, ErrorCounts, LatencySummary,
+    Totals,
+};
 use crate::sys::CpuTimes;
 
 /// The `schema` field of every JSON report. Bump the number on any change a reader
 /// would notice (a renamed or removed field, a changed unit).
-pub const SCHEMA: &str = "socklab-load/1";
+pub const SCHEMA: &str = "socklab-load/2";
 
 /// Above this share of its CPUs, the load generator may have been the bottleneck.
 const SATURATED: f64 = 0.90;
@@ -22,11 +50,24 @@ const SATURATED: f64 = 0.90;
 /// Below this share of the target rate, open mode says the rate was not reached.
 const RATE_REACHED: f64 = 0.95;
 
+/// How the ramp went (see [`crate::event_loop`]).
+#[derive(Debug, Clone, Copy)]
+pub struct RampTiming {
+    /// From the traffic's start to the moment every connection had had a reply
+    /// (or to the limit).
+    pub length: Duration,
+    /// Every connection had been answered; false when the ramp hit its limit.
+    pub complete: bool,
+    /// Connections answered at least once when the ramp ended.
+    pub served: u64,
+}
+
 /// What the runner measured about time (besides the histograms).
 #[derive(Debug, Clone)]
 pub struct RunTiming {
     pub measure_start_wall: SystemTime,
     pub connect_phase: Duration,
+    pub ramp: Option<RampTiming>,
     pub measured: Duration,
     pub stopped_by_requests: bool,
     pub connected_at_start: u64,
@@ -57,9 +98,20 @@ pub struct LoadReport {
     pub throughput: Throughput,
     /// Open mode only: did the generator deliver the rate it was asked for?
     pub rate: Option<RateCheck>,
-    /// Request latency (µs): from the send (closed, churn) or the intended send
-    /// time (open).
+    /// Request latency over all clients (µs; see the module docs): from the send
+    /// (closed, churn) or the intended send time (open), requests still waiting
+    /// included, closed loops corrected for coordinated omission.
     pub latency: LatencySummary,
+    /// Every measured request once, as timed: the answered ones, and the ones still
+    /// waiting at the end with their wait so far. No correction.
+    pub latency_timed: LatencySummary,
+    /// Closed loop: the expected interval (µs) of the coordinated-omission
+    /// correction, requests in flight ÷ throughput. `None`: no correction.
+    pub correction_interval_us: Option<f64>,
+    /// Closed and open loop, UDP: how the requests spread over the clients.
+    pub clients: Option<Clients>,
+    /// Closed loop: the cross-check every closed-loop measurement must pass.
+    pub little: Option<Little>,
     /// Churn only: connect() to established (µs).
     pub connect: Option<LatencySummary>,
     /// Churn only: connect() start to the verified reply (µs).
@@ -75,12 +127,97 @@ pub struct LoadReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Connections {
     pub requested: usize,
-    /// Established when measuring started (closed and open modes; UDP: sockets).
+    /// Established when the traffic started (closed and open modes; UDP: sockets).
     pub connected_at_start: u64,
-    /// Untimed time spent opening connections before the clock started.
+    /// Untimed time spent opening connections before the traffic started.
     pub connect_phase_s: f64,
+    /// The ramp, when the run had one.
+    pub ramp: Option<Ramp>,
     #[serde(flatten)]
     pub counts: ConnectCounts,
+}
+
+/// The ramp: from the traffic's start until every client had been answered once.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Ramp {
+    pub limit_s: f64,
+    /// How long it took (the limit, when it was hit).
+    pub length_s: f64,
+    /// Whether every client had been answered by then.
+    pub complete: bool,
+    /// Clients answered at least once when it ended.
+    pub served: u64,
+}
+
+/// The per-client view: requests completed per connection in the window.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Clients {
+    pub conns: usize,
+    /// Clients with at least one measured reply.
+    pub served: u64,
+    /// Clients that saw at least one error over the run (a failed connect, a reset
+    /// or close, a timeout or lost datagram, a wrong reply): each client once.
+    pub with_errors: u64,
+    pub requests_min: u64,
+    pub requests_median: f64,
+    pub requests_max: u64,
+    /// Jain's fairness index of the requests per client, (Σx)² / (n·Σx²): 1 when
+    /// every client got the same share, 1/n when one client got everything.
+    /// `None` when no client got a reply.
+    pub fairness: Option<f64>,
+}
+
+impl Clients {
+    /// The view of `per_client` (measured replies of each connection, and whether
+    /// it saw an error).
+    pub fn of(per_client: &[(u64, bool)]) -> Option<Clients> {
+        if per_client.is_empty() {
+            return None;
+        }
+        let mut v: Vec<u64> = per_client.iter().map(|&(n, _)| n).collect();
+        v.sort_unstable();
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2] as f64
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+        };
+        let sum: f64 = v.iter().map(|&x| x as f64).sum();
+        let squares: f64 = v.iter().map(|&x| (x as f64) * (x as f64)).sum();
+        Some(Clients {
+            conns: n,
+            served: v.iter().filter(|&&x| x > 0).count() as u64,
+            with_errors: per_client.iter().filter(|&&(_, e)| e).count() as u64,
+            requests_min: v[0],
+            requests_median: median,
+            requests_max: v[n - 1],
+            fairness: (squares > 0.0).then(|| sum * sum / (n as f64 * squares)),
+        })
+    }
+}
+
+/// Little's law, L = λW: in a closed loop `conns × pipeline` requests are always in
+/// flight, so the mean latency must be about that number divided by the
+/// throughput. A gap means requests were left out of the latency, or the clients
+/// spent time not waiting (reconnecting, or a busy load generator).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Little {
+    pub in_flight: u64,
+    /// in_flight ÷ replies per second, in µs.
+    pub predicted_mean_us: f64,
+    /// The mean of [`LoadReport::latency_timed`].
+    pub measured_mean_us: f64,
+}
+
+impl Little {
+    /// measured ÷ predicted: near 1 when the law holds.
+    pub fn ratio(&self) -> f64 {
+        if self.predicted_mean_us > 0.0 {
+            self.measured_mean_us / self.predicted_mean_us
+        } else {
+            f64::NAN
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -120,8 +257,11 @@ pub struct CpuUsage {
 /// Raw histograms (µs), base64 HdrHistogram V2 each.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Histograms {
-    /// Request latency of the whole measured window.
+    /// Request latency over all clients ([`LoadReport::latency`]).
     pub latency: Hist,
+    /// Every measured request once, as timed ([`LoadReport::latency_timed`]): the
+    /// sum of the intervals.
+    pub latency_timed: Hist,
     /// Request latency per interval of `interval_s`, by completion time.
     pub interval_s: f64,
     pub intervals: Vec<Hist>,
@@ -172,6 +312,21 @@ impl LoadReport {
             utilization,
             saturated: utilization >= SATURATED,
         };
+        let completed_per_s = per_s(t.counts.completed(), measured_s);
+        let closed = cfg.mode == Mode::Closed;
+        let in_flight = (cfg.conns * cfg.pipeline) as u64;
+        let interval_us =
+            (closed && completed_per_s > 0.0).then(|| in_flight as f64 / completed_per_s * 1e6);
+        let all_clients = match interval_us {
+            Some(i) => t.latency.clone_correct((i.round() as u64).max(1)),
+            None => t.latency.clone(),
+        };
+        let timed = LatencySummary::of(&t.latency);
+        let little = interval_us.map(|i| Little {
+            in_flight,
+            predicted_mean_us: i,
+            measured_mean_us: timed.mean_us,
+        });
         let rate = (cfg.mode == Mode::Open).then(|| {
             let target = cfg.rate.unwrap_or(0.0);
             let achieved = per_s(t.counts.completed(), measured_s);
@@ -208,6 +363,12 @@ impl LoadReport {
                 requested: cfg.conns,
                 connected_at_start: timing.connected_at_start,
                 connect_phase_s: timing.connect_phase.as_secs_f64(),
+                ramp: timing.ramp.map(|r| Ramp {
+                    limit_s: cfg.ramp_limit.as_secs_f64(),
+                    length_s: r.length.as_secs_f64(),
+                    complete: r.complete,
+                    served: r.served,
+                }),
                 counts: t.connects,
             },
             throughput: Throughput {
@@ -217,12 +378,17 @@ impl LoadReport {
                 connections_per_s: churn.then(|| per_s(t.counts.sessions, measured_s)),
             },
             rate,
-            latency: LatencySummary::of(&t.latency),
+            latency: LatencySummary::of(&all_clients),
+            latency_timed: timed,
+            correction_interval_us: interval_us,
+            clients: (!churn).then(|| Clients::of(&t.per_client)).flatten(),
+            little,
             connect: churn.then(|| LatencySummary::of(&t.connect)),
             connect_to_reply: churn.then(|| LatencySummary::of(&t.connect_to_reply)),
             cpu,
             histograms: Histograms {
-                latency: Hist(t.latency),
+                latency: Hist(all_clients),
+                latency_timed: Hist(t.latency),
                 interval_s: cfg.interval.as_secs_f64(),
                 intervals: fold_late_intervals(t.intervals, measured_s, cfg.interval)
                     .into_iter()
@@ -282,8 +448,24 @@ impl LoadReport {
         }
         if cfg.mode != Mode::Churn && (self.connections.connected_at_start as usize) < cfg.conns {
             w.push(format!(
-                "only {} of {} connections were open when measuring started",
+                "only {} of {} connections were open when the traffic started",
                 self.connections.connected_at_start, cfg.conns
+            ));
+        }
+        if let Some(r) = self.connections.ramp.filter(|r| !r.complete) {
+            w.push(format!(
+                "the ramp ended at its {:.1} s limit with {} of {} clients answered once",
+                r.limit_s,
+                grouped(r.served),
+                grouped(cfg.conns as u64)
+            ));
+        }
+        if c.starved > 0 {
+            w.push(format!(
+                "{} of {} clients got no reply while measuring: their waits are in the latency \
+                 as lower bounds",
+                grouped(c.starved),
+                grouped(cfg.conns as u64)
             ));
         }
         w
@@ -354,44 +536,6 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Header of the latency table (shared with `load merge`).
-pub fn write_latency_header(f: &mut dyn fmt::Write) -> fmt::Result {
-    writeln!(
-        f,
-        "{:<17}{:>10}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
-        "latency (µs)",
-        "count",
-        "min",
-        "p50",
-        "p90",
-        "p99",
-        "p99.9",
-        "p99.99",
-        "max",
-        "mean",
-        "stddev"
-    )
-}
-
-/// One row of the latency table.
-pub fn write_latency_row(f: &mut dyn fmt::Write, name: &str, s: &LatencySummary) -> fmt::Result {
-    writeln!(
-        f,
-        "{:<17}{:>10}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9.1}{:>9.1}",
-        name,
-        s.count,
-        s.min_us,
-        s.p50_us,
-        s.p90_us,
-        s.p99_us,
-        s.p999_us,
-        s.p9999_us,
-        s.max_us,
-        s.mean_us,
-        s.stddev_us
-    )
-}
-
 /// 1234567 -> "1,234,567".
 fn grouped(n: u64) -> String {
     let digits = n.to_string().into_bytes();
@@ -404,6 +548,17 @@ fn grouped(n: u64) -> String {
     }
     out.reverse();
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// A duration given in µs, in the unit that reads best: `48.2 µs`, `21.6 ms`, `2.80 s`.
+fn micros(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.1} ms", us / 1e3)
+    } else {
+        format!("{us:.1} µs")
+    }
 }
 
 fn mb(bytes_per_s: f64) -> String {
@@ -446,12 +601,18 @@ impl fmt::Display for LoadReport {
             grouped(n.failed),
             grouped(n.unfinished)
         )?;
-        if n.starved > 0 {
+        if let Some(cl) = &self.clients {
             writeln!(
                 f,
-                "starved      {} of {} connections got no reply while measuring",
-                grouped(n.starved),
-                grouped(self.config.conns as u64)
+                "clients      {} of {} served, {} saw errors; requests per client min {} / median {} / max {}{}",
+                grouped(cl.served),
+                grouped(cl.conns as u64),
+                grouped(cl.with_errors),
+                grouped(cl.requests_min),
+                cl.requests_median,
+                grouped(cl.requests_max),
+                cl.fairness
+                    .map_or(String::new(), |j| format!("; fairness (Jain) {j:.3}"))
             )?;
         }
         let t = &self.throughput;
@@ -497,14 +658,59 @@ impl fmt::Display for LoadReport {
                 grouped(cn.counts.retries)
             )?,
         }
+        if let Some(r) = &cn.ramp {
+            if r.complete {
+                writeln!(
+                    f,
+                    "ramp         all {} clients answered once after {:.2} s",
+                    grouped(cn.requested as u64),
+                    r.length_s
+                )?;
+            } else {
+                writeln!(
+                    f,
+                    "ramp         {} of {} clients answered once when the {:.2} s limit ended it",
+                    grouped(r.served),
+                    grouped(cn.requested as u64),
+                    r.limit_s
+                )?;
+            }
+        }
+        if let Some(l) = &self.little {
+            writeln!(
+                f,
+                "Little's law {} in flight / {} replies/s = {} predicted mean latency; {} measured",
+                grouped(l.in_flight),
+                grouped(per_s(n.completed(), self.measured_s).round() as u64),
+                micros(l.predicted_mean_us),
+                micros(l.measured_mean_us)
+            )?;
+        }
         writeln!(f)?;
         write_latency_header(f)?;
-        write_latency_row(f, "request", &self.latency)?;
+        write_latency_row(f, "request, all clients", &self.latency)?;
+        if self.correction_interval_us.is_some() {
+            write_latency_row(f, "request, as timed", &self.latency_timed)?;
+        }
         if let Some(s) = &self.connect {
             write_latency_row(f, "connect", s)?;
         }
         if let Some(s) = &self.connect_to_reply {
             write_latency_row(f, "connect->reply", s)?;
+        }
+        if n.unfinished > 0 {
+            writeln!(
+                f,
+                "             {} requests were still waiting when the window closed: their waits are lower bounds",
+                grouped(n.unfinished)
+            )?;
+        }
+        if let Some(i) = self.correction_interval_us {
+            writeln!(
+                f,
+                "             all clients: each wait W also stands for the requests not sent meanwhile (W - I, W - 2I, ...; I = {})",
+                micros(i)
+            )?;
         }
         writeln!(f)?;
         let e = &self.errors;
@@ -541,6 +747,23 @@ impl fmt::Display for LoadReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Jain's index is 1 for an even share and 1/n when one client gets all.
+    #[test]
+    fn the_per_client_view_tells_fair_from_starving() {
+        let fair = Clients::of(&[(5, false), (5, false), (5, true), (5, false)]).unwrap();
+        assert_eq!((fair.served, fair.requests_median), (4, 5.0));
+        assert_eq!(fair.with_errors, 1);
+        assert!((fair.fairness.unwrap() - 1.0).abs() < 1e-9);
+        let one = Clients::of(&[(0, false), (12, false), (0, false), (0, false)]).unwrap();
+        assert_eq!((one.served, one.requests_min, one.requests_max), (1, 0, 12));
+        assert!((one.fairness.unwrap() - 0.25).abs() < 1e-9);
+        assert_eq!(
+            Clients::of(&[(0, false), (0, false)]).unwrap().fairness,
+            None
+        );
+        assert!(Clients::of(&[]).is_none());
+    }
 
     #[test]
     fn numbers_are_grouped() {

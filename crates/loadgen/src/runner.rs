@@ -1,228 +1,53 @@
-//! Starting the event-loop threads, starting them *together*, watching them, and
-//! adding up what they measured.
+//! Starting the event-loop threads, watching them, and adding up what they
+//! measured.
 //!
 //! ```text
-//!  run() ──spawn──▶ thread 0: connect its share ─┐
-//!        ──spawn──▶ thread 1: connect its share ─┤ Gate: the last to arrive
-//!                                               │ sets the common start time
-//!        main: progress, CPU samples ◀──────────┘
-//!              start ─ warmup ─▶ measure_start ─ duration ─▶ deadline
+//!  run() ──spawn──▶ thread 0: event_loop::run ─┐
+//!        ──spawn──▶ thread 1: event_loop::run ─┤  (phases: see crate::shared)
+//!        main: progress; at the window's edges the loadgen's CPU and the
+//!              caller's window hook (compare reads the server's usage there)
 //!        join, merge ThreadStats, build LoadReport
 //! ```
-//!
-//! The connect phase comes first and is not timed: opening 10,000 connections says
-//! nothing about the steady state (churn mode measures connection setup on purpose).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{LoadConfig, Transport};
-use crate::report::{LoadReport, RunTiming};
-use crate::stats::{ThreadStats, Totals};
+use crate::report::{LoadReport, RampTiming, RunTiming};
+use crate::shared::{LiveCounters, PanicGuard, Shared, Window, WorkerCtx, WorkerResult};
+use crate::stats::Totals;
 use crate::sys::{self, CpuTimes, FdLimit};
 use crate::{LoadError, Phase, Progress};
 
 /// How often the runner reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
-/// Longest the untimed connect phase may take before measuring starts anyway.
-/// Connections still missing then keep retrying during the run (and are reported).
-pub const CONNECT_PHASE_LIMIT: Duration = Duration::from_secs(10);
+/// A counted run (`requests`) ends when its requests are answered, capped only by
+/// a long `duration`; against a server that is gone that cap would be a hang. So
+/// a counted run gives up after this long with no connection open and no reply.
+pub const UNREACHABLE_LIMIT: Duration = Duration::from_secs(10);
 
-/// The run's clock, common to all threads.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeline {
-    pub start: Instant,
-    pub measure_start: Instant,
-    /// Measuring ends here, whatever else happens.
-    pub deadline: Instant,
+/// An edge of the measured window, as [`Hooks::window`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edge {
+    Open,
+    Close,
 }
 
-impl Timeline {
-    fn new(start: Instant, cfg: &LoadConfig) -> Timeline {
-        let measure_start = start + cfg.warmup;
-        Timeline {
-            start,
-            measure_start,
-            deadline: measure_start + cfg.duration,
-        }
-    }
-}
-
-/// Where all threads meet after their connect phase. The last to arrive starts the
-/// clock; an aborted gate (a thread failed to start) releases everyone.
-#[derive(Debug)]
-pub struct Gate {
-    state: Mutex<GateState>,
-    cv: Condvar,
-}
-
-#[derive(Debug, Default)]
-struct GateState {
-    expected: usize,
-    arrived: usize,
-    start: Option<(Instant, SystemTime)>,
-    aborted: bool,
-}
-
-impl Gate {
-    fn new(expected: usize) -> Gate {
-        Gate {
-            state: Mutex::new(GateState {
-                expected,
-                ..Default::default()
-            }),
-            cv: Condvar::new(),
-        }
-    }
-
-    /// Arrives and waits for the others; `None` if the run was aborted.
-    pub fn arrive(&self) -> Option<Instant> {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.arrived += 1;
-        if s.arrived >= s.expected && s.start.is_none() {
-            s.start = Some((Instant::now(), SystemTime::now()));
-            self.cv.notify_all();
-        }
-        while s.start.is_none() && !s.aborted {
-            s = self.cv.wait(s).unwrap_or_else(|e| e.into_inner());
-        }
-        if s.aborted {
-            None
-        } else {
-            s.start.map(|(i, _)| i)
-        }
-    }
-
-    /// Arrives and waits at most `timeout` for the others (a thread that failed
-    /// early never arrives; nobody waits for it longer than that).
-    pub fn arrive_within(&self, timeout: Duration) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.arrived += 1;
-        if s.arrived >= s.expected && s.start.is_none() {
-            s.start = Some((Instant::now(), SystemTime::now()));
-            self.cv.notify_all();
-        }
-        let _ = self
-            .cv
-            .wait_timeout_while(s, timeout, |s| s.start.is_none() && !s.aborted);
-    }
-
-    fn abort(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.aborted = true;
-        self.cv.notify_all();
-    }
-
-    /// Waits up to `timeout` for the start; returns it if it has happened.
-    fn wait_start(&self, timeout: Duration) -> Option<(Instant, SystemTime)> {
-        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (s, _) = self
-            .cv
-            .wait_timeout_while(s, timeout, |s| s.start.is_none() && !s.aborted)
-            .unwrap_or_else(|e| e.into_inner());
-        s.start
-    }
-}
-
-/// Live counters a thread publishes for the progress display (relaxed atomics,
-/// updated every few milliseconds, never on the per-request path).
-#[derive(Debug, Default)]
-pub struct LiveCounters {
-    pub completed: AtomicU64,
-    pub errors: AtomicU64,
-    pub connected: AtomicU64,
-}
-
-impl LiveCounters {
-    pub fn publish(&self, stats: &ThreadStats, connected: u64) {
-        self.completed
-            .store(stats.counts.completed(), Ordering::Relaxed);
-        self.errors.store(
-            stats.errors.total() + stats.counts.mismatched,
-            Ordering::Relaxed,
-        );
-        self.connected.store(connected, Ordering::Relaxed);
-    }
-}
-
-/// What every worker thread shares.
-#[derive(Debug)]
-pub struct Shared {
-    pub gate: Gate,
-    /// Where threads meet after measuring, before they close their connections. A
-    /// thread that closed early would free a server's worker while another thread
-    /// still measures, and a starved connection would be served in the last
-    /// milliseconds, its whole wait recorded as one request's latency.
-    pub finish: Gate,
-    pub live: Vec<LiveCounters>,
-    /// Set to make every thread stop at its next housekeeping tick.
-    pub stop: AtomicBool,
-}
-
-/// Releases the other threads if a worker panics (a bug): without it they would
-/// wait at the gate for a thread that never arrives.
-struct PanicGuard(Arc<Shared>);
-
-impl Drop for PanicGuard {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            self.0.stop.store(true, Ordering::Relaxed);
-            self.0.gate.abort();
-            self.0.finish.abort();
-        }
-    }
-}
-
-/// What one worker thread gets.
-#[derive(Debug, Clone)]
-pub struct WorkerCtx {
-    pub cfg: Arc<LoadConfig>,
-    pub thread: usize,
-    pub shared: Arc<Shared>,
-}
-
-impl WorkerCtx {
-    /// Global indices of the connections this thread owns: `t, t + threads, ...`.
-    pub fn conn_ids(&self) -> impl Iterator<Item = usize> {
-        (self.thread..self.cfg.conns).step_by(self.cfg.threads)
-    }
-
-    /// Measured requests (churn: sessions) connection `c` must send in a counted
-    /// run: the total split as evenly as possible.
-    pub fn quota(&self, c: usize) -> Option<u64> {
-        let conns = self.cfg.conns as u64;
-        self.cfg
-            .requests
-            .map(|n| n / conns + u64::from((c as u64) < n % conns))
-    }
-
-    pub fn live(&self) -> &LiveCounters {
-        &self.shared.live[self.thread]
-    }
-
-    pub fn stopped(&self) -> bool {
-        self.shared.stop.load(Ordering::Relaxed)
-    }
-}
-
-/// What a worker thread hands back.
-#[derive(Debug)]
-pub struct WorkerResult {
-    pub stats: ThreadStats,
-    /// The thread sent its whole share and got every reply before the deadline.
-    pub finished_early: bool,
-    /// Connections established when measuring started.
-    pub connected_at_start: u64,
+/// What the caller of [`crate::run`] may watch, both called from the calling thread.
+#[derive(Default, Clone, Copy)]
+pub struct Hooks<'a> {
+    /// About ten times a second.
+    pub progress: Option<&'a dyn Fn(Progress)>,
+    /// As the measured window opens and as it closes, within a few hundred µs of
+    /// the instant: to read something else over exactly the window (`socklab
+    /// compare` reads the server's CPU time and counters here).
+    pub window: Option<&'a dyn Fn(Edge)>,
 }
 
 /// Runs a load test; see [`crate::run`].
-pub fn run(
-    config: &LoadConfig,
-    progress: Option<&dyn Fn(Progress)>,
-) -> Result<LoadReport, LoadError> {
+pub fn run(config: &LoadConfig, hooks: Hooks) -> Result<LoadReport, LoadError> {
     let cfg = Arc::new(config.validate()?);
     let needed = cfg.fds_needed();
     match sys::raise_fd_limit(needed).map_err(|e| LoadError::io("reading RLIMIT_NOFILE", e))? {
@@ -236,12 +61,7 @@ pub fn run(
             })
         }
     }
-    let shared = Arc::new(Shared {
-        gate: Gate::new(cfg.threads),
-        finish: Gate::new(cfg.threads),
-        live: (0..cfg.threads).map(|_| LiveCounters::default()).collect(),
-        stop: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(cfg.threads));
     let mut handles = Vec::with_capacity(cfg.threads);
     let (done_tx, done_rx) = mpsc::channel::<()>();
     for t in 0..cfg.threads {
@@ -256,8 +76,8 @@ pub fn run(
             .spawn(move || {
                 let _guard = PanicGuard(Arc::clone(&ctx.shared));
                 let r = match ctx.cfg.transport {
-                    Transport::Tcp => crate::tcp::run(ctx),
-                    Transport::Udp => crate::udp::run(ctx),
+                    Transport::Tcp => crate::event_loop::run::<crate::tcp::TcpConns>(ctx),
+                    Transport::Udp => crate::event_loop::run::<crate::udp::UdpSocks>(ctx),
                 };
                 // Wakes the watching thread at once (the receiver may be gone).
                 let _ = done.send(());
@@ -266,8 +86,7 @@ pub fn run(
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
-                shared.stop.store(true, Ordering::Relaxed);
-                shared.gate.abort();
+                shared.abort();
                 for h in handles {
                     let _ = h.join();
                 }
@@ -277,9 +96,10 @@ pub fn run(
     }
 
     drop(done_tx);
-    let window = watch(&cfg, &shared, &handles, &done_rx, progress);
+    let mut watch = Watch::new();
+    watch.run(&cfg, &shared, &handles, &done_rx, hooks);
 
-    let mut results = Vec::with_capacity(handles.len());
+    let mut results: Vec<WorkerResult> = Vec::with_capacity(handles.len());
     let mut first_err = None;
     for (t, h) in handles.into_iter().enumerate() {
         match h.join() {
@@ -295,35 +115,43 @@ pub fn run(
     if let Some(e) = first_err {
         return Err(e);
     }
-    let cpu_end = CpuTimes::now();
-    let end = Instant::now();
-    let (start, start_wall) = window
-        .start
-        .ok_or_else(|| LoadError::io("starting the run", std::io::Error::other("aborted")))?;
-    let tl = Timeline::new(start, &cfg);
-    let (cpu_start, cpu_from) = window.cpu.unwrap_or((cpu_end, end));
+    watch.finish(hooks);
+    let (Some((start, start_wall)), Some(window)) = (watch.traffic_start, watch.window) else {
+        return Err(LoadError::io(
+            "starting the run",
+            std::io::Error::other("aborted before measuring started"),
+        ));
+    };
 
     let finished_early = results.iter().all(|r| r.finished_early);
     let connected_at_start = results.iter().map(|r| r.connected_at_start).sum();
     let totals = Totals::merge(results.into_iter().map(|r| r.stats).collect());
-    let measured = if cfg.requests.is_some() && finished_early {
+    let stopped_by_requests = cfg.requests.is_some() && finished_early;
+    let measured = if stopped_by_requests {
         totals.last_completion.map_or(Duration::ZERO, |t| {
-            t.saturating_duration_since(tl.measure_start)
+            t.saturating_duration_since(window.measure_start)
         })
     } else {
         cfg.duration
     };
+    let ramp = shared.ramp.end.get().filter(|_| cfg.ramps());
+    let (cpu, cpu_wall) = watch.cpu();
     let timing = RunTiming {
-        measure_start_wall: start_wall + cfg.warmup,
-        connect_phase: window.connect_phase,
+        measure_start_wall: start_wall + window.measure_start.saturating_duration_since(start),
+        connect_phase: watch.connect_phase,
+        ramp: ramp.map(|end| RampTiming {
+            length: end.at.saturating_duration_since(start),
+            complete: end.complete,
+            served: totals.served_at_ramp_end,
+        }),
         measured,
-        stopped_by_requests: cfg.requests.is_some() && finished_early,
+        stopped_by_requests,
         connected_at_start,
-        cpu: cpu_end.since(&cpu_start),
-        cpu_wall: end.saturating_duration_since(cpu_from),
+        cpu,
+        cpu_wall,
     };
     let mut report = LoadReport::build(&cfg, totals, timing);
-    if window.gave_up {
+    if watch.gave_up {
         // It did not run to its duration cap: it stopped here, for this reason.
         report.warnings.retain(|w| !w.contains("duration limit"));
         report.warnings.push(format!(
@@ -335,124 +163,177 @@ pub fn run(
     Ok(report)
 }
 
-/// What the watching main thread learned about the run's clock.
-struct Window {
+/// What the watching main thread learns about the run's clock.
+struct Watch {
+    began: Instant,
     /// The run was stopped because the server could not be reached (see
     /// [`UNREACHABLE_LIMIT`]).
     gave_up: bool,
-    start: Option<(Instant, SystemTime)>,
+    traffic_start: Option<(Instant, SystemTime)>,
     connect_phase: Duration,
-    /// CPU times and instant when measuring started.
-    cpu: Option<(CpuTimes, Instant)>,
+    window: Option<Window>,
+    /// The load generator's CPU times at the window's edges.
+    cpu_open: Option<(CpuTimes, Instant)>,
+    cpu_close: Option<(CpuTimes, Instant)>,
+    last_progress: (u64, Instant),
 }
 
-/// Waits for the threads, reporting progress and sampling CPU time when measuring
-/// starts.
-fn watch(
-    cfg: &LoadConfig,
-    shared: &Shared,
-    handles: &[thread::JoinHandle<Result<WorkerResult, LoadError>>],
-    done: &mpsc::Receiver<()>,
-    progress: Option<&dyn Fn(Progress)>,
-) -> Window {
-    let began = Instant::now();
-    let mut w = Window {
-        gave_up: false,
-        start: None,
-        connect_phase: Duration::ZERO,
-        cpu: None,
-    };
-    let mut last_progress = (0, began);
-    while !handles.iter().all(|h| h.is_finished()) {
-        let now = Instant::now();
-        if cfg.requests.is_some() && unreachable(shared, &mut last_progress, now) {
-            w.gave_up = true;
-            shared.stop.store(true, Ordering::Relaxed);
-            shared.gate.abort();
+impl Watch {
+    fn new() -> Watch {
+        let began = Instant::now();
+        Watch {
+            began,
+            gave_up: false,
+            traffic_start: None,
+            connect_phase: Duration::ZERO,
+            window: None,
+            cpu_open: None,
+            cpu_close: None,
+            last_progress: (0, began),
         }
-        let sleep = match w.start {
-            None => {
-                w.start = shared.gate.wait_start(PROGRESS_EVERY);
-                if let Some((s, _)) = w.start {
-                    w.connect_phase = s.saturating_duration_since(began);
-                }
-                Duration::ZERO
+    }
+
+    /// Waits for the threads, reporting progress and calling the window hook at
+    /// the window's edges.
+    fn run(
+        &mut self,
+        cfg: &LoadConfig,
+        shared: &Shared,
+        handles: &[thread::JoinHandle<Result<WorkerResult, LoadError>>],
+        done: &mpsc::Receiver<()>,
+        hooks: Hooks,
+    ) {
+        while !handles.iter().all(|h| h.is_finished()) {
+            let now = Instant::now();
+            if cfg.requests.is_some() && self.unreachable(shared, now) {
+                self.gave_up = true;
+                shared.abort();
             }
-            Some((s, _)) => {
-                let measure_start = s + cfg.warmup;
-                if now >= measure_start && w.cpu.is_none() {
-                    w.cpu = Some((CpuTimes::now(), now));
+            let sleep = match (self.traffic_start, self.window) {
+                (None, _) => {
+                    self.traffic_start = shared.start.opened(PROGRESS_EVERY);
+                    if let Some((s, _)) = self.traffic_start {
+                        self.connect_phase = s.saturating_duration_since(self.began);
+                    }
+                    Duration::ZERO
                 }
-                if now < measure_start {
-                    (measure_start - now).min(PROGRESS_EVERY)
-                } else {
-                    PROGRESS_EVERY
+                (Some(_), None) => {
+                    let end = shared.ramp.end.wait(PROGRESS_EVERY);
+                    self.window = end.map(|end| Window::after_ramp(end, cfg));
+                    Duration::ZERO
                 }
+                (Some(_), Some(w)) => self.edges(w, now, hooks),
+            };
+            if let Some(report) = hooks.progress {
+                report(self.snapshot(cfg, shared));
             }
+            if !sleep.is_zero() {
+                // Sleeps, but wakes as soon as a thread finishes (a counted run ends
+                // when its last reply arrives, not at the next progress tick).
+                let _ = done.recv_timeout(sleep);
+            }
+        }
+        if self.traffic_start.is_none() {
+            self.traffic_start = shared.start.opened(Duration::ZERO);
+        }
+        if self.window.is_none() {
+            self.window = shared
+                .ramp
+                .end
+                .get()
+                .map(|end| Window::after_ramp(end, cfg));
+        }
+    }
+
+    /// Calls the hook at an edge that has come; returns how long to sleep until
+    /// the next edge (or the next progress report).
+    fn edges(&mut self, w: Window, now: Instant, hooks: Hooks) -> Duration {
+        if now >= w.measure_start && self.cpu_open.is_none() {
+            self.cpu_open = Some((CpuTimes::now(), Instant::now()));
+            if let Some(hook) = hooks.window {
+                hook(Edge::Open);
+            }
+        }
+        if now >= w.deadline && self.cpu_close.is_none() {
+            self.cpu_close = Some((CpuTimes::now(), Instant::now()));
+            if let Some(hook) = hooks.window {
+                hook(Edge::Close);
+            }
+        }
+        let next = if self.cpu_open.is_none() {
+            w.measure_start
+        } else {
+            w.deadline
         };
-        if let Some(report) = progress {
-            report(snapshot(cfg, shared, w.start.map(|s| s.0), began));
+        next.saturating_duration_since(Instant::now())
+            .clamp(Duration::from_micros(1), PROGRESS_EVERY)
+    }
+
+    /// After the threads have ended: an edge not yet seen (a counted run that
+    /// finished early, a stopped run) is taken now, so the hook sees both edges.
+    fn finish(&mut self, hooks: Hooks) {
+        let now = (CpuTimes::now(), Instant::now());
+        if self.window.is_some() {
+            for (slot, edge) in [
+                (&mut self.cpu_open, Edge::Open),
+                (&mut self.cpu_close, Edge::Close),
+            ] {
+                if slot.is_none() {
+                    *slot = Some(now);
+                    if let Some(hook) = hooks.window {
+                        hook(edge);
+                    }
+                }
+            }
         }
-        if !sleep.is_zero() {
-            // Sleeps, but wakes as soon as a thread finishes (a counted run ends
-            // when its last reply arrives, not at the next progress tick).
-            let _ = done.recv_timeout(sleep);
+    }
+
+    /// The load generator's CPU over the window, and the wall time it spans.
+    fn cpu(&self) -> (CpuTimes, Duration) {
+        match (self.cpu_open, self.cpu_close) {
+            (Some((c0, t0)), Some((c1, t1))) => (c1.since(&c0), t1.saturating_duration_since(t0)),
+            _ => (CpuTimes::default(), Duration::ZERO),
         }
     }
-    if w.start.is_none() {
-        w.start = shared.gate.wait_start(Duration::ZERO);
+
+    /// True once nothing is connected and no reply has come for [`UNREACHABLE_LIMIT`].
+    fn unreachable(&mut self, shared: &Shared, now: Instant) -> bool {
+        let completed = shared.total(|l| &l.completed);
+        if completed != self.last_progress.0 || shared.total(|l| &l.connected) > 0 {
+            self.last_progress = (completed, now);
+            return false;
+        }
+        now.saturating_duration_since(self.last_progress.1) >= UNREACHABLE_LIMIT
     }
-    w
-}
 
-/// A counted run (`requests`) ends when its requests are answered, capped only by
-/// a long `duration`; against a server that is gone that cap would be a hang. So
-/// a counted run gives up after this long with no connection open and no reply.
-pub const UNREACHABLE_LIMIT: Duration = Duration::from_secs(10);
-
-/// True once nothing is connected and no reply has come for [`UNREACHABLE_LIMIT`].
-fn unreachable(shared: &Shared, last: &mut (u64, Instant), now: Instant) -> bool {
-    let total = |f: fn(&LiveCounters) -> &AtomicU64| -> u64 {
-        shared
-            .live
-            .iter()
-            .map(|l| f(l).load(Ordering::Relaxed))
-            .sum()
-    };
-    let completed = total(|l| &l.completed);
-    if completed != last.0 || total(|l| &l.connected) > 0 {
-        *last = (completed, now);
-        return false;
-    }
-    now.saturating_duration_since(last.1) >= UNREACHABLE_LIMIT
-}
-
-fn snapshot(cfg: &LoadConfig, shared: &Shared, start: Option<Instant>, began: Instant) -> Progress {
-    let now = Instant::now();
-    let sum = |f: fn(&LiveCounters) -> &AtomicU64| -> u64 {
-        shared
-            .live
-            .iter()
-            .map(|l| f(l).load(Ordering::Relaxed))
-            .sum()
-    };
-    let (phase, elapsed, length) = match start {
-        None => (Phase::Connecting, now - began, None),
-        Some(s) if now < s + cfg.warmup => (Phase::Warmup, now - s, Some(cfg.warmup)),
-        Some(s) => (
-            Phase::Measuring,
-            (now - s - cfg.warmup).min(cfg.duration),
-            Some(cfg.duration),
-        ),
-    };
-    Progress {
-        phase,
-        elapsed,
-        phase_length: length,
-        completed: sum(|l| &l.completed),
-        target_requests: cfg.requests,
-        errors: sum(|l| &l.errors),
-        connected: sum(|l| &l.connected),
-        conns: cfg.conns,
+    fn snapshot(&self, cfg: &LoadConfig, shared: &Shared) -> Progress {
+        let now = Instant::now();
+        let (phase, elapsed, length) = match (self.traffic_start, self.window) {
+            (None, _) => (Phase::Connecting, now - self.began, None),
+            (Some((s, _)), None) => (Phase::Ramp, now - s, Some(cfg.ramp_limit)),
+            (Some(_), Some(w)) if now < w.measure_start => (
+                Phase::Warmup,
+                now.saturating_duration_since(w.warmup_start),
+                Some(cfg.warmup),
+            ),
+            (Some(_), Some(w)) => (
+                Phase::Measuring,
+                now.saturating_duration_since(w.measure_start)
+                    .min(cfg.duration),
+                Some(cfg.duration),
+            ),
+        };
+        let total = |f: fn(&LiveCounters) -> &std::sync::atomic::AtomicU64| shared.total(f);
+        Progress {
+            phase,
+            elapsed,
+            phase_length: length,
+            completed: total(|l| &l.completed),
+            target_requests: cfg.requests,
+            errors: total(|l| &l.errors),
+            connected: total(|l| &l.connected),
+            served: total(|l| &l.served),
+            conns: cfg.conns,
+        }
     }
 }

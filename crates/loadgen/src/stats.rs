@@ -38,7 +38,8 @@ pub fn record(h: &mut Histogram<u64>, us: u64) {
 /// For every run `sent == ok + mismatched + failed + unfinished`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
-    /// Requests sent (open mode: requests that fell due, sent or not).
+    /// Requests sent in the window (open mode: requests that fell due, sent or not),
+    /// and those sent before it that were still waiting when it closed.
     pub sent: u64,
     /// Replies received whole and equal to the uppercased request.
     pub ok: u64,
@@ -47,7 +48,9 @@ pub struct Counts {
     /// Requests that will never get a reply: their connection failed, they timed out
     /// (UDP: lost), or (open mode) their connection was down when they fell due.
     pub failed: u64,
-    /// Requests still waiting for their reply when the run ended.
+    /// Requests still waiting for their reply when the window closed (sent in the
+    /// window, or before it). Each is in the latency record with its wait so far: a
+    /// lower bound.
     pub unfinished: u64,
     /// Request bytes written for measured requests.
     pub bytes_sent: u64,
@@ -57,8 +60,8 @@ pub struct Counts {
     pub sessions: u64,
     /// Closed and open modes: connections that got no reply at all while measuring.
     /// A server that serves a few clients at a time (iterative, a small pool) leaves
-    /// the others waiting; their requests are `unfinished`, and the latency
-    /// histogram holds only the clients that were served.
+    /// the others waiting; their requests are `unfinished` and enter the latency
+    /// record with their whole wait.
     #[serde(default)]
     pub starved: u64,
 }
@@ -241,6 +244,12 @@ impl Recorder {
         record(&mut self.intervals[idx], micros(latency));
     }
 
+    /// Records a request still waiting when the window closed at `deadline`, with
+    /// its wait so far (from `latency_from`): a lower bound of its latency.
+    pub fn waiting(&mut self, deadline: Instant, latency_from: Instant) {
+        self.latency(deadline, deadline.saturating_duration_since(latency_from));
+    }
+
     /// Index of the interval holding `now`, creating its histogram if needed.
     fn interval_of(&mut self, now: Instant) -> usize {
         if now < self.current_start || now >= self.current_end {
@@ -275,6 +284,11 @@ pub struct ThreadStats {
     pub rec: Recorder,
     /// When the last measured reply arrived (ends a `requests`-bounded run).
     pub last_completion: Option<Instant>,
+    /// Measured replies of each connection (closed and open loop, UDP), and
+    /// whether it saw an error, in no particular order: the per-client view.
+    pub per_client: Vec<(u64, bool)>,
+    /// Connections answered at least once when the ramp ended.
+    pub served_at_ramp_end: u64,
 }
 
 impl ThreadStats {
@@ -286,6 +300,29 @@ impl ThreadStats {
             lag: SendLag::default(),
             rec: Recorder::new(measure_start, interval),
             last_completion: None,
+            per_client: Vec::new(),
+            served_at_ramp_end: 0,
+        }
+    }
+
+    /// A request still waiting when the window closed at `deadline`, sent (or due)
+    /// at `latency_from`: a lower bound in the latency record. One sent before the
+    /// window (`measured` false) waited through all of it, and is counted as sent
+    /// in it, so that `sent == ok + mismatched + failed + unfinished` still holds.
+    pub fn waiting(&mut self, measured: bool, deadline: Instant, latency_from: Instant) {
+        if !measured {
+            self.counts.sent += 1;
+        }
+        self.counts.unfinished += 1;
+        self.rec.waiting(deadline, latency_from);
+    }
+
+    /// The window closed: one client's measured replies, and whether it saw an
+    /// error.
+    pub fn client(&mut self, measured_replies: u64, errored: bool) {
+        self.per_client.push((measured_replies, errored));
+        if measured_replies == 0 {
+            self.counts.starved += 1;
         }
     }
 }
@@ -302,6 +339,8 @@ pub struct Totals {
     pub connect: Histogram<u64>,
     pub connect_to_reply: Histogram<u64>,
     pub last_completion: Option<Instant>,
+    pub per_client: Vec<(u64, bool)>,
+    pub served_at_ramp_end: u64,
 }
 
 impl Totals {
@@ -316,8 +355,12 @@ impl Totals {
             connect: new_histogram(),
             connect_to_reply: new_histogram(),
             last_completion: None,
+            per_client: Vec::new(),
+            served_at_ramp_end: 0,
         };
         for s in threads {
+            t.per_client.extend_from_slice(&s.per_client);
+            t.served_at_ramp_end += s.served_at_ramp_end;
             t.counts.add(&s.counts);
             t.connects.add(&s.connects);
             t.errors.add(&s.errors);
@@ -380,6 +423,48 @@ impl LatencySummary {
             stddev_us: h.stdev(),
         }
     }
+}
+
+/// Header of the latency table (`socklab load`, `load merge`).
+pub fn write_latency_header(f: &mut dyn std::fmt::Write) -> std::fmt::Result {
+    writeln!(
+        f,
+        "{:<22}{:>10}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}",
+        "latency (µs)",
+        "count",
+        "min",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "p99.99",
+        "max",
+        "mean",
+        "stddev"
+    )
+}
+
+/// One row of the latency table.
+pub fn write_latency_row(
+    f: &mut dyn std::fmt::Write,
+    name: &str,
+    s: &LatencySummary,
+) -> std::fmt::Result {
+    writeln!(
+        f,
+        "{:<22}{:>10}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9.1}{:>9.1}",
+        name,
+        s.count,
+        s.min_us,
+        s.p50_us,
+        s.p90_us,
+        s.p99_us,
+        s.p999_us,
+        s.p9999_us,
+        s.max_us,
+        s.mean_us,
+        s.stddev_us
+    )
 }
 
 #[cfg(test)]

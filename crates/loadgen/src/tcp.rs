@@ -1,91 +1,39 @@
-//! The TCP event loop: one per thread, each owning a share of the connections.
+//! TCP connections as the event loop ([`crate::event_loop`]) drives them.
 //!
-//! # Why event-driven
-//!
-//! A load generator with a thread per connection would measure its own scheduler:
-//! at 10,000 connections, 10,000 threads wake and sleep for every request and the
-//! client, not the server, becomes the bottleneck. Here each thread waits in one
-//! `epoll_wait` (mio's `Poll`) for whichever of its connections is ready, and does
-//! the work each needs: finish a connect, check reply bytes, send the next request.
-//!
-//! # One loop, three modes
+//! # Three modes, one set of connections
 //!
 //! - **closed**: when a reply completes, the connection queues the next request
 //!   (keeping `pipeline` outstanding);
-//! - **open**: a [`crate::pace::Pacer`] timer wakes the loop when the next request is
-//!   due; replies only get checked and timed;
+//! - **open**: the event loop's schedule says when a request is due on which
+//!   connection; replies only get checked and timed;
 //! - **churn**: when the one reply completes, the connection is closed (see
 //!   [`crate::connect`] on `SO_LINGER` 0) and the slot connects again at once.
 //!
-//! Every few milliseconds a housekeeping pass handles what no socket event announces:
-//! connect and reply timeouts, retries after backoff, pacing of new connects, and
-//! publishing progress counters.
+//! The housekeeping tick handles what no socket event announces: connect and reply
+//! timeouts, retries after backoff, and pacing of new connects.
 
 use std::collections::VecDeque;
 use std::io;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
+use mio::event::Event;
+use mio::{Interest, Registry, Token};
 
-use crate::config::Mode;
+use crate::config::{Framing, Mode};
 use crate::conn::{Conn, State};
 use crate::connect::{self, ConnectState, During};
-use crate::pace::{Pacer, Schedule};
+use crate::event_loop::{scan_period, Core, Transport};
 use crate::payload::Payload;
-use crate::runner::{Timeline, WorkerCtx, WorkerResult, CONNECT_PHASE_LIMIT};
-use crate::stats::ThreadStats;
+use crate::shared::WorkerCtx;
 use crate::LoadError;
 
-/// Housekeeping period: retries, connect pacing, progress counters.
-pub const TICK: Duration = Duration::from_millis(5);
-/// Longest interval between two timeout scans.
-const MAX_SCAN: Duration = Duration::from_millis(50);
-
-/// How often to look for timed-out requests: a twentieth of the shortest timeout
-/// (so a timeout is noticed within 5 % of its length), between [`TICK`] and 50 ms.
-pub fn scan_period(shortest_timeout: Duration) -> Duration {
-    (shortest_timeout / 20).clamp(TICK, MAX_SCAN)
-}
-/// Token of the open-loop pacing timer (connections use their index).
-const PACER: Token = Token(usize::MAX);
-/// Readiness events taken per `epoll_wait`.
-const EVENTS: usize = 1024;
 /// Per-thread receive buffer.
 const READ_BUF: usize = 64 * 1024;
 
-/// Runs one TCP worker thread to completion.
-/// Longest a thread that finished measuring waits for the others before it closes
-/// its connections.
-const FINISH_WAIT: Duration = Duration::from_secs(2);
-
-pub fn run(ctx: WorkerCtx) -> Result<WorkerResult, LoadError> {
-    let mut w = match Worker::new(&ctx) {
-        Ok(w) => w,
-        Err(e) => {
-            ctx.shared.gate.arrive();
-            return Err(e);
-        }
-    };
-    if w.mode != Mode::Churn {
-        w.connect_phase();
-    }
-    let Some(start) = ctx.shared.gate.arrive() else {
-        return Ok(w.into_result(false, 0));
-    };
-    let connected_at_start = w.connected;
-    let tl = Timeline {
-        start,
-        measure_start: start + ctx.cfg.warmup,
-        deadline: start + ctx.cfg.warmup + ctx.cfg.duration,
-    };
-    let finished = w.measure(tl);
-    Ok(w.into_result(finished, connected_at_start))
-}
-
-struct Worker {
+/// One thread's TCP connections.
+pub struct TcpConns {
     ctx: WorkerCtx,
-    mode: Mode,
-    poll: Poll,
+    registry: Registry,
     conns: Vec<Conn>,
     /// Waiting connections whose (re)try time has come, in order.
     ready: VecDeque<usize>,
@@ -95,157 +43,82 @@ struct Worker {
     connected: u64,
     /// Connections that have not yet finished their first connect attempt.
     unresolved: usize,
-    stats: ThreadStats,
+    /// Connections that have had at least one reply.
+    served: u64,
+    /// Whether the traffic has started (before it, connects are the whole job).
+    started: bool,
     buf: Vec<u8>,
-    pacer: Option<Pacer>,
-    schedule: Option<Schedule>,
-    /// Set once measuring starts; `None` during the connect phase.
-    tl: Option<Timeline>,
     next_scan: Instant,
     scan_every: Duration,
-    /// Scratch list of connections written to in one open-loop batch.
+    /// Connections written to in one open-loop batch, flushed together.
     touched: Vec<usize>,
 }
 
-impl Worker {
-    fn new(ctx: &WorkerCtx) -> Result<Worker, LoadError> {
+impl Transport for TcpConns {
+    fn open(ctx: &WorkerCtx, registry: &Registry) -> Result<TcpConns, LoadError> {
         let cfg = &ctx.cfg;
-        let poll = Poll::new().map_err(|e| LoadError::io("creating epoll instance", e))?;
         let now = Instant::now();
-        let lines = cfg.framing == crate::config::Framing::Lines;
+        let lines = cfg.framing == Framing::Lines;
         let pool = Payload::new(cfg.seed, ctx.thread as u64, cfg.body_len(), lines);
         let conns: Vec<Conn> = ctx
             .conn_ids()
             .map(|c| Conn::new(pool.for_conn(c as u64), cfg.framing, ctx.quota(c), now))
             .collect();
-        let pacer = match cfg.mode {
-            Mode::Open => Some(
-                Pacer::new(poll.registry(), PACER)
-                    .map_err(|e| LoadError::io("creating the pacing timerfd", e))?,
-            ),
-            _ => None,
-        };
-        Ok(Worker {
+        let registry = registry
+            .try_clone()
+            .map_err(|e| LoadError::io("cloning the epoll registry", e))?;
+        let shortest = cfg
+            .reply_timeout()
+            .map_or(cfg.connect_timeout, |t| t.min(cfg.connect_timeout));
+        Ok(TcpConns {
             ctx: ctx.clone(),
-            mode: cfg.mode,
-            poll,
+            registry,
             ready: (0..conns.len()).collect(),
             backing_off: Vec::new(),
             connecting: 0,
             connected: 0,
             unresolved: conns.len(),
+            served: 0,
+            started: false,
             conns,
-            stats: ThreadStats::new(now, cfg.interval),
             buf: vec![0; READ_BUF],
-            pacer,
-            schedule: None,
-            tl: None,
             next_scan: now,
-            scan_every: scan_period(cfg.timeout.min(cfg.connect_timeout)),
+            scan_every: scan_period(shortest),
             touched: Vec::new(),
         })
     }
 
-    fn into_result(self, finished_early: bool, connected_at_start: u64) -> WorkerResult {
-        WorkerResult {
-            stats: self.stats,
-            finished_early,
-            connected_at_start,
-        }
+    fn count(&self) -> usize {
+        self.conns.len()
     }
 
-    /// Opens every connection (paced) before the clock starts. Ends when each has
-    /// connected or failed once, or after [`CONNECT_PHASE_LIMIT`].
-    fn connect_phase(&mut self) {
-        let limit = Instant::now() + CONNECT_PHASE_LIMIT;
-        self.event_loop(limit, |w| w.unresolved == 0);
+    fn connected(&self) -> u64 {
+        self.connected
     }
 
-    /// Runs the timed part; returns whether the thread finished its share before
-    /// the deadline.
-    fn measure(&mut self, tl: Timeline) -> bool {
-        self.tl = Some(tl);
-        self.stats.rec.start_measuring(tl.measure_start);
-        let now = Instant::now();
-        match self.mode {
+    fn connect_settled(&self) -> bool {
+        self.unresolved == 0
+    }
+
+    fn served_once(&self) -> u64 {
+        self.served
+    }
+
+    fn start(&mut self, now: Instant, core: &mut Core) {
+        self.started = true;
+        match self.ctx.cfg.mode {
             Mode::Closed => {
                 for i in 0..self.conns.len() {
-                    self.refill(i, now);
+                    self.refill(i, now, core);
                 }
             }
-            Mode::Open => {
-                let cfg = &self.ctx.cfg;
-                self.schedule = Some(Schedule::new(
-                    tl.start,
-                    cfg.warmup,
-                    cfg.rate.unwrap_or(1.0),
-                    cfg.conns,
-                    self.ctx.thread,
-                    cfg.threads,
-                    cfg.requests,
-                ));
-                self.send_due(now);
-            }
-            Mode::Churn => self.start_connects(now),
-        }
-        let finished = self.event_loop(tl.deadline, |w| w.share_done());
-        self.ctx.shared.finish.arrive_within(FINISH_WAIT);
-        for i in 0..self.conns.len() {
-            if self.mode != Mode::Churn && self.conns[i].measured_replies == 0 {
-                self.stats.counts.starved += 1;
-            }
-            self.conns[i].close(&mut self.stats, true);
-        }
-        self.publish();
-        finished
-    }
-
-    /// Polls and dispatches until `until` or until `done` holds (checked every
-    /// tick). Returns whether `done` ended it.
-    fn event_loop(&mut self, until: Instant, done: fn(&Worker) -> bool) -> bool {
-        let mut events = Events::with_capacity(EVENTS);
-        let mut next_tick = Instant::now();
-        loop {
-            let now = Instant::now();
-            if now >= until || self.ctx.stopped() {
-                return false;
-            }
-            if now >= next_tick {
-                self.housekeeping(now);
-                if done(self) {
-                    return true;
-                }
-                next_tick = now + TICK;
-            }
-            let timeout = next_tick.min(until).saturating_duration_since(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.stats.errors.other += 1;
-                    self.stats.errors.note(format!("epoll_wait: {e}"));
-                    return false;
-                }
-                continue;
-            }
-            let now = Instant::now();
-            for ev in events.iter() {
-                match ev.token() {
-                    PACER => {
-                        if let Some(p) = &self.pacer {
-                            p.clear();
-                        }
-                        self.send_due(now);
-                    }
-                    Token(i) if i < self.conns.len() => {
-                        let peer_closed = ev.is_read_closed() || ev.is_error();
-                        self.on_event(i, ev.is_writable(), peer_closed, now);
-                    }
-                    Token(_) => {}
-                }
-            }
+            Mode::Open => {}
+            Mode::Churn => self.start_connects(now, core),
         }
     }
 
-    fn on_event(&mut self, i: usize, writable: bool, peer_closed: bool, now: Instant) {
+    fn on_event(&mut self, i: usize, ev: &Event, now: Instant, core: &mut Core) {
+        let peer_closed = ev.is_read_closed() || ev.is_error();
         match self.conns[i].state {
             State::Connecting { since } => {
                 let Some(stream) = self.conns[i].stream.as_ref() else {
@@ -253,47 +126,131 @@ impl Worker {
                 };
                 match connect::connect_state(stream) {
                     ConnectState::Pending => {}
-                    ConnectState::Connected => self.on_connected(i, since, now),
-                    ConnectState::Failed(e) => self.connect_failed(i, &e, now),
+                    ConnectState::Connected => self.on_connected(i, since, now, core),
+                    ConnectState::Failed(e) => self.connect_failed(i, &e, now, core),
                 }
             }
             State::Connected => {
+                let replies_before = self.conns[i].replies;
                 let outcome = {
-                    let (conn, buf, stats) = (&mut self.conns[i], &mut self.buf, &mut self.stats);
-                    conn.read_ready(buf, peer_closed, now, stats)
+                    let (conn, buf) = (&mut self.conns[i], &mut self.buf);
+                    conn.read_ready(buf, peer_closed, now, &mut core.stats)
                 };
                 let o = match outcome {
-                    Err(e) => return self.conn_failed(i, Some(&e), now),
+                    Err(e) => return self.conn_failed(i, Some(&e), now, core),
                     Ok(o) => o,
                 };
+                if replies_before == 0 && self.conns[i].replies > 0 {
+                    self.served += 1;
+                }
                 // Replies were timed as they were read; continue with that clock.
                 let now = o.at;
                 // Replies followed by the end of stream: churn's session is complete
                 // (it closes now anyway), but a closed loop must not send its next
                 // request into a connection the server has closed.
-                if o.completed > 0 && !(o.eof && self.mode == Mode::Closed) {
-                    self.on_replies(i, now);
+                if o.completed > 0 && !(o.eof && self.ctx.cfg.mode == Mode::Closed) {
+                    self.on_replies(i, now, core);
                 }
                 if o.eof && self.conns[i].state == State::Connected {
-                    return self.conn_failed(i, None, now);
+                    return self.conn_failed(i, None, now, core);
                 }
                 // Every event is also "writable" (the ACK of our last request freed
                 // send space); only a partial write left anything to flush.
                 let conn = &self.conns[i];
-                if writable && conn.state == State::Connected && conn.has_output() {
-                    self.flush(i, now);
+                if ev.is_writable() && conn.state == State::Connected && conn.has_output() {
+                    self.flush(i, now, core);
                 }
             }
             State::Waiting { .. } | State::Done => {}
         }
     }
 
+    fn send_due(
+        &mut self,
+        i: usize,
+        now: Instant,
+        intended: Instant,
+        measured: bool,
+        core: &mut Core,
+    ) {
+        let c = &mut self.conns[i];
+        if c.state == State::Connected {
+            c.queue(now, intended, measured, &mut core.stats);
+            if self.touched.last() != Some(&i) {
+                self.touched.push(i);
+            }
+        } else {
+            core.stats.errors.not_connected += 1;
+            if measured {
+                core.stats.counts.sent += 1;
+                core.stats.counts.failed += 1;
+            }
+        }
+    }
+
+    fn flush_due(&mut self, now: Instant, core: &mut Core) {
+        let touched = std::mem::take(&mut self.touched);
+        for &i in &touched {
+            self.flush(i, now, core);
+        }
+        self.touched = touched;
+        self.touched.clear();
+    }
+
+    fn housekeeping(&mut self, now: Instant, core: &mut Core) {
+        if now >= self.next_scan {
+            self.scan_timeouts(now, core);
+            self.next_scan = now + self.scan_every;
+        }
+        let conns = &self.conns;
+        let ready = &mut self.ready;
+        self.backing_off.retain(|&i| match conns[i].state {
+            State::Waiting { retry_at } if retry_at <= now => {
+                ready.push_back(i);
+                false
+            }
+            State::Waiting { .. } => true,
+            _ => false,
+        });
+        self.start_connects(now, core);
+    }
+
+    fn share_done(&self, _core: &Core) -> bool {
+        match self.ctx.cfg.mode {
+            Mode::Open => self.conns.iter().all(|c| c.in_flight() == 0),
+            Mode::Closed => self
+                .conns
+                .iter()
+                .all(|c| !c.has_quota() && c.in_flight() == 0),
+            Mode::Churn => self.conns.iter().all(|c| c.state == State::Done),
+        }
+    }
+
+    fn window_closed(&mut self, deadline: Instant, core: &mut Core) {
+        let per_client = self.ctx.cfg.mode != Mode::Churn;
+        for c in &mut self.conns {
+            c.window_closed(deadline, &mut core.stats);
+            if per_client {
+                core.stats.client(c.measured_replies, c.errored);
+            }
+        }
+    }
+
+    fn close_all(&mut self) {
+        for c in &mut self.conns {
+            c.close();
+        }
+        self.connected = 0;
+    }
+}
+
+impl TcpConns {
     /// Replies completed on connection `i`.
-    fn on_replies(&mut self, i: usize, now: Instant) {
-        match self.mode {
-            Mode::Closed => self.refill(i, now),
+    fn on_replies(&mut self, i: usize, now: Instant, core: &mut Core) {
+        match self.ctx.cfg.mode {
+            Mode::Closed => self.refill(i, now, core),
             Mode::Open => {}
-            Mode::Churn => self.end_session(i, now),
+            Mode::Churn => self.end_session(i, now, core),
         }
     }
 
@@ -304,178 +261,139 @@ impl Worker {
     /// (iterative), or N (a pool of N workers), then takes the next one from its
     /// backlog, and the count completes; held open, the finished connections would
     /// keep the others waiting until the run's cap.
-    fn refill(&mut self, i: usize, now: Instant) {
-        let Some(tl) = self.tl else { return };
+    fn refill(&mut self, i: usize, now: Instant, core: &mut Core) {
+        if !self.started {
+            return;
+        }
         let pipeline = self.ctx.cfg.pipeline;
         let c = &mut self.conns[i];
         if c.state != State::Connected {
             return;
         }
-        while c.in_flight() < pipeline && now < tl.deadline {
-            let measured = now >= tl.measure_start;
+        while c.in_flight() < pipeline && core.may_send(now) {
+            let measured = core.measured_now(now);
             if measured && !c.has_quota() {
                 break;
             }
-            c.queue(now, now, measured, &mut self.stats);
+            c.queue(now, now, measured, &mut core.stats);
         }
         if !c.has_quota() && c.in_flight() == 0 {
-            c.close(&mut self.stats, true);
+            c.close();
             c.state = State::Done;
             self.connected -= 1;
             return;
         }
-        self.flush(i, now);
+        self.flush(i, now, core);
     }
 
-    /// Open loop: send every request that has fallen due, then re-arm the timer.
-    fn send_due(&mut self, now: Instant) {
-        let Some(schedule) = self.schedule.as_mut() else {
-            return;
-        };
-        let mut touched = std::mem::take(&mut self.touched);
-        while let Some(due) = schedule.pop_due(now) {
-            let c = &mut self.conns[due.local_conn];
-            if due.measured {
-                self.stats
-                    .lag
-                    .record(now.saturating_duration_since(due.intended));
-            }
-            if c.state == State::Connected {
-                c.queue(now, due.intended, due.measured, &mut self.stats);
-                if touched.last() != Some(&due.local_conn) {
-                    touched.push(due.local_conn);
-                }
-            } else {
-                self.stats.errors.not_connected += 1;
-                if due.measured {
-                    self.stats.counts.sent += 1;
-                    self.stats.counts.failed += 1;
-                }
-            }
-        }
-        let next = schedule.next_due();
-        for &i in &touched {
-            self.flush(i, now);
-        }
-        touched.clear();
-        self.touched = touched;
-        if let (Some(p), Some(at)) = (&self.pacer, next) {
-            if let Err(e) = p.arm(at) {
-                self.stats.errors.other += 1;
-                self.stats
-                    .errors
-                    .note(format!("arming the pacing timer: {e}"));
-            }
-        }
-    }
-
-    fn flush(&mut self, i: usize, now: Instant) {
+    fn flush(&mut self, i: usize, now: Instant, core: &mut Core) {
         if let Err(e) = self.conns[i].flush() {
-            self.conn_failed(i, Some(&e), now);
+            self.conn_failed(i, Some(&e), now, core);
         }
     }
 
     /// Starts queued connects while fewer than `max_connecting` are in flight.
-    fn start_connects(&mut self, now: Instant) {
-        let (target, max_connecting) = (self.ctx.cfg.target, self.ctx.cfg.max_connecting);
-        let linger_zero = self.mode == Mode::Churn && self.ctx.cfg.linger_zero;
-        while self.connecting < max_connecting {
+    fn start_connects(&mut self, now: Instant, core: &mut Core) {
+        let cfg = std::sync::Arc::clone(&self.ctx.cfg);
+        let churn = cfg.mode == Mode::Churn;
+        if churn && !self.started {
+            return;
+        }
+        let linger_zero = churn && cfg.linger_zero;
+        while self.connecting < cfg.max_connecting {
             let Some(i) = self.ready.pop_front() else {
                 break;
             };
             let c = &mut self.conns[i];
-            if let Some(tl) = self.tl {
-                // Churn: a new session is measured if it starts after warmup; it
+            if churn {
+                // A new session is measured if it starts inside the window; it
                 // needs quota then.
-                c.session_measured = now >= tl.measure_start;
-                if self.mode == Mode::Churn && c.session_measured && !c.has_quota() {
+                c.session_measured = core.measured_now(now);
+                if c.session_measured && !c.has_quota() {
                     c.state = State::Done;
                     continue;
                 }
             }
-            self.stats.connects.attempts += 1;
+            core.stats.connects.attempts += 1;
             if c.failed_before {
-                self.stats.connects.retries += 1;
+                core.stats.connects.retries += 1;
             }
             c.session_start = now;
-            match connect::start_connect(target, linger_zero) {
+            match connect::start_connect(cfg.target, linger_zero) {
                 Ok(mut stream) => {
                     let interest = Interest::READABLE | Interest::WRITABLE;
-                    match self
-                        .poll
-                        .registry()
-                        .register(&mut stream, Token(i), interest)
-                    {
+                    match self.registry.register(&mut stream, Token(i), interest) {
                         Ok(()) => {
                             c.stream = Some(stream);
                             c.state = State::Connecting { since: now };
                             self.connecting += 1;
                         }
-                        Err(e) => self.connect_error(i, &e, now),
+                        Err(e) => self.connect_error(i, &e, now, core),
                     }
                 }
-                Err(e) => self.connect_error(i, &e, now),
+                Err(e) => self.connect_error(i, &e, now, core),
             }
         }
     }
 
-    fn on_connected(&mut self, i: usize, since: Instant, now: Instant) {
+    fn on_connected(&mut self, i: usize, since: Instant, now: Instant, core: &mut Core) {
         self.connecting -= 1;
         self.connected += 1;
         self.resolve_first_attempt(i);
-        self.stats.connects.succeeded += 1;
+        core.stats.connects.succeeded += 1;
         let c = &mut self.conns[i];
         c.state = State::Connected;
         c.backoff.reset();
-        match self.mode {
-            Mode::Closed => self.refill(i, now),
+        match self.ctx.cfg.mode {
+            Mode::Closed => self.refill(i, now, core),
             Mode::Open => {}
             Mode::Churn => {
                 if c.session_measured {
-                    self.stats.rec.connect(now.saturating_duration_since(since));
+                    core.stats.rec.connect(now.saturating_duration_since(since));
                 }
                 let measured = c.session_measured;
-                c.queue(now, now, measured, &mut self.stats);
-                self.flush(i, now);
+                c.queue(now, now, measured, &mut core.stats);
+                self.flush(i, now, core);
             }
         }
-        self.start_connects(now);
+        self.start_connects(now, core);
     }
 
     /// A connect attempt in flight failed.
-    fn connect_failed(&mut self, i: usize, e: &io::Error, now: Instant) {
+    fn connect_failed(&mut self, i: usize, e: &io::Error, now: Instant, core: &mut Core) {
         self.connecting -= 1;
         self.conns[i].stream = None;
-        self.connect_error(i, e, now);
-        self.start_connects(now);
+        self.connect_error(i, e, now, core);
+        self.start_connects(now, core);
     }
 
     /// A connect attempt failed (before or after it was in flight): count it and
     /// retry after backoff.
-    fn connect_error(&mut self, i: usize, e: &io::Error, now: Instant) {
+    fn connect_error(&mut self, i: usize, e: &io::Error, now: Instant, core: &mut Core) {
         connect::count_error(
-            &mut self.stats.errors,
+            &mut core.stats.errors,
             e,
             During::Connect,
             self.ctx.cfg.target,
         );
         self.resolve_first_attempt(i);
+        self.conns[i].errored = true;
         self.retry_later(i, now);
     }
 
     /// An established connection failed (`e`), or the server closed it (`None`).
-    fn conn_failed(&mut self, i: usize, e: Option<&io::Error>, now: Instant) {
+    fn conn_failed(&mut self, i: usize, e: Option<&io::Error>, now: Instant, core: &mut Core) {
         let target = self.ctx.cfg.target;
         match e {
-            Some(e) => connect::count_error(&mut self.stats.errors, e, During::Io, target),
+            Some(e) => connect::count_error(&mut core.stats.errors, e, During::Io, target),
             None => {
-                self.stats.errors.closed += 1;
-                self.stats
+                core.stats.errors.closed += 1;
+                core.stats
                     .errors
                     .note(format!("{target} closed the connection"));
             }
         }
-        self.conns[i].close(&mut self.stats, false);
+        self.conns[i].fail(&mut core.stats);
         self.connected -= 1;
         self.retry_later(i, now);
     }
@@ -491,105 +409,56 @@ impl Worker {
     }
 
     fn resolve_first_attempt(&mut self, i: usize) {
-        if self.tl.is_none() && !self.conns[i].failed_before {
+        if !self.started && !self.conns[i].failed_before {
             self.unresolved = self.unresolved.saturating_sub(1);
         }
     }
 
     /// Churn: the one reply arrived; close (RST with SO_LINGER 0) and go again.
-    fn end_session(&mut self, i: usize, now: Instant) {
+    fn end_session(&mut self, i: usize, now: Instant, core: &mut Core) {
         let c = &mut self.conns[i];
         if c.session_measured {
-            self.stats.counts.sessions += 1;
-            self.stats
+            core.stats.counts.sessions += 1;
+            core.stats
                 .rec
                 .connect_to_reply(now.saturating_duration_since(c.session_start));
         }
-        c.close(&mut self.stats, false);
+        c.close();
         self.connected -= 1;
         c.failed_before = false;
         c.state = State::Waiting { retry_at: now };
         self.ready.push_back(i);
-        self.start_connects(now);
+        self.start_connects(now, core);
     }
 
-    /// Timeouts, retries, connect pacing and progress: what no socket event tells.
-    fn housekeeping(&mut self, now: Instant) {
-        if now >= self.next_scan {
-            self.scan_timeouts(now);
-            self.next_scan = now + self.scan_every;
-        }
-        let conns = &self.conns;
-        let ready = &mut self.ready;
-        self.backing_off.retain(|&i| match conns[i].state {
-            State::Waiting { retry_at } if retry_at <= now => {
-                ready.push_back(i);
-                false
-            }
-            State::Waiting { .. } => true,
-            _ => false,
-        });
-        self.start_connects(now);
-        if self.mode == Mode::Open {
-            self.send_due(now);
-        }
-        self.publish();
-    }
-
-    /// Closes connections whose connect or oldest request has waited too long. A
-    /// scan touches every connection, so it runs every [`scan_period`], not every
-    /// tick: 10,000 connections scanned every 5 ms would cost the generator more
-    /// CPU than the timeouts are worth.
-    fn scan_timeouts(&mut self, now: Instant) {
-        let (timeout, connect_timeout) = (self.ctx.cfg.timeout, self.ctx.cfg.connect_timeout);
+    /// Gives up on connects and requests that have waited too long (a reply
+    /// timeout only if the run has one: see [`crate::LoadConfig::timeout`]).
+    fn scan_timeouts(&mut self, now: Instant, core: &mut Core) {
+        let cfg = std::sync::Arc::clone(&self.ctx.cfg);
+        let (timeout, connect_timeout) = (cfg.reply_timeout(), cfg.connect_timeout);
         for i in 0..self.conns.len() {
             match self.conns[i].state {
                 State::Connecting { since } if now - since >= connect_timeout => {
                     let e = io::Error::new(io::ErrorKind::TimedOut, "connect timed out");
-                    self.connect_failed(i, &e, now);
+                    self.connect_failed(i, &e, now, core);
                 }
                 State::Connected => {
+                    let Some(timeout) = timeout else { continue };
                     let overdue = self.conns[i]
                         .oldest_queued()
                         .is_some_and(|q| now - q >= timeout);
                     if overdue {
-                        self.stats.errors.timeouts += self.conns[i].in_flight() as u64;
-                        self.stats.errors.note(format!(
-                            "no reply from {} within {:?}",
-                            self.ctx.cfg.target, timeout
-                        ));
-                        self.conns[i].close(&mut self.stats, false);
+                        core.stats.errors.timeouts += self.conns[i].in_flight() as u64;
+                        core.stats
+                            .errors
+                            .note(format!("no reply from {} within {:?}", cfg.target, timeout));
+                        self.conns[i].fail(&mut core.stats);
                         self.connected -= 1;
                         self.retry_later(i, now);
                     }
                 }
                 _ => {}
             }
-        }
-    }
-
-    fn publish(&self) {
-        self.ctx.live().publish(&self.stats, self.connected);
-    }
-
-    /// In a counted run: has this thread sent its whole share and heard back?
-    fn share_done(&self) -> bool {
-        let Some(tl) = self.tl else { return false };
-        if self.ctx.cfg.requests.is_none() || Instant::now() < tl.measure_start {
-            return false;
-        }
-        match self.mode {
-            Mode::Open => {
-                self.schedule
-                    .as_ref()
-                    .is_some_and(|s| s.next_due().is_none())
-                    && self.conns.iter().all(|c| c.in_flight() == 0)
-            }
-            Mode::Closed => self
-                .conns
-                .iter()
-                .all(|c| !c.has_quota() && c.in_flight() == 0),
-            Mode::Churn => self.conns.iter().all(|c| c.state == State::Done),
         }
     }
 }

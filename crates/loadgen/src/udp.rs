@@ -1,4 +1,4 @@
-//! The UDP event loop: each "connection" is a UDP socket `connect()`ed to the server.
+//! UDP sockets as the event loop drives them: each "connection" is a UDP socket `connect()`ed to the server.
 //!
 //! `connect` on a UDP socket sends nothing; it fixes the peer, so `send`/`recv` need
 //! no address, datagrams from anyone else are dropped by the kernel, and an ICMP
@@ -15,21 +15,18 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use mio::event::Event;
 use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Interest, Registry, Token};
 
 use crate::config::{Mode, UDP_ID_LEN};
-use crate::pace::{Pacer, Schedule};
+use crate::event_loop::{scan_period, Core, Transport};
 use crate::payload::{decode_id, encode_id, Payload};
-use crate::runner::{Timeline, WorkerCtx, WorkerResult};
-use crate::stats::ThreadStats;
-use crate::tcp::{scan_period, TICK};
+use crate::shared::WorkerCtx;
 use crate::LoadError;
 
-const PACER: Token = Token(usize::MAX);
-const EVENTS: usize = 1024;
 /// Receive buffer: room for the largest datagram, so none is truncated.
 const RECV_BUF: usize = 65_536;
 
@@ -48,47 +45,22 @@ struct Sock {
     next_id: u64,
     outstanding: VecDeque<Pending>,
     quota: Option<u64>,
+    /// Measured replies, and replies of any kind (has it been served yet?).
+    measured_replies: u64,
+    replies: u64,
+    /// It lost a datagram, got a wrong reply, or an error from the kernel.
+    errored: bool,
 }
 
-/// Runs one UDP worker thread to completion.
-pub fn run(ctx: WorkerCtx) -> Result<WorkerResult, LoadError> {
-    let mut w = match Worker::new(&ctx) {
-        Ok(w) => w,
-        Err(e) => {
-            ctx.shared.gate.arrive();
-            return Err(e);
-        }
-    };
-    let Some(start) = ctx.shared.gate.arrive() else {
-        return Ok(WorkerResult {
-            stats: w.stats,
-            finished_early: false,
-            connected_at_start: 0,
-        });
-    };
-    let tl = Timeline {
-        start,
-        measure_start: start + ctx.cfg.warmup,
-        deadline: start + ctx.cfg.warmup + ctx.cfg.duration,
-    };
-    let finished = w.measure(tl);
-    Ok(WorkerResult {
-        connected_at_start: w.socks.len() as u64,
-        stats: w.stats,
-        finished_early: finished,
-    })
-}
-
-struct Worker {
+/// One thread's UDP sockets.
+pub struct UdpSocks {
     ctx: WorkerCtx,
-    poll: Poll,
     socks: Vec<Sock>,
-    stats: ThreadStats,
+    served: u64,
+    started: bool,
     buf: Vec<u8>,
     out: Vec<u8>,
-    pacer: Option<Pacer>,
-    schedule: Option<Schedule>,
-    tl: Option<Timeline>,
+    timeout: Duration,
     next_scan: Instant,
 }
 
@@ -100,10 +72,9 @@ fn unspecified_for(target: SocketAddr) -> SocketAddr {
     SocketAddr::new(ip, 0)
 }
 
-impl Worker {
-    fn new(ctx: &WorkerCtx) -> Result<Worker, LoadError> {
+impl Transport for UdpSocks {
+    fn open(ctx: &WorkerCtx, registry: &Registry) -> Result<UdpSocks, LoadError> {
         let cfg = &ctx.cfg;
-        let poll = Poll::new().map_err(|e| LoadError::io("creating epoll instance", e))?;
         let mut socks = Vec::new();
         let pool = Payload::new(cfg.seed, ctx.thread as u64, cfg.size - UDP_ID_LEN, false);
         for (i, c) in ctx.conn_ids().enumerate() {
@@ -112,7 +83,7 @@ impl Worker {
                 .map_err(|e| LoadError::io(what(), e))?;
             sock.connect(cfg.target)
                 .map_err(|e| LoadError::io(what(), e))?;
-            poll.registry()
+            registry
                 .register(&mut sock, Token(i), Interest::READABLE)
                 .map_err(|e| LoadError::io(what(), e))?;
             socks.push(Sock {
@@ -121,100 +92,117 @@ impl Worker {
                 next_id: 0,
                 outstanding: VecDeque::new(),
                 quota: ctx.quota(c),
+                measured_replies: 0,
+                replies: 0,
+                errored: false,
             });
         }
-        let pacer = match cfg.mode {
-            Mode::Open => Some(
-                Pacer::new(poll.registry(), PACER)
-                    .map_err(|e| LoadError::io("creating the pacing timerfd", e))?,
-            ),
-            _ => None,
-        };
-        Ok(Worker {
+        Ok(UdpSocks {
             ctx: ctx.clone(),
-            poll,
             socks,
-            stats: ThreadStats::new(Instant::now(), cfg.interval),
+            served: 0,
+            started: false,
             buf: vec![0; RECV_BUF],
             out: Vec::with_capacity(cfg.size),
-            pacer,
-            schedule: None,
-            tl: None,
+            timeout: cfg
+                .reply_timeout()
+                .unwrap_or(crate::config::UDP_LOSS_TIMEOUT),
             next_scan: Instant::now(),
         })
     }
 
-    fn measure(&mut self, tl: Timeline) -> bool {
-        self.tl = Some(tl);
-        self.stats.rec.start_measuring(tl.measure_start);
-        let cfg = self.ctx.cfg.clone();
-        let now = Instant::now();
-        if cfg.mode == Mode::Open {
-            self.schedule = Some(Schedule::new(
-                tl.start,
-                cfg.warmup,
-                cfg.rate.unwrap_or(1.0),
-                cfg.conns,
-                self.ctx.thread,
-                cfg.threads,
-                cfg.requests,
-            ));
-        }
-        self.housekeeping(now);
-        let mut events = Events::with_capacity(EVENTS);
-        let mut next_tick = now + TICK;
-        let finished = loop {
-            let now = Instant::now();
-            if now >= tl.deadline || self.ctx.stopped() {
-                break false;
-            }
-            if now >= next_tick {
-                self.housekeeping(now);
-                if self.share_done(now) {
-                    break true;
-                }
-                next_tick = now + TICK;
-            }
-            let timeout = next_tick.min(tl.deadline).saturating_duration_since(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    self.stats.errors.other += 1;
-                    self.stats.errors.note(format!("epoll_wait: {e}"));
-                    break false;
-                }
-                continue;
-            }
-            let now = Instant::now();
-            for ev in events.iter() {
-                match ev.token() {
-                    PACER => {
-                        if let Some(p) = &self.pacer {
-                            p.clear();
-                        }
-                        self.send_due(now);
-                    }
-                    Token(i) if i < self.socks.len() => {
-                        self.receive(i);
-                        if cfg.mode == Mode::Closed {
-                            self.refill(i, Instant::now());
-                        }
-                    }
-                    Token(_) => {}
-                }
-            }
-        };
-        for s in &self.socks {
-            let n = s.outstanding.iter().filter(|p| p.measured).count() as u64;
-            self.stats.counts.unfinished += n;
-        }
-        self.ctx
-            .live()
-            .publish(&self.stats, self.socks.len() as u64);
-        finished
+    fn count(&self) -> usize {
+        self.socks.len()
     }
 
+    /// A UDP socket is "connected" from the start: `connect` sent nothing.
+    fn connected(&self) -> u64 {
+        self.socks.len() as u64
+    }
+
+    fn connect_settled(&self) -> bool {
+        true
+    }
+
+    fn served_once(&self) -> u64 {
+        self.served
+    }
+
+    fn start(&mut self, now: Instant, core: &mut Core) {
+        self.started = true;
+        if self.ctx.cfg.mode == Mode::Closed {
+            for i in 0..self.socks.len() {
+                self.refill(i, now, core);
+            }
+        }
+    }
+
+    fn on_event(&mut self, i: usize, _ev: &Event, _now: Instant, core: &mut Core) {
+        self.receive(i, core);
+        if self.ctx.cfg.mode == Mode::Closed {
+            self.refill(i, Instant::now(), core);
+        }
+    }
+
+    fn send_due(
+        &mut self,
+        i: usize,
+        now: Instant,
+        intended: Instant,
+        measured: bool,
+        core: &mut Core,
+    ) {
+        self.send(i, now, intended, measured, core);
+    }
+
+    /// Datagrams leave as they are sent: nothing is queued.
+    fn flush_due(&mut self, _now: Instant, _core: &mut Core) {}
+
+    /// Times out overdue requests (every [`scan_period`]), then tops up the closed
+    /// loop.
+    fn housekeeping(&mut self, now: Instant, core: &mut Core) {
+        if now >= self.next_scan {
+            self.scan_timeouts(now, core);
+            self.next_scan = now + scan_period(self.timeout);
+        }
+        if self.ctx.cfg.mode == Mode::Closed {
+            for i in 0..self.socks.len() {
+                self.refill(i, now, core);
+            }
+        }
+    }
+
+    fn share_done(&self, _core: &Core) -> bool {
+        let idle = self.socks.iter().all(|s| s.outstanding.is_empty());
+        match self.ctx.cfg.mode {
+            Mode::Open => idle,
+            _ => idle && self.socks.iter().all(|s| s.quota == Some(0)),
+        }
+    }
+
+    fn window_closed(&mut self, deadline: Instant, core: &mut Core) {
+        for s in &mut self.socks {
+            for p in s.outstanding.drain(..) {
+                core.stats.waiting(p.measured, deadline, p.latency_from);
+            }
+            core.stats.client(s.measured_replies, s.errored);
+        }
+    }
+
+    fn close_all(&mut self) {}
+}
+
+impl UdpSocks {
     /// Sends one request on socket `i`.
-    fn send(&mut self, i: usize, now: Instant, latency_from: Instant, measured: bool) {
+    fn send(
+        &mut self,
+        i: usize,
+        now: Instant,
+        latency_from: Instant,
+        measured: bool,
+        core: &mut Core,
+    ) {
+        let stats = &mut core.stats;
         let s = &mut self.socks[i];
         let id = s.next_id;
         s.next_id += 1;
@@ -227,8 +215,8 @@ impl Worker {
             if let Some(q) = &mut s.quota {
                 *q = q.saturating_sub(1);
             }
-            self.stats.counts.sent += 1;
-            self.stats.counts.bytes_sent += self.out.len() as u64;
+            stats.counts.sent += 1;
+            stats.counts.bytes_sent += self.out.len() as u64;
         }
         let err = loop {
             match s.sock.send(&self.out) {
@@ -247,19 +235,20 @@ impl Worker {
             }
         };
         // The request never left: count it failed, and why.
+        s.errored = true;
         if measured {
-            self.stats.counts.failed += 1;
+            stats.counts.failed += 1;
         }
         let target = self.ctx.cfg.target;
         match err.kind() {
-            io::ErrorKind::ConnectionRefused => self.stats.errors.refused += 1,
-            _ => self.stats.errors.other += 1,
+            io::ErrorKind::ConnectionRefused => stats.errors.refused += 1,
+            _ => stats.errors.other += 1,
         }
-        self.stats.errors.note(format!("send to {target}: {err}"));
+        stats.errors.note(format!("send to {target}: {err}"));
     }
 
     /// Reads every waiting datagram on socket `i` and matches it to its request.
-    fn receive(&mut self, i: usize) {
+    fn receive(&mut self, i: usize, core: &mut Core) {
         let target = self.ctx.cfg.target;
         loop {
             let n = match self.socks[i].sock.recv(&mut self.buf) {
@@ -268,22 +257,24 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // An ICMP error from an earlier send (e.g. port unreachable).
+                    self.socks[i].errored = true;
                     match e.kind() {
-                        io::ErrorKind::ConnectionRefused => self.stats.errors.refused += 1,
-                        _ => self.stats.errors.other += 1,
+                        io::ErrorKind::ConnectionRefused => core.stats.errors.refused += 1,
+                        _ => core.stats.errors.other += 1,
                     }
-                    self.stats
+                    core.stats
                         .errors
                         .note(format!("receive from {target}: {e}"));
                     continue;
                 }
             };
             // Timed as read, not when the loop woke (see `Conn::read_ready`).
-            self.match_reply(i, n, Instant::now());
+            self.match_reply(i, n, Instant::now(), core);
         }
     }
 
-    fn match_reply(&mut self, i: usize, n: usize, now: Instant) {
+    fn match_reply(&mut self, i: usize, n: usize, now: Instant, core: &mut Core) {
+        let stats = &mut core.stats;
         let s = &mut self.socks[i];
         let reply = &self.buf[..n];
         let id = if n >= UDP_ID_LEN {
@@ -294,10 +285,10 @@ impl Worker {
         let pos = id.and_then(|id| s.outstanding.iter().position(|p| p.id == id));
         let Some(pos) = pos else {
             match id {
-                Some(id) if id < s.next_id => self.stats.errors.late += 1,
+                Some(id) if id < s.next_id => stats.errors.late += 1,
                 _ => {
-                    self.stats.errors.unexpected += 1;
-                    self.stats
+                    stats.errors.unexpected += 1;
+                    stats
                         .errors
                         .note(format!("a {n}-byte datagram matching no request"));
                 }
@@ -305,122 +296,69 @@ impl Worker {
             return;
         };
         let p = s.outstanding.remove(pos).expect("position is in range");
+        if s.replies == 0 {
+            self.served += 1;
+        }
+        s.replies += 1;
         if !p.measured {
             return;
         }
+        s.measured_replies += 1;
         let mut want_id = [0u8; UDP_ID_LEN];
         encode_id(p.id, &mut want_id);
         let ok = n == UDP_ID_LEN + s.payload.body(p.off).len()
             && reply[..UDP_ID_LEN] == want_id.to_ascii_uppercase()
             && reply[UDP_ID_LEN..] == *s.payload.expected_body(p.off);
         if ok {
-            self.stats.counts.ok += 1;
+            stats.counts.ok += 1;
         } else {
-            self.stats.counts.mismatched += 1;
+            s.errored = true;
+            stats.counts.mismatched += 1;
         }
-        self.stats.counts.bytes_received += n as u64;
-        self.stats
+        stats.counts.bytes_received += n as u64;
+        stats
             .rec
             .latency(now, now.saturating_duration_since(p.latency_from));
-        self.stats.last_completion = Some(now);
+        stats.last_completion = Some(now);
     }
 
     /// Closed loop: keep `pipeline` requests outstanding on socket `i`.
-    fn refill(&mut self, i: usize, now: Instant) {
-        let Some(tl) = self.tl else { return };
+    fn refill(&mut self, i: usize, now: Instant, core: &mut Core) {
+        if !self.started {
+            return;
+        }
         let pipeline = self.ctx.cfg.pipeline;
-        while self.socks[i].outstanding.len() < pipeline && now < tl.deadline {
-            let measured = now >= tl.measure_start;
+        while self.socks[i].outstanding.len() < pipeline && core.may_send(now) {
+            let measured = core.measured_now(now);
             if measured && self.socks[i].quota == Some(0) {
                 break;
             }
-            self.send(i, now, now, measured);
+            self.send(i, now, now, measured, core);
         }
-    }
-
-    fn send_due(&mut self, now: Instant) {
-        let Some(mut schedule) = self.schedule.take() else {
-            return;
-        };
-        while let Some(due) = schedule.pop_due(now) {
-            if due.measured {
-                self.stats
-                    .lag
-                    .record(now.saturating_duration_since(due.intended));
-            }
-            self.send(due.local_conn, now, due.intended, due.measured);
-        }
-        if let (Some(p), Some(at)) = (&self.pacer, schedule.next_due()) {
-            if let Err(e) = p.arm(at) {
-                self.stats.errors.other += 1;
-                self.stats
-                    .errors
-                    .note(format!("arming the pacing timer: {e}"));
-            }
-        }
-        self.schedule = Some(schedule);
-    }
-
-    /// Times out overdue requests (every [`scan_period`]), then tops up the closed
-    /// loop and the open-loop schedule.
-    fn housekeeping(&mut self, now: Instant) {
-        if now >= self.next_scan {
-            self.scan_timeouts(now);
-            self.next_scan = now + scan_period(self.ctx.cfg.timeout);
-        }
-        match self.ctx.cfg.mode {
-            Mode::Closed => {
-                for i in 0..self.socks.len() {
-                    self.refill(i, now);
-                }
-            }
-            Mode::Open => self.send_due(now),
-            Mode::Churn => {}
-        }
-        self.ctx
-            .live()
-            .publish(&self.stats, self.socks.len() as u64);
     }
 
     /// Requests whose reply is overdue are lost, each counted exactly once.
-    fn scan_timeouts(&mut self, now: Instant) {
-        let timeout = self.ctx.cfg.timeout;
+    fn scan_timeouts(&mut self, now: Instant, core: &mut Core) {
         let mut lost_any = false;
         for s in &mut self.socks {
             while let Some(p) = s.outstanding.front() {
-                if now.saturating_duration_since(p.sent) < timeout {
+                if now.saturating_duration_since(p.sent) < self.timeout {
                     break;
                 }
-                self.stats.errors.timeouts += 1;
+                core.stats.errors.timeouts += 1;
+                s.errored = true;
                 if p.measured {
-                    self.stats.counts.failed += 1;
+                    core.stats.counts.failed += 1;
                 }
                 s.outstanding.pop_front();
                 lost_any = true;
             }
         }
         if lost_any {
-            self.stats.errors.note(format!(
+            core.stats.errors.note(format!(
                 "no reply from {} within {:?} (datagram lost)",
-                self.ctx.cfg.target, timeout
+                self.ctx.cfg.target, self.timeout
             ));
-        }
-    }
-
-    fn share_done(&self, now: Instant) -> bool {
-        let Some(tl) = self.tl else { return false };
-        if self.ctx.cfg.requests.is_none() || now < tl.measure_start {
-            return false;
-        }
-        let idle = self.socks.iter().all(|s| s.outstanding.is_empty());
-        match self.ctx.cfg.mode {
-            Mode::Open => {
-                idle && self
-                    .schedule
-                    .as_ref()
-                    .is_some_and(|s| s.next_due().is_none())
-            }
-            _ => idle && self.socks.iter().all(|s| s.quota == Some(0)),
         }
     }
 }

@@ -17,7 +17,7 @@ fn udp_losses_are_counted_exactly() {
         transport: Transport::Udp,
         conns: 50,
         requests: Some(1_000),
-        timeout: Duration::from_millis(300),
+        timeout: Some(Duration::from_millis(300)),
         ..config(server.addr)
     };
     let r = run_bounded(&cfg, LIMIT);
@@ -54,7 +54,7 @@ fn udp_to_nobody_does_not_hang() {
         transport: Transport::Udp,
         conns: 2,
         duration: Duration::from_millis(300),
-        timeout: Duration::from_millis(50),
+        timeout: Some(Duration::from_millis(50)),
         ..config(dead_port())
     };
     let r = run_bounded(&cfg, LIMIT);

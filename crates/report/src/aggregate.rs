@@ -87,6 +87,8 @@ pub enum Unit {
     Plain,
     /// A share of 1.0 (shown as a percentage).
     Share,
+    /// Seconds.
+    Seconds,
 }
 
 /// Every metric a timed cell yields. Tables, charts, CSV and sentences all pick
@@ -101,6 +103,10 @@ pub enum Metric {
     P9999,
     Max,
     Errors,
+    Unserved,
+    Served,
+    Fairness,
+    Ramp,
     CpuPerRequest,
     CtxPerRequest,
     PssPerConn,
@@ -136,6 +142,10 @@ impl Metric {
         Metric::P9999,
         Metric::Max,
         Metric::Errors,
+        Metric::Unserved,
+        Metric::Served,
+        Metric::Fairness,
+        Metric::Ramp,
         Metric::CpuPerRequest,
         Metric::CtxPerRequest,
         Metric::PssPerConn,
@@ -169,6 +179,10 @@ impl Metric {
             Metric::P9999 => "p9999",
             Metric::Max => "max",
             Metric::Errors => "errors",
+            Metric::Unserved => "unserved",
+            Metric::Served => "served",
+            Metric::Fairness => "fairness",
+            Metric::Ramp => "ramp",
             Metric::CpuPerRequest => "cpu_per_request",
             Metric::CtxPerRequest => "ctx_per_request",
             Metric::PssPerConn => "pss_per_conn",
@@ -195,7 +209,11 @@ impl Metric {
             Metric::P999 => Some(lat.p999),
             Metric::P9999 => Some(lat.p9999),
             Metric::Max => Some(lat.max),
-            Metric::Errors => Some(load.errors.total() as f64),
+            Metric::Errors => Some(load.errors.clients as f64),
+            Metric::Unserved => Some(load.errors.unserved_conns as f64),
+            Metric::Served => load.clients.map(|c| c.served as f64),
+            Metric::Fairness => load.clients.and_then(|c| c.fairness),
+            Metric::Ramp => load.ramp.map(|r| r.length_s),
             Metric::CpuPerRequest => cell.cpu_us_per_request(),
             Metric::CtxPerRequest => cell.ctx_per_request(),
             Metric::PssPerConn => cell.pss_per_conn_bytes(),
@@ -223,9 +241,14 @@ impl Metric {
             | Metric::ConnectP99 => Unit::Micros,
             Metric::PssPerConn | Metric::RssPerConn => Unit::Bytes,
             Metric::LoadgenUtil => Unit::Share,
-            Metric::Errors | Metric::CtxPerRequest | Metric::Processes | Metric::Threads => {
-                Unit::Plain
-            }
+            Metric::Ramp => Unit::Seconds,
+            Metric::Errors
+            | Metric::Unserved
+            | Metric::Served
+            | Metric::Fairness
+            | Metric::CtxPerRequest
+            | Metric::Processes
+            | Metric::Threads => Unit::Plain,
         }
     }
 
@@ -288,7 +311,41 @@ impl Metric {
                 "higher",
                 "maximum latency",
             ),
-            Metric::Errors => w("errors", "errors per cell", "saw", "more", "errors"),
+            Metric::Errors => w(
+                "clients with errors",
+                "clients that saw an error",
+                "saw",
+                "more",
+                "clients with errors",
+            ),
+            Metric::Unserved => w(
+                "unserved",
+                "clients never answered in the window",
+                "left",
+                "more",
+                "clients left unserved",
+            ),
+            Metric::Served => w(
+                "served",
+                "clients answered in the window",
+                "served",
+                "more",
+                "clients served",
+            ),
+            Metric::Fairness => w(
+                "fairness",
+                "Jain's fairness index of requests per client (1 = even)",
+                "had",
+                "higher",
+                "fairness index",
+            ),
+            Metric::Ramp => w(
+                "ramp (s)",
+                "time until every client was answered once (s)",
+                "took",
+                "longer",
+                "ramp",
+            ),
             Metric::CpuPerRequest => w(
                 "server CPU (µs/req)",
                 "server CPU per request (µs, user + system)",
@@ -353,7 +410,10 @@ impl Metric {
     /// Whether a bigger number is the better one (throughput) or the worse one
     /// (latency, cost). Used to name the best model, never to rank overlapping ones.
     pub fn higher_is_better(self) -> bool {
-        matches!(self, Metric::Throughput | Metric::ConnectsPerS)
+        matches!(
+            self,
+            Metric::Throughput | Metric::ConnectsPerS | Metric::Served | Metric::Fairness
+        )
     }
 }
 

@@ -535,23 +535,34 @@ fn extremes_at(
     compare::extremes(&target.quantity(), &context(conns), &entries)
 }
 
-/// Whether `model` may be named best or worst at `conns`. A model that left
-/// clients unanswered measured only the clients it served: ranking it would reward
+/// Whether `model` may be named best or worst, or compared, at `conns`: only if it
+/// answered every client in every repeat, and no client saw an error. A model that
+/// left clients unserved is fast for the few it served: ranking it would reward
 /// starving the rest (4 workers serving 4 of 10,000 connections fast "serve more
-/// requests per second" than a loop serving all of them); the errors caveat names
-/// it instead. In chaos, lost clients are the point, and everyone is ranked.
-fn rankable(ctx: &Ctx, model: &str, scenario: &str, work: &str, conns: usize) -> bool {
-    scenario == "chaos"
-        || ctx
-            .group(model, scenario, work, conns)
-            .and_then(|g| g.get(Metric::Errors))
-            .is_none_or(|errors| errors.median == 0.0)
+/// requests per second" than a loop serving all of them); the caveat names it
+/// instead. In chaos, lost clients are the point, and everyone is ranked.
+pub fn rankable(ctx: &Ctx, model: &str, scenario: &str, work: &str, conns: usize) -> bool {
+    let Some(g) = ctx.group(model, scenario, work, conns) else {
+        return true;
+    };
+    scenario == "chaos" || (!starved(g) && g.get(Metric::Errors).is_none_or(|e| e.median == 0.0))
 }
 
-/// The design's predicted pairs that both ran, compared by the overlap rule.
+/// Whether any repeat of `g` left a client without a reply in the window.
+pub fn starved(g: &Group) -> bool {
+    g.get(Metric::Unserved).is_some_and(|u| u.max > 0.0)
+}
+
+/// The design's predicted pairs that both ran, compared by the overlap rule, when
+/// both may be compared (see [`rankable`]).
 fn pairs_at(ctx: &Ctx, scenario: &str, work: &str, target: &Target, conns: usize) -> Vec<String> {
     let entries = entries_at(ctx, scenario, work, target, conns);
-    let find = |m: &str| entries.iter().find(|e| e.model == m).copied();
+    let find = |m: &str| {
+        entries
+            .iter()
+            .find(|e| e.model == m && rankable(ctx, m, scenario, work, conns))
+            .copied()
+    };
     let expected: Vec<Expect> = lessons::expectations(scenario, target.key(), ctx.multicore());
     expected
         .iter()
@@ -601,47 +612,67 @@ fn shown(r: Range, unit: Unit) -> Range {
     }
 }
 
-/// Models that left requests unanswered at `conns`: their latency and throughput
-/// describe only the clients they served, which a reader must know before
-/// comparing them. Not said in chaos, where lost clients are the point.
+/// Models that left clients unserved, or whose clients saw errors, at `conns`:
+/// said so with how many, as the reason they are not ranked. Not said in chaos,
+/// where lost clients are the point.
 fn unanswered_at(ctx: &Ctx, scenario: &str, work: &str, conns: usize) -> Option<String> {
     if scenario == "chaos" {
         return None;
     }
-    let with_errors: Vec<(&str, f64)> = ctx
-        .summary
-        .models
-        .iter()
-        .filter_map(|m| {
-            let errors = ctx
-                .group(m, scenario, work, conns)?
-                .get(Metric::Errors)?
-                .median;
-            (errors > 0.0).then_some((m.as_str(), errors))
-        })
-        .collect();
-    if with_errors.is_empty() {
-        return None;
-    }
-    let names: Vec<&str> = with_errors.iter().map(|(m, _)| *m).collect();
-    let lo = with_errors
-        .iter()
-        .map(|(_, e)| *e)
-        .fold(f64::INFINITY, f64::min);
-    let hi = with_errors.iter().map(|(_, e)| *e).fold(0.0, f64::max);
-    let count = if lo == hi {
-        format::num(lo)
-    } else {
-        format!("{} to {}", format::num(lo), format::num(hi))
+    let counted = |metric: Metric| -> Vec<(&str, f64)> {
+        ctx.summary
+            .models
+            .iter()
+            .filter_map(|m| {
+                let n = ctx.group(m, scenario, work, conns)?.get(metric)?.median;
+                (n > 0.0).then_some((m.as_str(), n))
+            })
+            .collect()
     };
-    Some(format!(
-        "Mind the errors column: at {} {} left requests unanswered (a median of {count} \
-         errors per run), so {} numbers describe only the clients {} served.",
-        format::conns(conns),
-        compare::list(&names),
-        if names.len() == 1 { "its" } else { "their" },
-        if names.len() == 1 { "it" } else { "they" },
-    ))
+    let mut parts = Vec::new();
+    let unserved = counted(Metric::Unserved);
+    if !unserved.is_empty() {
+        parts.push(format!(
+            "{} left clients unserved ({} of {} got no reply in the window, median of the \
+             repeats): {} latency is the wait of clients never answered, a lower bound, and {} \
+             not ranked",
+            compare::list(&names(&unserved)),
+            counts(&unserved),
+            format::num(conns as f64),
+            if unserved.len() == 1 { "its" } else { "their" },
+            if unserved.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            },
+        ));
+    }
+    let errors = counted(Metric::Errors);
+    if !errors.is_empty() {
+        parts.push(format!(
+            "{} had clients that saw errors ({} of {}), so {} not ranked either",
+            compare::list(&names(&errors)),
+            counts(&errors),
+            format::num(conns as f64),
+            if errors.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            },
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("At {}, {}.", format::conns(conns), parts.join("; ")))
+}
+
+fn names<'a>(counted: &[(&'a str, f64)]) -> Vec<&'a str> {
+    counted.iter().map(|(m, _)| *m).collect()
+}
+
+/// `999`, or `996 and 999` (each model's median, in the order of the names).
+fn counts(counted: &[(&str, f64)]) -> String {
+    let all: Vec<String> = counted.iter().map(|(_, n)| format::num(*n)).collect();
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    compare::list(&refs)
 }
 
 fn wide<'r>(ranges: impl Iterator<Item = &'r Range>) -> bool {

@@ -93,7 +93,7 @@ pub fn in_column_unit(x: f64, unit: Unit) -> String {
     match unit {
         Unit::Bytes => num(x / KIB),
         Unit::Share => format!("{} %", num(x * 100.0)),
-        Unit::Rate | Unit::Micros | Unit::Plain => num(x),
+        Unit::Rate | Unit::Micros | Unit::Plain | Unit::Seconds => num(x),
     }
 }
 
@@ -106,7 +106,7 @@ pub fn range(r: &Range, unit: Unit) -> String {
     let (div, suffix) = match unit {
         Unit::Bytes => (KIB, ""),
         Unit::Share => (0.01, " %"),
-        Unit::Rate | Unit::Micros | Unit::Plain => (1.0, ""),
+        Unit::Rate | Unit::Micros | Unit::Plain | Unit::Seconds => (1.0, ""),
     };
     let [m, lo, hi] = triple(r.median / div, r.min / div, r.max / div);
     format!("{m} [{lo}–{hi}]{suffix}")
@@ -124,6 +124,7 @@ fn scale(x: f64, unit: Unit) -> (f64, &'static str) {
         Unit::Micros => (1.0, " µs"),
         Unit::Rate => (1.0, "/s"),
         Unit::Share => (0.01, " %"),
+        Unit::Seconds => (1.0, " s"),
         Unit::Plain => (1.0, ""),
     }
 }

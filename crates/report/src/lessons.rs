@@ -395,6 +395,7 @@ fn generic_extra(name: &str) -> ExtraInfo {
         Unit::Micros => " (µs)",
         Unit::Rate => " (/s)",
         Unit::Bytes => " (KiB)",
+        Unit::Seconds => " (s)",
         Unit::Plain | Unit::Share => "",
     };
     ExtraInfo {

@@ -6,9 +6,12 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+pub use socklab_loadgen::{Clients, Little, Ramp};
 
-/// Written into [`Results::schema`]; bumped on any incompatible change.
-pub const SCHEMA: &str = "socklab-compare/1";
+/// Written into [`Results::schema`]; bumped on any incompatible change. Version 2:
+/// latency over all clients, the ramp and the per-client view, server usage over
+/// exactly the measured window, errors counted once per client.
+pub const SCHEMA: &str = "socklab-compare/2";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Results {
@@ -95,13 +98,33 @@ pub struct Cell {
 /// What the load generator measured in one cell.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 pub struct LoadSummary {
-    /// Requests answered and verified.
+    /// Requests answered and verified in the window.
     pub requests: u64,
     pub duration_s: f64,
     pub throughput_rps: f64,
     pub bytes_per_s: f64,
-    /// Request latency (for open loop: from the intended send time).
+    /// Request latency over all clients (for open loop: from the intended send
+    /// time): requests still waiting when the window closed count with their wait,
+    /// closed loops are corrected for coordinated omission (`socklab load`'s
+    /// report module says how).
     pub latency_us: Percentiles,
+    /// Every measured request once, as timed, without the correction: its mean is
+    /// what Little's law checks.
+    #[serde(default)]
+    pub latency_timed_us: Percentiles,
+    /// Requests still waiting when the window closed: in both latencies with their
+    /// wait so far, a lower bound.
+    #[serde(default)]
+    pub waiting: u64,
+    /// How the requests spread over the clients (not for churn).
+    #[serde(default)]
+    pub clients: Option<Clients>,
+    /// How long it took until every client had been answered once.
+    #[serde(default)]
+    pub ramp: Option<Ramp>,
+    /// Closed loop: requests in flight ÷ throughput against the measured mean.
+    #[serde(default)]
+    pub little: Option<Little>,
     pub errors: Errors,
     /// The load generator's own CPU time (user + system), and that as a share of
     /// the CPUs it was given: near 1.0 means it may have been the bottleneck.
@@ -127,52 +150,60 @@ pub struct Percentiles {
     pub stddev: f64,
 }
 
-/// Everything that went wrong, counted.
+/// Everything that went wrong. `clients` and `unserved_conns` count clients, each
+/// once; the rest count events, for the details.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
 pub struct Errors {
+    /// Clients (connections) that saw at least one error of any kind below, each
+    /// counted once; in churn, where every connection is a new client, the failed
+    /// connections. The report's errors column.
+    #[serde(default)]
+    pub clients: u64,
     /// Replies that were not the uppercase of what was sent.
     pub mismatches: u64,
+    /// Connections reset or closed by the server.
     pub resets: u64,
     pub refused: u64,
+    /// Requests or connects given up on (compare's cells set no reply timeout).
     pub timeouts: u64,
     /// UDP datagrams whose reply never came.
     pub lost: u64,
     pub other: u64,
     /// Connections that got no reply at all in the measured window: the server
     /// served others while they waited (iterative, a pool smaller than the load).
+    /// Not an error of the client's: its own column.
     #[serde(default)]
     pub unserved_conns: u64,
 }
 
-impl Errors {
-    /// Every counted error, whatever its kind.
-    pub fn total(&self) -> u64 {
-        self.mismatches
-            + self.resets
-            + self.refused
-            + self.timeouts
-            + self.lost
-            + self.other
-            + self.unserved_conns
-    }
-}
-
-/// The server's whole process tree during the cell, sampled from /proc.
+/// The server's whole process tree during the cell: usage over the measured window,
+/// and what /proc showed alive.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
 pub struct ServerUsage {
-    /// CPU seconds spent during the cell by every process and thread of the
-    /// server, children included (live and reaped).
+    /// CPU seconds spent over exactly the measured window by every process and
+    /// thread of the server: its own threads (live or exited), its live children
+    /// and the children it reaped meanwhile.
     pub cpu_user_s: f64,
     pub cpu_system_s: f64,
-    /// Context switches of every task during the cell.
+    /// Context switches of all of those over the window.
     pub voluntary_ctx: u64,
     pub involuntary_ctx: u64,
+    /// Wall time between the two readings (the window, within a millisecond).
+    #[serde(default)]
+    pub window_s: f64,
+    /// Requests the server itself counted over the window.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Connections the server held open (accepted, not yet closed) as the window
+    /// closed: what memory per connection is divided by.
+    #[serde(default)]
+    pub held_conns: Option<u64>,
     /// Most processes and threads alive at once.
     pub processes_max: u64,
     pub threads_max: u64,
     /// Largest RSS and PSS of the whole tree during the cell, and before the load
     /// generator connected (the idle server): per-connection memory is
-    /// (max - idle) / conns.
+    /// (max - idle) / held connections.
     pub rss_max_bytes: u64,
     pub pss_max_bytes: u64,
     pub rss_idle_bytes: u64,
@@ -286,13 +317,20 @@ impl Cell {
         self.load.as_ref().map(|l| l.requests).filter(|&n| n > 0)
     }
 
-    /// Server CPU time (user + system, whole process tree) per request, in µs.
-    /// Per request rather than per second so that a model that serves more
-    /// requests is not charged for being busier.
+    /// Server CPU time (user + system, whole process tree) per request over the
+    /// window, in µs. Per request rather than per second so that a model that
+    /// serves more requests is not charged for being busier.
     pub fn cpu_us_per_request(&self) -> Option<f64> {
         let s = self.server.as_ref()?;
         let n = self.requests()?;
         Some((s.cpu_user_s + s.cpu_system_s) / n as f64 * 1e6)
+    }
+
+    /// CPUs the server kept busy over the window: its CPU time ÷ the window. It
+    /// cannot exceed the CPUs it was given; the report checks that it does not.
+    pub fn server_cpus_used(&self) -> Option<f64> {
+        let s = self.server.as_ref()?;
+        (s.window_s > 0.0).then(|| (s.cpu_user_s + s.cpu_system_s) / s.window_s)
     }
 
     /// Voluntary + involuntary context switches of the server tree per request.
@@ -302,25 +340,33 @@ impl Cell {
         Some((s.voluntary_ctx + s.involuntary_ctx) as f64 / n as f64)
     }
 
-    /// (PSS at peak - PSS idle) / connections: what one more connection costs in
-    /// memory, shared pages split fairly between the processes that map them.
-    /// `None` when PSS was not sampled (0) or there were no connections.
+    /// (PSS at peak - PSS idle) / connections the server held: what one more
+    /// connection it holds costs in memory, shared pages split fairly between the
+    /// processes that map them. Divided by the connections *held*, not the ones
+    /// the load generator opened: a pool of 4 that holds 4 of 1,000 connections
+    /// spends its memory on 4. `None` when PSS was not sampled, or the server
+    /// held no connection (or did not say).
     pub fn pss_per_conn_bytes(&self) -> Option<f64> {
         let s = self.server.as_ref()?;
-        per_conn(s.pss_max_bytes, s.pss_idle_bytes, self.conns)
+        per_conn(s.pss_max_bytes, s.pss_idle_bytes, s.held_conns?)
     }
 
     /// As [`Cell::pss_per_conn_bytes`] for RSS, which counts a shared page once in
     /// every process: for forking models it overstates the cost.
     pub fn rss_per_conn_bytes(&self) -> Option<f64> {
         let s = self.server.as_ref()?;
-        per_conn(s.rss_max_bytes, s.rss_idle_bytes, self.conns)
+        per_conn(s.rss_max_bytes, s.rss_idle_bytes, s.held_conns?)
+    }
+
+    /// Clients that got no reply in the window.
+    pub fn unserved(&self) -> Option<u64> {
+        Some(self.load.as_ref()?.errors.unserved_conns)
     }
 }
 
-fn per_conn(max: u64, idle: u64, conns: usize) -> Option<f64> {
-    if max == 0 || conns == 0 {
+fn per_conn(max: u64, idle: u64, held: u64) -> Option<f64> {
+    if max == 0 || held == 0 {
         return None;
     }
-    Some(max.saturating_sub(idle) as f64 / conns as f64)
+    Some(max.saturating_sub(idle) as f64 / held as f64)
 }

@@ -34,6 +34,26 @@ impl TreeUsage {
         std::time::Duration::from_micros(self.user_us + self.system_us)
     }
 
+    /// Both together (this process's line plus its live children, say).
+    pub fn plus(&self, o: &TreeUsage) -> TreeUsage {
+        TreeUsage {
+            user_us: self.user_us + o.user_us,
+            system_us: self.system_us + o.system_us,
+            voluntary_ctx: self.voluntary_ctx + o.voluntary_ctx,
+            involuntary_ctx: self.involuntary_ctx + o.involuntary_ctx,
+        }
+    }
+
+    /// What was used between `earlier` and this reading.
+    pub fn since(&self, earlier: &TreeUsage) -> TreeUsage {
+        TreeUsage {
+            user_us: self.user_us.saturating_sub(earlier.user_us),
+            system_us: self.system_us.saturating_sub(earlier.system_us),
+            voluntary_ctx: self.voluntary_ctx.saturating_sub(earlier.voluntary_ctx),
+            involuntary_ctx: self.involuntary_ctx.saturating_sub(earlier.involuntary_ctx),
+        }
+    }
+
     fn add(&mut self, u: &Usage) {
         let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
         self.user_us += us(u.user_time());
@@ -43,9 +63,9 @@ impl TreeUsage {
     }
 }
 
-/// The one line `socklab serve` prints to stderr as it exits; `socklab compare`
-/// parses it. Keys are stable: `user_us`, `system_us`, `voluntary_ctx`,
-/// `involuntary_ctx`.
+/// The words of the usage line `socklab serve` prints (on SIGUSR1 to stdout, and
+/// to stderr as it exits); `socklab compare` parses them. Keys are stable:
+/// `user_us`, `system_us`, `voluntary_ctx`, `involuntary_ctx`.
 impl std::fmt::Display for TreeUsage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -1,5 +1,6 @@
 //! Running one timed cell: start the server, sample its tree, drive it, stop it.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
-use socklab_loadgen::{LoadConfig, LoadReport, Mode, Transport};
+use socklab_loadgen::{Edge, Hooks, LoadConfig, LoadReport, Mode, Transport};
 use socklab_report::schema::{Cell, Errors, LoadSummary, Percentiles, ServerUsage};
 
 use super::matrix::{Job, Plan, Scenario};
-use super::server::{Launch, RunningServer};
-use super::tree::{self, Sampler};
+use super::server::{Launch, Reading, RunningServer};
+use super::tree::{self, Sampler, TreeSample};
 
 /// Message size of every cell: a small request, as the design's measurements used.
 pub const MESSAGE_BYTES: usize = 64;
@@ -73,11 +74,15 @@ impl Bench<'_> {
         let mut server = launch.start()?;
         let idle = tree::sample(server.pid);
         let sampler = Sampler::start(server.pid);
-        let driven = self.drive(job, &mut server, cell);
+        let window = WindowReadings::default();
+        let driven = self.drive(job, &server, cell, &window);
         let peak = sampler.finish();
         let survived = server.alive();
         let tail = server.stderr_tail();
-        let usage = if survived { server.stop().ok() } else { None };
+        if survived {
+            // Its exit line is not needed: usage comes from the window's readings.
+            let _ = server.stop();
+        }
         let report = driven.with_context(|| format!("server said: {tail}"))?;
         if job.scenario != Scenario::Chaos && !survived {
             return Err(anyhow!("the server died during the cell: {tail}"));
@@ -87,20 +92,16 @@ impl Bench<'_> {
         report.write_hdr_log(&mut file)?;
         cell.hdr_log = Some(hdr);
         cell.load = Some(summarize(&report));
-        cell.server = usage.map(|u| ServerUsage {
-            cpu_user_s: u.user_us as f64 / 1e6,
-            cpu_system_s: u.system_us as f64 / 1e6,
-            voluntary_ctx: u.voluntary_ctx,
-            involuntary_ctx: u.involuntary_ctx,
-            processes_max: peak.processes,
-            threads_max: peak.threads,
-            rss_max_bytes: peak.rss_bytes,
-            pss_max_bytes: peak.pss_bytes,
-            rss_idle_bytes: idle.rss_bytes,
-            pss_idle_bytes: idle.pss_bytes,
-        });
+        cell.server = window.usage(idle, peak);
+        if let Some(e) = &*window.failed.borrow() {
+            cell.extra.insert("server_usage_unread".into(), 1.0);
+            eprintln!(
+                "socklab compare: {}: server usage not read: {e}",
+                cell_name(job)
+            );
+        }
         if job.scenario == Scenario::Chaos {
-            let lost = report.errors.reset + report.errors.closed;
+            let lost = report.clients.map_or(0, |c| c.with_errors);
             cell.extra.insert(
                 "other_clients_lost".into(),
                 lost.min(job.conns as u64) as f64,
@@ -112,18 +113,31 @@ impl Bench<'_> {
     }
 
     /// Drives the server as the scenario asks and returns the load generator's report.
+    ///
+    /// No reply timeout: a client still waiting when the window closes counts
+    /// with its wait, where a timeout would close it, reconnect it and drop its
+    /// wait from the latency. The server's usage is read as the window opens and
+    /// closes.
     fn drive(
         &self,
         job: &Job,
-        server: &mut RunningServer,
+        server: &RunningServer,
         cell: &mut Cell,
+        window: &WindowReadings,
     ) -> anyhow::Result<LoadReport> {
         let mut config = LoadConfig {
             conns: job.conns,
             size: MESSAGE_BYTES,
             duration: self.plan.cell,
             warmup: self.plan.warmup,
+            ramp_limit: self.plan.ramp_limit,
+            timeout: None,
             ..LoadConfig::default()
+        };
+        let on_edge = |edge: Edge| window.read(server, edge);
+        let hooks = Hooks {
+            window: Some(&on_edge),
+            ..Default::default()
         };
         match job.scenario {
             Scenario::Udp => {
@@ -142,7 +156,7 @@ impl Bench<'_> {
             Scenario::Churn => config.mode = Mode::Churn,
             Scenario::Slow => {
                 let slow = SlowClients::start(config.target, self.plan.slow_clients)?;
-                let report = socklab_loadgen::run(&config, None);
+                let report = socklab_loadgen::run(&config, hooks);
                 let answered = slow.stop();
                 cell.extra
                     .insert("slow_clients".into(), self.plan.slow_clients as f64);
@@ -152,11 +166,55 @@ impl Bench<'_> {
             }
             Scenario::Chaos => {
                 config.framing = socklab_loadgen::Framing::Lines;
-                return chaos(config, self.plan.cell / 3);
+                return chaos(config, self.plan.cell / 3, hooks);
             }
             _ => {}
         }
-        Ok(socklab_loadgen::run(&config, None)?)
+        Ok(socklab_loadgen::run(&config, hooks)?)
+    }
+}
+
+/// The server's readings at the window's edges, taken from the load generator's
+/// window hook.
+#[derive(Default)]
+struct WindowReadings {
+    open: RefCell<Option<Reading>>,
+    close: RefCell<Option<Reading>>,
+    failed: RefCell<Option<String>>,
+}
+
+impl WindowReadings {
+    fn read(&self, server: &RunningServer, edge: Edge) {
+        let slot = match edge {
+            Edge::Open => &self.open,
+            Edge::Close => &self.close,
+        };
+        match server.reading() {
+            Ok(r) => *slot.borrow_mut() = Some(r),
+            Err(e) => *self.failed.borrow_mut() = Some(format!("{e:#}")),
+        }
+    }
+
+    /// Usage over the window, with what /proc showed alive; `None` when either
+    /// edge could not be read (a server that died in the cell).
+    fn usage(&self, idle: TreeSample, peak: TreeSample) -> Option<ServerUsage> {
+        let (open, close) = ((*self.open.borrow())?, (*self.close.borrow())?);
+        let u = close.usage.since(&open.usage);
+        Some(ServerUsage {
+            cpu_user_s: u.user_us as f64 / 1e6,
+            cpu_system_s: u.system_us as f64 / 1e6,
+            voluntary_ctx: u.voluntary_ctx,
+            involuntary_ctx: u.involuntary_ctx,
+            window_s: close.at.saturating_duration_since(open.at).as_secs_f64(),
+            requests: Some(close.requests.saturating_sub(open.requests)),
+            held_conns: Some(close.active),
+            processes_max: peak.processes,
+            threads_max: peak.threads,
+            rss_max_bytes: peak.rss_bytes,
+            pss_max_bytes: peak.pss_bytes,
+            rss_idle_bytes: idle.rss_bytes,
+            pss_idle_bytes: idle.pss_bytes,
+        })
     }
 }
 
@@ -173,7 +231,7 @@ pub fn cell_name(job: &Job) -> String {
 
 /// Fault isolation: one client, already being served, sends the chaos trigger a
 /// third of the way into the cell while the load generator's clients run.
-fn chaos(config: LoadConfig, after: Duration) -> anyhow::Result<LoadReport> {
+fn chaos(config: LoadConfig, after: Duration, hooks: Hooks) -> anyhow::Result<LoadReport> {
     let mut victim = TcpStream::connect_timeout(&config.target, Duration::from_secs(5))?;
     victim.set_read_timeout(Some(Duration::from_secs(5)))?;
     // Be served first, so the trigger reaches a handler in every model (an
@@ -183,13 +241,15 @@ fn chaos(config: LoadConfig, after: Duration) -> anyhow::Result<LoadReport> {
     victim
         .read_exact(&mut pong)
         .context("the chaos client was not served")?;
+    // The load generator's window opens after its ramp; the trigger comes a third
+    // of the way into the window (the ramp of 10 clients takes milliseconds).
     let trigger = std::thread::spawn(move || {
         std::thread::sleep(config.warmup + after);
         let _ = victim.write_all(CHAOS_TRIGGER);
         // Hold the connection until the handler is gone.
         let _ = victim.read(&mut [0u8; 64]);
     });
-    let report = socklab_loadgen::run(&config, None);
+    let report = socklab_loadgen::run(&config, hooks);
     let _ = trigger.join();
     Ok(report?)
 }
@@ -251,26 +311,33 @@ pub fn summarize(r: &LoadReport) -> LoadSummary {
         stddev: l.stddev_us,
     };
     let e = &r.errors;
+    let udp = r.config.transport == Transport::Udp;
     LoadSummary {
         requests: r.counts.ok,
         duration_s: r.measured_s,
         throughput_rps: r.throughput.requests_per_s,
         bytes_per_s: r.throughput.bytes_received_per_s,
         latency_us: pct(&r.latency),
+        latency_timed_us: pct(&r.latency_timed),
+        waiting: r.counts.unfinished,
+        clients: r.clients,
+        ramp: r.connections.ramp,
+        little: r.little,
         errors: Errors {
+            clients: match r.clients {
+                Some(c) => c.with_errors,
+                // Churn: every connection attempt is a client of its own.
+                None => e.total() + r.counts.mismatched,
+            },
             mismatches: r.counts.mismatched,
             resets: e.reset + e.closed,
             refused: e.refused,
-            timeouts: if r.config.transport == Transport::Udp {
+            timeouts: if udp {
                 0
             } else {
                 e.timeouts + e.connect_timeouts
             },
-            lost: if r.config.transport == Transport::Udp {
-                e.timeouts
-            } else {
-                0
-            },
+            lost: if udp { e.timeouts } else { 0 },
             other: e.other + e.unexpected + e.not_connected,
             unserved_conns: r.counts.starved,
         },

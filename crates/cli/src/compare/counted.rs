@@ -109,13 +109,12 @@ impl CountedPass<'_> {
             size: super::cell::MESSAGE_BYTES,
             requests: Some(requests),
             duration: COUNTED_RUN_LIMIT,
-            // A request waiting its turn (an iterative server serves one connection
-            // after another) is not lost: every request must be counted.
-            timeout: COUNTED_RUN_LIMIT,
+            // No reply timeout (the default): a request waiting its turn (an
+            // iterative server serves one connection after another) is not lost.
             warmup: Duration::ZERO,
             ..LoadConfig::default()
         };
-        let report = socklab_loadgen::run(&config, None)?;
+        let report = socklab_loadgen::run(&config, Default::default())?;
         if report.counts.ok != requests {
             bail!("{} of {requests} requests answered", report.counts.ok);
         }

@@ -158,6 +158,10 @@ pub struct Plan {
     pub repeats: usize,
     pub cell: Duration,
     pub warmup: Duration,
+    /// Longest a cell waits, before warm-up, for every client to be answered once
+    /// (see `socklab load --ramp-limit`): a model that never serves some clients
+    /// costs this much per cell.
+    pub ramp_limit: Duration,
     pub scaling_conns: Vec<usize>,
     /// Connections in the non-scaling scenarios.
     pub scenario_conns: usize,
@@ -179,6 +183,7 @@ impl Plan {
             repeats: 3,
             cell: Duration::from_millis(600),
             warmup: Duration::from_millis(200),
+            ramp_limit: Duration::from_secs(2),
             scaling_conns: vec![1, 100, 1000],
             scenario_conns: 10,
             slow_clients: 4,
@@ -195,6 +200,7 @@ impl Plan {
             repeats: 5,
             cell: Duration::from_secs(3),
             warmup: Duration::from_secs(1),
+            ramp_limit: Duration::from_secs(10),
             scaling_conns: vec![1, 10, 100, 1000, 10_000],
             scenario_conns: 10,
             slow_clients: 4,

@@ -260,13 +260,22 @@ fn describe(cell: &socklab_report::schema::Cell) -> String {
     );
     match (&cell.load, &cell.error) {
         (_, Some(e)) => format!("{name}: FAILED: {e}"),
-        (Some(l), None) => format!(
-            "{name}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs, errors {}",
-            l.throughput_rps,
-            l.latency_us.p50,
-            l.latency_us.p99,
-            l.errors.total()
-        ),
+        (Some(l), None) => {
+            let served = l.clients.map_or(String::new(), |c| {
+                format!(", served {}/{}", c.served, c.conns)
+            });
+            let ramp = l.ramp.map_or(String::new(), |r| {
+                format!(
+                    ", ramp {:.2}s{}",
+                    r.length_s,
+                    if r.complete { "" } else { " (limit)" }
+                )
+            });
+            format!(
+                "{name}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs{served}{ramp}, errors {}",
+                l.throughput_rps, l.latency_us.p50, l.latency_us.p99, l.errors.clients
+            )
+        }
         (None, None) => name,
     }
 }

@@ -5,15 +5,22 @@ use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 use socklab_server_kit::usage::TreeUsage;
 
+use super::tree;
+
 /// Longest a server may take to print its address (valgrind is slow to start).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest a server may take to exit after SIGTERM: its grace period plus margin.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a server may take to answer SIGUSR1 with its usage line. Its usage
+/// thread does nothing else, so it answers within a scheduler turn even with a
+/// thousand busy threads beside it.
+const USAGE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How to start one server.
 #[derive(Debug, Clone)]
@@ -37,6 +44,21 @@ pub struct RunningServer {
     pub tcp: Option<SocketAddr>,
     pub udp: Option<SocketAddr>,
     stderr: PathBuf,
+    /// The usage lines the server prints on stdout when sent SIGUSR1.
+    usage_lines: mpsc::Receiver<String>,
+}
+
+/// What the server had used at one moment, its live children included, and what
+/// its counters said.
+#[derive(Debug, Clone, Copy)]
+pub struct Reading {
+    /// When the server was asked.
+    pub at: Instant,
+    pub usage: TreeUsage,
+    /// Connections open at that moment (accepted and not yet closed).
+    pub active: u64,
+    /// Requests the server had answered.
+    pub requests: u64,
 }
 
 impl Launch {
@@ -72,7 +94,7 @@ impl Launch {
         let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", argv.join(" ")))?;
-        let line = read_announce(&mut child, &self.stderr)?;
+        let (line, usage_lines) = read_announce(&mut child, &self.stderr)?;
         let field = |name: &str| {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name))
@@ -87,23 +109,30 @@ impl Launch {
             udp: parse(field("udp="))?,
             child,
             stderr: self.stderr.clone(),
+            usage_lines,
         })
     }
 }
 
-fn read_announce(child: &mut Child, stderr: &Path) -> anyhow::Result<String> {
+/// Reads the server's announce line, and forwards every later line (the usage
+/// lines) to the receiver it returns. The reading thread keeps draining stdout, so
+/// the server never blocks on a full pipe.
+fn read_announce(
+    child: &mut Child,
+    stderr: &Path,
+) -> anyhow::Result<(String, mpsc::Receiver<String>)> {
     let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = reader.read_line(&mut line);
-        let _ = tx.send(line);
-        // Keep draining so the server never blocks on a full stdout pipe.
-        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
     });
     match rx.recv_timeout(START_TIMEOUT) {
-        Ok(line) if line.contains(" serving ") => Ok(line),
+        Ok(line) if line.contains(" serving ") => Ok((line, rx)),
         _ => {
             let _ = child.kill();
             let _ = child.wait();
@@ -119,6 +148,41 @@ fn read_announce(child: &mut Child, stderr: &Path) -> anyhow::Result<String> {
 impl RunningServer {
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// What the server has used so far: SIGUSR1 makes it print its own usage line
+    /// (every thread, live or exited, and its reaped children; see `socklab
+    /// serve`), and its live children are read from /proc here.
+    pub fn reading(&self) -> anyhow::Result<Reading> {
+        // A line left over from an earlier request that timed out is stale.
+        while self.usage_lines.try_recv().is_ok() {}
+        let at = Instant::now();
+        // SAFETY: kill(2) on the PID of a child we started and have not reaped.
+        if unsafe { libc::kill(self.pid, libc::SIGUSR1) } != 0 {
+            bail!("SIGUSR1 to the server: {}", std::io::Error::last_os_error());
+        }
+        let deadline = Instant::now() + USAGE_TIMEOUT;
+        let line = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.usage_lines.recv_timeout(left) {
+                Ok(line) if line.contains(" usage ") => break line,
+                Ok(_) => continue,
+                Err(_) => bail!("no usage line within {USAGE_TIMEOUT:?} of SIGUSR1"),
+            }
+        };
+        let own: TreeUsage = line.parse().map_err(|e: String| anyhow!(e))?;
+        let counter = |key: &str| -> anyhow::Result<u64> {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| anyhow!("no {key}= in {line:?}"))
+        };
+        Ok(Reading {
+            at,
+            usage: own.plus(&tree::live_children(self.pid)),
+            active: counter("active")?,
+            requests: counter("requests")?,
+        })
     }
 
     /// SIGTERM, wait, and read the server's own usage line (CPU time and context

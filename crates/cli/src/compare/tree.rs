@@ -1,9 +1,10 @@
 //! The server's process tree, sampled from /proc with the procfs crate.
 //!
-//! CPU time and context switches come from the server's own `getrusage` line at
-//! exit (exact for every thread and reaped child, see `server-kit/src/usage.rs`);
-//! what only /proc can tell is what is *alive*: how many processes and threads, and
-//! how much memory they hold. RSS counts a page once per process that maps it, so a
+//! CPU time and context switches come from the server's own `getrusage` line,
+//! printed on SIGUSR1 (exact for every thread, live or exited, and every reaped
+//! child, see `server-kit/src/usage.rs`), plus its *live* children, read here:
+//! [`live_children`]. What only /proc can tell is also what is alive: how many
+//! processes and threads, and how much memory they hold. RSS counts a page once per process that maps it, so a
 //! forking server's shared pages are counted again in every child; PSS divides each
 //! shared page among the processes sharing it, so the tree's PSS is what it really
 //! costs. Reading `smaps_rollup` walks page tables, so memory is sampled less often
@@ -16,6 +17,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use procfs::process::Process;
+use socklab_server_kit::usage::TreeUsage;
 
 /// How often the sampler looks at the tree during a cell.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(200);
@@ -69,6 +71,57 @@ pub fn sample(root: i32) -> TreeSample {
     total
 }
 
+/// CPU time and context switches of every live process under `root`, `root`
+/// itself left out: a forking server's children, which its own `getrusage` counts
+/// only once it has reaped them.
+///
+/// CPU time is the scheduler's `sum_exec_runtime` (/proc/PID/schedstat, in ns: as
+/// exact as `getrusage`, which derives its times from the same counter), split
+/// into user and system in the proportion of the process's `utime`:`stime` ticks.
+/// A child reaped between the server's line and this scan is counted in neither.
+pub fn live_children(root: i32) -> TreeUsage {
+    let mut total = TreeUsage::default();
+    for pid in descendants(root).into_iter().filter(|&p| p != root) {
+        let Ok(process) = Process::new(pid) else {
+            continue;
+        };
+        let Ok(stat) = process.stat() else { continue };
+        let (mut cpu_ns, mut vol, mut invol) = (0u64, 0u64, 0u64);
+        let mut add = |sched: Option<u64>, status: Option<(u64, u64)>| {
+            cpu_ns += sched.unwrap_or(0);
+            let (v, i) = status.unwrap_or((0, 0));
+            vol += v;
+            invol += i;
+        };
+        let switches = |s: procfs::process::Status| {
+            Some((s.voluntary_ctxt_switches?, s.nonvoluntary_ctxt_switches?))
+        };
+        if stat.num_threads <= 1 {
+            add(
+                process.schedstat().ok().map(|s| s.sum_exec_runtime),
+                process.status().ok().and_then(switches),
+            );
+        } else if let Ok(tasks) = process.tasks() {
+            for task in tasks.flatten() {
+                add(
+                    task.schedstat().ok().map(|s| s.sum_exec_runtime),
+                    task.status().ok().and_then(switches),
+                );
+            }
+        }
+        let cpu_us = cpu_ns / 1_000;
+        let ticks = stat.utime + stat.stime;
+        let user_us = (cpu_us * stat.utime).checked_div(ticks).unwrap_or(0);
+        total = total.plus(&TreeUsage {
+            user_us,
+            system_us: cpu_us - user_us,
+            voluntary_ctx: vol,
+            involuntary_ctx: invol,
+        });
+    }
+    total
+}
+
 fn pss_bytes(process: &Process) -> Option<u64> {
     let rollup = process.smaps_rollup().ok()?;
     let map = rollup.memory_map_rollup.0.first()?;
@@ -112,6 +165,25 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A child that burns CPU shows up in its parent's live children, precisely.
+    #[test]
+    fn live_children_count_a_busy_child() {
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .expect("sh");
+        std::thread::sleep(Duration::from_millis(600));
+        let usage = live_children(std::process::id() as i32);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(usage.cpu() >= Duration::from_millis(20), "{usage}");
+        assert!(usage.voluntary_ctx + usage.involuntary_ctx >= 1, "{usage}");
+        assert!(live_children(child.id() as i32).cpu().is_zero());
+    }
 
     #[test]
     fn samples_this_process() {

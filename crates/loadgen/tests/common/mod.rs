@@ -249,14 +249,15 @@ impl Drop for UdpServer {
     }
 }
 
-/// A test configuration: no warmup, two threads, short timeouts.
+/// A test configuration: no warmup, two threads, a short connect timeout, a
+/// ramp of at most 1 s.
 pub fn config(target: SocketAddr) -> LoadConfig {
     LoadConfig {
         target,
         threads: 2,
         warmup: Duration::ZERO,
+        ramp_limit: Duration::from_secs(1),
         duration: Duration::from_secs(5),
-        timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(1),
         ..LoadConfig::default()
     }
@@ -267,7 +268,7 @@ pub fn run_bounded(cfg: &LoadConfig, limit: Duration) -> LoadReport {
     let (tx, rx) = mpsc::channel();
     let cfg = cfg.clone();
     let h = thread::spawn(move || {
-        let _ = tx.send(socklab_loadgen::run(&cfg, None));
+        let _ = tx.send(socklab_loadgen::run(&cfg, Default::default()));
     });
     let result = rx
         .recv_timeout(limit)

@@ -1,0 +1,350 @@
+//! What the event-loop threads share: where they meet, the run's clock once the
+//! ramp has decided it, live counters for the progress display, and the stop flag.
+//!
+//! ```text
+//!  connect ──▶ start gate ──▶ ramp ──▶ warm-up ──▶ measured window ──▶ finish gate
+//!  (untimed)   last thread    traffic,   traffic,    every reply        threads meet,
+//!              to arrive      until all  results     counted            then close
+//!              starts it      served once dropped
+//! ```
+//!
+//! The ramp ends for everyone at one instant, decided once (a [`Latch`]): when the
+//! last thread has seen every one of its connections answered, or at the ramp limit.
+//! From that instant every thread derives the same [`Window`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::config::LoadConfig;
+use crate::stats::ThreadStats;
+
+/// A value set once by any thread, read cheaply by all (an atomic load), and
+/// waited for by whoever needs to sleep until it is set.
+#[derive(Debug, Default)]
+pub struct Latch<T> {
+    value: OnceLock<T>,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl<T: Copy> Latch<T> {
+    pub fn new() -> Latch<T> {
+        Latch {
+            value: OnceLock::new(),
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        }
+    }
+
+    /// Sets the value unless it is set already; returns the value that holds.
+    pub fn set(&self, v: T) -> T {
+        let held = *self.value.get_or_init(|| v);
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.cv.notify_all();
+        held
+    }
+
+    pub fn get(&self) -> Option<T> {
+        self.value.get().copied()
+    }
+
+    /// Waits up to `timeout` for the value.
+    pub fn wait(&self, timeout: Duration) -> Option<T> {
+        let guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _unused = self
+            .cv
+            .wait_timeout_while(guard, timeout, |_| self.value.get().is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        self.get()
+    }
+}
+
+/// Where all threads meet: after their connect phase (the last to arrive starts
+/// the traffic) and after measuring (so that none closes its connections while
+/// another still measures). An aborted gate releases everyone.
+#[derive(Debug)]
+pub struct Gate {
+    expected: usize,
+    arrived: AtomicUsize,
+    opened: Latch<Option<(Instant, SystemTime)>>,
+}
+
+impl Gate {
+    pub fn new(expected: usize) -> Gate {
+        Gate {
+            expected,
+            arrived: AtomicUsize::new(0),
+            opened: Latch::new(),
+        }
+    }
+
+    fn arrive_and_open(&self) {
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 >= self.expected {
+            self.opened.set(Some((Instant::now(), SystemTime::now())));
+        }
+    }
+
+    /// Arrives and waits for the others; `None` if the run was aborted.
+    pub fn arrive(&self) -> Option<Instant> {
+        self.arrive_and_open();
+        loop {
+            if let Some(opened) = self.opened.wait(Duration::from_secs(1)) {
+                return opened.map(|(i, _)| i);
+            }
+        }
+    }
+
+    /// Arrives and waits at most `timeout` for the others (a thread that failed
+    /// early never arrives; nobody waits for it longer than that).
+    pub fn arrive_within(&self, timeout: Duration) {
+        self.arrive_and_open();
+        self.opened.wait(timeout);
+    }
+
+    pub fn abort(&self) {
+        self.opened.set(None);
+    }
+
+    /// When the gate opened, waiting up to `timeout`; `None` if not yet or aborted.
+    pub fn opened(&self, timeout: Duration) -> Option<(Instant, SystemTime)> {
+        self.opened.wait(timeout).flatten()
+    }
+}
+
+/// How the ramp ended: when, and whether every connection had been answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RampEnd {
+    pub at: Instant,
+    pub complete: bool,
+}
+
+/// The measured window, the same for every thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// Warm-up started here (the end of the ramp).
+    pub warmup_start: Instant,
+    pub measure_start: Instant,
+    /// Measuring ends here, whatever else happens.
+    pub deadline: Instant,
+}
+
+impl Window {
+    pub fn after_ramp(ramp: RampEnd, cfg: &LoadConfig) -> Window {
+        let measure_start = ramp.at + cfg.warmup;
+        Window {
+            warmup_start: ramp.at,
+            measure_start,
+            deadline: measure_start + cfg.duration,
+        }
+    }
+
+    /// Whether a request sent (or, open loop, due) at `t` is measured.
+    pub fn measures(&self, t: Instant) -> bool {
+        t >= self.measure_start && t < self.deadline
+    }
+}
+
+/// The ramp: threads report when all their connections have been answered once;
+/// the last report, or the limit, ends it for everyone.
+#[derive(Debug)]
+pub struct Ramp {
+    threads: usize,
+    served_threads: AtomicUsize,
+    pub end: Latch<RampEnd>,
+}
+
+impl Ramp {
+    pub fn new(threads: usize) -> Ramp {
+        Ramp {
+            threads,
+            served_threads: AtomicUsize::new(0),
+            end: Latch::new(),
+        }
+    }
+
+    /// This thread has seen a reply on every one of its connections (call once).
+    pub fn thread_served(&self, now: Instant) {
+        if self.served_threads.fetch_add(1, Ordering::AcqRel) + 1 >= self.threads {
+            self.end.set(RampEnd {
+                at: now,
+                complete: true,
+            });
+        }
+    }
+
+    /// Ends the ramp at `limit` if it has not ended by then; returns how it ended.
+    pub fn check_limit(&self, now: Instant, limit: Instant) -> Option<RampEnd> {
+        match self.end.get() {
+            Some(end) => Some(end),
+            None if now >= limit => Some(self.end.set(RampEnd {
+                at: limit,
+                complete: false,
+            })),
+            None => None,
+        }
+    }
+}
+
+/// Live counters a thread publishes for the progress display (relaxed atomics,
+/// updated every few milliseconds, never on the per-request path).
+#[derive(Debug, Default)]
+pub struct LiveCounters {
+    pub completed: AtomicU64,
+    pub errors: AtomicU64,
+    pub connected: AtomicU64,
+    /// Connections answered at least once (the ramp's progress).
+    pub served: AtomicU64,
+}
+
+impl LiveCounters {
+    pub fn publish(&self, stats: &ThreadStats, connected: u64, served: u64) {
+        self.completed
+            .store(stats.counts.completed(), Ordering::Relaxed);
+        self.errors.store(
+            stats.errors.total() + stats.counts.mismatched,
+            Ordering::Relaxed,
+        );
+        self.connected.store(connected, Ordering::Relaxed);
+        self.served.store(served, Ordering::Relaxed);
+    }
+}
+
+/// What every worker thread shares.
+#[derive(Debug)]
+pub struct Shared {
+    pub start: Gate,
+    pub ramp: Ramp,
+    /// Where threads meet after measuring, before they close their connections. A
+    /// thread that closed early would free a server's worker while another thread
+    /// still measures, and a starved connection would be served in the last
+    /// milliseconds.
+    pub finish: Gate,
+    pub live: Vec<LiveCounters>,
+    /// Set to make every thread stop at its next housekeeping tick.
+    pub stop: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(threads: usize) -> Shared {
+        Shared {
+            start: Gate::new(threads),
+            ramp: Ramp::new(threads),
+            finish: Gate::new(threads),
+            live: (0..threads).map(|_| LiveCounters::default()).collect(),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// Stops every thread and releases every gate (a failure, or a panic).
+    pub fn abort(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.start.abort();
+        self.finish.abort();
+    }
+
+    /// Sum of one live counter over the threads.
+    pub fn total(&self, field: fn(&LiveCounters) -> &AtomicU64) -> u64 {
+        self.live
+            .iter()
+            .map(|l| field(l).load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// Releases the other threads if a worker panics (a bug): without it they would
+/// wait at a gate for a thread that never arrives.
+pub struct PanicGuard(pub Arc<Shared>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.abort();
+        }
+    }
+}
+
+/// What one worker thread gets.
+#[derive(Debug, Clone)]
+pub struct WorkerCtx {
+    pub cfg: Arc<LoadConfig>,
+    pub thread: usize,
+    pub shared: Arc<Shared>,
+}
+
+impl WorkerCtx {
+    /// Global indices of the connections this thread owns: `t, t + threads, ...`.
+    pub fn conn_ids(&self) -> impl Iterator<Item = usize> {
+        (self.thread..self.cfg.conns).step_by(self.cfg.threads)
+    }
+
+    /// Measured requests (churn: sessions) connection `c` must send in a counted
+    /// run: the total split as evenly as possible.
+    pub fn quota(&self, c: usize) -> Option<u64> {
+        let conns = self.cfg.conns as u64;
+        self.cfg
+            .requests
+            .map(|n| n / conns + u64::from((c as u64) < n % conns))
+    }
+
+    pub fn live(&self) -> &LiveCounters {
+        &self.shared.live[self.thread]
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+}
+
+/// What a worker thread hands back.
+#[derive(Debug)]
+pub struct WorkerResult {
+    pub stats: ThreadStats,
+    /// The thread sent its whole share and got every reply before the deadline.
+    pub finished_early: bool,
+    /// Connections established when the traffic started.
+    pub connected_at_start: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ramp_ends_when_the_last_thread_is_served_or_at_the_limit() {
+        let t0 = Instant::now();
+        let limit = t0 + Duration::from_secs(1);
+        let ramp = Ramp::new(2);
+        ramp.thread_served(t0);
+        assert_eq!(ramp.check_limit(t0, limit), None);
+        ramp.thread_served(t0 + Duration::from_millis(5));
+        let end = ramp.check_limit(limit, limit).unwrap();
+        assert!(end.complete);
+        assert_eq!(end.at, t0 + Duration::from_millis(5));
+
+        let starved = Ramp::new(2);
+        starved.thread_served(t0);
+        let end = starved.check_limit(limit, limit).unwrap();
+        assert_eq!((end.at, end.complete), (limit, false));
+        // Decided once: a late report changes nothing.
+        starved.thread_served(limit + Duration::from_secs(1));
+        assert_eq!(starved.end.get(), Some(end));
+    }
+
+    #[test]
+    fn a_gate_opens_for_the_last_arrival_and_an_abort_releases_it() {
+        let gate = Arc::new(Gate::new(2));
+        let other = Arc::clone(&gate);
+        let waiter = thread::spawn(move || other.arrive());
+        let mine = gate.arrive();
+        assert!(mine.is_some());
+        assert_eq!(waiter.join().unwrap(), mine);
+
+        let aborted = Arc::new(Gate::new(2));
+        let other = Arc::clone(&aborted);
+        let waiter = thread::spawn(move || other.arrive());
+        aborted.abort();
+        assert_eq!(waiter.join().unwrap(), None);
+    }
+}
