@@ -20,6 +20,7 @@ use mio::net::TcpStream;
 use crate::config::Framing;
 use crate::connect::Backoff;
 use crate::payload::Payload;
+use crate::shared::Window;
 use crate::stats::ThreadStats;
 
 /// Where a connection is in its life.
@@ -49,7 +50,6 @@ struct Pending {
     /// Latency is measured from here: the send (closed loop) or the intended send
     /// time (open loop).
     latency_from: Instant,
-    measured: bool,
     /// Reply bytes received so far.
     got: usize,
     mismatch: bool,
@@ -153,7 +153,6 @@ impl Conn {
             off,
             queued: now,
             latency_from,
-            measured,
             got: 0,
             mismatch: false,
         });
@@ -209,6 +208,7 @@ impl Conn {
         buf: &mut [u8],
         peer_closed: bool,
         woke: Instant,
+        window: Option<Window>,
         stats: &mut ThreadStats,
     ) -> io::Result<ReadOutcome> {
         let mut outcome = ReadOutcome {
@@ -227,7 +227,7 @@ impl Conn {
                 }
                 Ok(n) => {
                     outcome.at = Instant::now();
-                    outcome.completed += self.feed(&buf[..n], outcome.at, stats);
+                    outcome.completed += self.feed(&buf[..n], outcome.at, window, stats);
                     if n < buf.len() && !peer_closed {
                         return Ok(outcome);
                     }
@@ -240,8 +240,15 @@ impl Conn {
     }
 
     /// Matches received bytes against the waiting requests, oldest first. Returns how
-    /// many replies completed.
-    fn feed(&mut self, mut data: &[u8], now: Instant, stats: &mut ThreadStats) -> usize {
+    /// many replies completed. A reply that completes inside the window counts,
+    /// with its latency from its send (which may lie before the window).
+    fn feed(
+        &mut self,
+        mut data: &[u8],
+        now: Instant,
+        window: Option<Window>,
+        stats: &mut ThreadStats,
+    ) -> usize {
         let wire = self.payload.wire_len();
         let mut completed = 0;
         while !data.is_empty() {
@@ -276,30 +283,31 @@ impl Conn {
                 self.inflight.pop_front();
                 completed += 1;
                 self.replies += 1;
-                if p.measured {
+                if p.mismatch || p.got != wire {
+                    self.errored = true;
+                }
+                if window.is_some_and(|w| w.measures(now)) {
                     self.measured_replies += 1;
-                    if p.mismatch || p.got != wire {
-                        self.errored = true;
-                        stats.counts.mismatched += 1;
-                    } else {
-                        stats.counts.ok += 1;
-                    }
-                    stats.counts.bytes_received += p.got as u64;
-                    stats
-                        .rec
-                        .latency(now, now.saturating_duration_since(p.latency_from));
-                    stats.last_completion = Some(now);
+                    stats.answered(
+                        p.mismatch || p.got != wire,
+                        p.got,
+                        now,
+                        now.saturating_duration_since(p.latency_from),
+                    );
                 }
             }
         }
         completed
     }
 
-    /// The connection broke (or gave up on its requests): the waiting measured
-    /// requests count as failed, pending output is discarded, the socket dropped.
-    pub fn fail(&mut self, stats: &mut ThreadStats) {
+    /// The connection broke (or gave up on its requests) at `now`: its waiting
+    /// requests count as failed if that happened in the window; pending output is
+    /// discarded, the socket dropped.
+    pub fn fail(&mut self, now: Instant, window: Option<Window>, stats: &mut ThreadStats) {
         self.errored = true;
-        stats.counts.failed += self.inflight.iter().filter(|p| p.measured).count() as u64;
+        if window.is_some_and(|w| w.measures(now)) {
+            stats.counts.failed += self.inflight.len() as u64;
+        }
         self.inflight.clear();
         self.close();
     }
@@ -308,9 +316,9 @@ impl Conn {
     /// latency record with its wait so far, and is done with. That includes one
     /// sent before the window opened: it waited through the whole window (a
     /// starved client's only request was sent during the ramp).
-    pub fn window_closed(&mut self, deadline: std::time::Instant, stats: &mut ThreadStats) {
+    pub fn window_closed(&mut self, deadline: Instant, stats: &mut ThreadStats) {
         for p in self.inflight.drain(..) {
-            stats.waiting(p.measured, deadline, p.latency_from);
+            stats.waiting(deadline, p.latency_from);
         }
     }
 
@@ -326,6 +334,16 @@ impl Conn {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// A window open since a second ago, for another minute.
+    fn open_window() -> Option<Window> {
+        let now = Instant::now();
+        Some(Window {
+            warmup_start: now - Duration::from_secs(2),
+            measure_start: now - Duration::from_secs(1),
+            deadline: now + Duration::from_secs(60),
+        })
+    }
 
     fn conn(framing: Framing, body: usize) -> (Conn, ThreadStats) {
         let now = Instant::now();
@@ -343,9 +361,9 @@ mod tests {
         c.queue(now, now, true, &mut s);
         c.queue(now, now, true, &mut s);
         let want = c.out.to_ascii_uppercase();
-        assert_eq!(c.feed(&want[..3], now, &mut s), 0);
-        assert_eq!(c.feed(&want[3..13], now, &mut s), 1);
-        assert_eq!(c.feed(&want[13..], now, &mut s), 1);
+        assert_eq!(c.feed(&want[..3], now, open_window(), &mut s), 0);
+        assert_eq!(c.feed(&want[3..13], now, open_window(), &mut s), 1);
+        assert_eq!(c.feed(&want[13..], now, open_window(), &mut s), 1);
         assert_eq!((s.counts.ok, s.counts.mismatched, s.counts.sent), (2, 0, 2));
         assert_eq!(s.counts.bytes_received, 20);
     }
@@ -356,7 +374,7 @@ mod tests {
         let now = Instant::now();
         c.queue(now, now, true, &mut s);
         let echo = c.out.clone();
-        c.feed(&echo, now, &mut s);
+        c.feed(&echo, now, open_window(), &mut s);
         assert_eq!((s.counts.ok, s.counts.mismatched), (0, 1));
     }
 
@@ -367,10 +385,10 @@ mod tests {
         c.queue(now, now, true, &mut s);
         c.queue(now, now, true, &mut s);
         let second = c.out[6..].to_ascii_uppercase();
-        c.feed(b"ERR\n", now, &mut s);
-        c.feed(&second, now, &mut s);
+        c.feed(b"ERR\n", now, open_window(), &mut s);
+        c.feed(&second, now, open_window(), &mut s);
         assert_eq!((s.counts.ok, s.counts.mismatched), (1, 1));
-        c.feed(b"extra\n", now, &mut s);
+        c.feed(b"extra\n", now, open_window(), &mut s);
         assert_eq!(s.errors.unexpected, 1);
     }
 
@@ -380,8 +398,8 @@ mod tests {
         let now = Instant::now();
         c.queue(now, now, true, &mut s);
         c.queue(now, now, false, &mut s);
-        c.fail(&mut s);
-        assert_eq!((s.counts.failed, c.in_flight()), (1, 0));
+        c.fail(now, open_window(), &mut s);
+        assert_eq!((s.counts.failed, c.in_flight()), (2, 0));
     }
 
     /// A request still waiting when the window closes is in the latency record
@@ -402,7 +420,7 @@ mod tests {
         assert_eq!(waits.iter().sum::<u64>(), 2);
         let max = s.rec.intervals.iter().map(|h| h.max()).max().unwrap();
         assert!((299_000..=301_000).contains(&max), "{max}");
-        assert_eq!((s.counts.sent, s.counts.unfinished), (2, 2));
+        assert_eq!((s.counts.sent, s.counts.unfinished), (1, 2));
         assert_eq!(c.in_flight(), 0);
     }
 }

@@ -131,6 +131,8 @@ struct Driver<T> {
     /// When the traffic started (the start gate opened).
     traffic_start: Option<Instant>,
     ramp_reported: bool,
+    /// Connections answered at least once, as last told to the ramp.
+    ramp_served: u64,
 }
 
 /// Runs one worker thread to completion.
@@ -169,6 +171,7 @@ impl<T: Transport> Driver<T> {
             schedule: None,
             traffic_start: None,
             ramp_reported: false,
+            ramp_served: 0,
         })
     }
 
@@ -183,10 +186,12 @@ impl<T: Transport> Driver<T> {
         };
         let connected_at_start = self.sockets.connected();
         self.traffic_start = Some(start);
+        self.ctx.shared.ramp.progress(start);
         if !cfg.ramps() {
             self.ctx.shared.ramp.end.set(RampEnd {
                 at: start,
                 complete: true,
+                stalled: false,
             });
         }
         if cfg.mode == Mode::Open {
@@ -287,7 +292,12 @@ impl<T: Transport> Driver<T> {
             return;
         }
         let ramp = &self.ctx.shared.ramp;
-        if !self.ramp_reported && self.sockets.served_once() >= self.sockets.count() as u64 {
+        let served = self.sockets.served_once();
+        if served > self.ramp_served {
+            self.ramp_served = served;
+            ramp.progress(now);
+        }
+        if !self.ramp_reported && served >= self.sockets.count() as u64 {
             self.ramp_reported = true;
             ramp.thread_served(now);
         }

@@ -56,8 +56,11 @@ pub struct RampTiming {
     /// From the traffic's start to the moment every connection had had a reply
     /// (or to the limit).
     pub length: Duration,
-    /// Every connection had been answered; false when the ramp hit its limit.
+    /// Every connection had been answered; false when the ramp hit its limit or
+    /// stalled.
     pub complete: bool,
+    /// It ended early: no new client had been answered for a second.
+    pub stalled: bool,
     /// Connections answered at least once when the ramp ended.
     pub served: u64,
 }
@@ -145,8 +148,30 @@ pub struct Ramp {
     pub length_s: f64,
     /// Whether every client had been answered by then.
     pub complete: bool,
+    /// Whether it ended early because no new client had been answered for
+    /// [`crate::shared::RAMP_STALL`] (the server was not getting to the others).
+    #[serde(default)]
+    pub stalled: bool,
     /// Clients answered at least once when it ended.
     pub served: u64,
+}
+
+impl Ramp {
+    /// `ended at its 5.0 s limit`, or `stalled after 1.02 s (no new client answered
+    /// for 1 s)`, or `was complete after 0.41 s`.
+    pub fn how_it_ended(&self) -> String {
+        if self.complete {
+            format!("was complete after {:.2} s", self.length_s)
+        } else if self.stalled {
+            format!(
+                "stalled after {:.2} s (no new client answered for {} s)",
+                self.length_s,
+                crate::shared::RAMP_STALL.as_secs()
+            )
+        } else {
+            format!("ended at its {:.1} s limit", self.limit_s)
+        }
+    }
 }
 
 /// The per-client view: requests completed per connection in the window.
@@ -197,15 +222,18 @@ impl Clients {
 }
 
 /// Little's law, L = λW: in a closed loop `conns × pipeline` requests are always in
-/// flight, so the mean latency must be about that number divided by the
-/// throughput. A gap means requests were left out of the latency, or the clients
-/// spent time not waiting (reconnecting, or a busy load generator).
+/// flight, so the mean latency of the replies received in the window must be
+/// about that number divided by the throughput. A gap means the clients spent
+/// time not waiting (reconnecting, or a busy load generator), or the server did
+/// not reach a steady state in the window.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Little {
     pub in_flight: u64,
     /// in_flight ÷ replies per second, in µs.
     pub predicted_mean_us: f64,
-    /// The mean of [`LoadReport::latency_timed`].
+    /// The mean latency of the replies received in the window (the waits of
+    /// requests still outstanding at its end are partial, so they are left out
+    /// here).
     pub measured_mean_us: f64,
 }
 
@@ -322,10 +350,15 @@ impl LoadReport {
             None => t.latency.clone(),
         };
         let timed = LatencySummary::of(&t.latency);
+        let answered = t.counts.completed();
         let little = interval_us.map(|i| Little {
             in_flight,
             predicted_mean_us: i,
-            measured_mean_us: timed.mean_us,
+            measured_mean_us: if answered > 0 {
+                t.answered_us as f64 / answered as f64
+            } else {
+                0.0
+            },
         });
         let rate = (cfg.mode == Mode::Open).then(|| {
             let target = cfg.rate.unwrap_or(0.0);
@@ -367,6 +400,7 @@ impl LoadReport {
                     limit_s: cfg.ramp_limit.as_secs_f64(),
                     length_s: r.length.as_secs_f64(),
                     complete: r.complete,
+                    stalled: r.stalled,
                     served: r.served,
                 }),
                 counts: t.connects,
@@ -454,8 +488,8 @@ impl LoadReport {
         }
         if let Some(r) = self.connections.ramp.filter(|r| !r.complete) {
             w.push(format!(
-                "the ramp ended at its {:.1} s limit with {} of {} clients answered once",
-                r.limit_s,
+                "the ramp {} with {} of {} clients answered once",
+                r.how_it_ended(),
                 grouped(r.served),
                 grouped(cfg.conns as u64)
             ));
@@ -669,10 +703,10 @@ impl fmt::Display for LoadReport {
             } else {
                 writeln!(
                     f,
-                    "ramp         {} of {} clients answered once when the {:.2} s limit ended it",
+                    "ramp         {} of {} clients answered once; the ramp {}",
                     grouped(r.served),
                     grouped(cn.requested as u64),
-                    r.limit_s
+                    r.how_it_ended()
                 )?;
             }
         }

@@ -142,6 +142,7 @@ pub fn run(config: &LoadConfig, hooks: Hooks) -> Result<LoadReport, LoadError> {
         ramp: ramp.map(|end| RampTiming {
             length: end.at.saturating_duration_since(start),
             complete: end.complete,
+            stalled: end.stalled,
             served: totals.served_at_ramp_end,
         }),
         measured,

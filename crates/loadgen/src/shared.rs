@@ -118,7 +118,16 @@ impl Gate {
 pub struct RampEnd {
     pub at: Instant,
     pub complete: bool,
+    /// It ended early: no new client had been answered for [`RAMP_STALL`].
+    pub stalled: bool,
 }
+
+/// The ramp ends early once no new client has been answered for this long: the
+/// server is not getting to the others (an iterative server, a pool smaller than
+/// the load), and waiting on to the limit would only lengthen the run. A server
+/// that still answers a new client now and then (thread or fork per client,
+/// accepting between its busy children) keeps the ramp going, up to the limit.
+pub const RAMP_STALL: Duration = Duration::from_secs(1);
 
 /// The measured window, the same for every thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,12 +155,17 @@ impl Window {
     }
 }
 
-/// The ramp: threads report when all their connections have been answered once;
-/// the last report, or the limit, ends it for everyone.
+/// The ramp: threads report when all their connections have been answered once,
+/// and whenever one more has been; the last report, a stall, or the limit ends it
+/// for everyone.
 #[derive(Debug)]
 pub struct Ramp {
     threads: usize,
     served_threads: AtomicUsize,
+    epoch: Instant,
+    /// When a thread last saw a connection answered for the first time, as
+    /// nanoseconds since `epoch`.
+    last_progress_ns: AtomicU64,
     pub end: Latch<RampEnd>,
 }
 
@@ -160,8 +174,20 @@ impl Ramp {
         Ramp {
             threads,
             served_threads: AtomicUsize::new(0),
+            epoch: Instant::now(),
+            last_progress_ns: AtomicU64::new(0),
             end: Latch::new(),
         }
+    }
+
+    fn ns(&self, t: Instant) -> u64 {
+        u64::try_from(t.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The traffic starts (or another connection got its first reply) at `now`.
+    pub fn progress(&self, now: Instant) {
+        self.last_progress_ns
+            .fetch_max(self.ns(now), Ordering::AcqRel);
     }
 
     /// This thread has seen a reply on every one of its connections (call once).
@@ -170,20 +196,34 @@ impl Ramp {
             self.end.set(RampEnd {
                 at: now,
                 complete: true,
+                stalled: false,
             });
         }
     }
 
-    /// Ends the ramp at `limit` if it has not ended by then; returns how it ended.
+    /// Ends the ramp at `limit`, or now if it has made no progress for
+    /// [`RAMP_STALL`], unless it has ended already; returns how it ended.
     pub fn check_limit(&self, now: Instant, limit: Instant) -> Option<RampEnd> {
-        match self.end.get() {
-            Some(end) => Some(end),
-            None if now >= limit => Some(self.end.set(RampEnd {
+        if let Some(end) = self.end.get() {
+            return Some(end);
+        }
+        let quiet = self
+            .ns(now)
+            .saturating_sub(self.last_progress_ns.load(Ordering::Acquire));
+        if quiet >= RAMP_STALL.as_nanos() as u64 && now < limit {
+            return Some(self.end.set(RampEnd {
+                at: now,
+                complete: false,
+                stalled: true,
+            }));
+        }
+        (now >= limit).then(|| {
+            self.end.set(RampEnd {
                 at: limit,
                 complete: false,
-            })),
-            None => None,
-        }
+                stalled: false,
+            })
+        })
     }
 }
 
@@ -313,23 +353,40 @@ mod tests {
 
     #[test]
     fn the_ramp_ends_when_the_last_thread_is_served_or_at_the_limit() {
-        let t0 = Instant::now();
-        let limit = t0 + Duration::from_secs(1);
         let ramp = Ramp::new(2);
+        let t0 = Instant::now();
+        let limit = t0 + RAMP_STALL / 2;
+        ramp.progress(t0);
         ramp.thread_served(t0);
         assert_eq!(ramp.check_limit(t0, limit), None);
         ramp.thread_served(t0 + Duration::from_millis(5));
         let end = ramp.check_limit(limit, limit).unwrap();
-        assert!(end.complete);
+        assert!(end.complete && !end.stalled);
         assert_eq!(end.at, t0 + Duration::from_millis(5));
 
         let starved = Ramp::new(2);
+        starved.progress(t0);
         starved.thread_served(t0);
         let end = starved.check_limit(limit, limit).unwrap();
-        assert_eq!((end.at, end.complete), (limit, false));
+        assert_eq!((end.at, end.complete, end.stalled), (limit, false, false));
         // Decided once: a late report changes nothing.
         starved.thread_served(limit + Duration::from_secs(1));
         assert_eq!(starved.end.get(), Some(end));
+    }
+
+    /// A ramp that makes progress runs on; one that makes none for RAMP_STALL ends.
+    #[test]
+    fn a_ramp_without_progress_ends_before_its_limit() {
+        let ramp = Ramp::new(1);
+        let t0 = Instant::now();
+        let limit = t0 + RAMP_STALL * 10;
+        ramp.progress(t0);
+        let later = t0 + RAMP_STALL * 3 / 4;
+        ramp.progress(later);
+        assert_eq!(ramp.check_limit(t0 + RAMP_STALL * 3 / 2, limit), None);
+        let stuck = later + RAMP_STALL;
+        let end = ramp.check_limit(stuck, limit).unwrap();
+        assert_eq!((end.at, end.complete, end.stalled), (stuck, false, true));
     }
 
     #[test]

@@ -33,28 +33,32 @@ pub fn record(h: &mut Histogram<u64>, us: u64) {
     }
 }
 
-/// Requests, replies and bytes of the *measured* part of the run (warmup excluded).
+/// Requests, replies and bytes of the measured window (ramp and warm-up excluded).
 ///
-/// For every run `sent == ok + mismatched + failed + unfinished`.
+/// A reply counts if it arrives in the window, whenever its request was sent: so
+/// the replies of a window are those a server delivered in it, and their mean
+/// latency is what Little's law predicts. When the window starts with the traffic
+/// (a counted run, no warm-up), `sent == ok + mismatched + failed + unfinished`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
-    /// Requests sent in the window (open mode: requests that fell due, sent or not),
-    /// and those sent before it that were still waiting when it closed.
+    /// Requests sent in the window (open mode: requests that fell due in it, sent
+    /// or not).
     pub sent: u64,
-    /// Replies received whole and equal to the uppercased request.
+    /// Replies received in the window, whole and equal to the uppercased request.
     pub ok: u64,
-    /// Replies received whole but wrong.
+    /// Replies received in the window, whole but wrong.
     pub mismatched: u64,
-    /// Requests that will never get a reply: their connection failed, they timed out
-    /// (UDP: lost), or (open mode) their connection was down when they fell due.
+    /// Requests that in the window learned they will never get a reply: their
+    /// connection failed, they timed out (UDP: lost), or (open mode) their
+    /// connection was down when they fell due.
     pub failed: u64,
     /// Requests still waiting for their reply when the window closed (sent in the
     /// window, or before it). Each is in the latency record with its wait so far: a
     /// lower bound.
     pub unfinished: u64,
-    /// Request bytes written for measured requests.
+    /// Request bytes of the requests sent in the window.
     pub bytes_sent: u64,
-    /// Reply bytes received for measured requests.
+    /// Reply bytes of the replies received in the window.
     pub bytes_received: u64,
     /// Churn: connections that connected, got their one verified reply, and closed.
     pub sessions: u64,
@@ -289,6 +293,8 @@ pub struct ThreadStats {
     pub per_client: Vec<(u64, bool)>,
     /// Connections answered at least once when the ramp ended.
     pub served_at_ramp_end: u64,
+    /// Sum of the latencies (µs) of the replies received in the window.
+    pub answered_us: u64,
 }
 
 impl ThreadStats {
@@ -302,17 +308,28 @@ impl ThreadStats {
             last_completion: None,
             per_client: Vec::new(),
             served_at_ramp_end: 0,
+            answered_us: 0,
         }
+    }
+
+    /// A reply that came in the window, `latency` after its request was sent (or
+    /// due), `bytes` long; `wrong`: not the uppercased request.
+    pub fn answered(&mut self, wrong: bool, bytes: usize, now: Instant, latency: Duration) {
+        if wrong {
+            self.counts.mismatched += 1;
+        } else {
+            self.counts.ok += 1;
+        }
+        self.counts.bytes_received += bytes as u64;
+        self.answered_us += micros(latency);
+        self.rec.latency(now, latency);
+        self.last_completion = Some(now);
     }
 
     /// A request still waiting when the window closed at `deadline`, sent (or due)
     /// at `latency_from`: a lower bound in the latency record. One sent before the
-    /// window (`measured` false) waited through all of it, and is counted as sent
-    /// in it, so that `sent == ok + mismatched + failed + unfinished` still holds.
-    pub fn waiting(&mut self, measured: bool, deadline: Instant, latency_from: Instant) {
-        if !measured {
-            self.counts.sent += 1;
-        }
+    /// window (a starved client's) waited through all of it and counts too.
+    pub fn waiting(&mut self, deadline: Instant, latency_from: Instant) {
         self.counts.unfinished += 1;
         self.rec.waiting(deadline, latency_from);
     }
@@ -341,6 +358,7 @@ pub struct Totals {
     pub last_completion: Option<Instant>,
     pub per_client: Vec<(u64, bool)>,
     pub served_at_ramp_end: u64,
+    pub answered_us: u64,
 }
 
 impl Totals {
@@ -357,10 +375,12 @@ impl Totals {
             last_completion: None,
             per_client: Vec::new(),
             served_at_ramp_end: 0,
+            answered_us: 0,
         };
         for s in threads {
             t.per_client.extend_from_slice(&s.per_client);
             t.served_at_ramp_end += s.served_at_ramp_end;
+            t.answered_us += s.answered_us;
             t.counts.add(&s.counts);
             t.connects.add(&s.connects);
             t.errors.add(&s.errors);

@@ -134,7 +134,7 @@ impl Transport for TcpConns {
                 let replies_before = self.conns[i].replies;
                 let outcome = {
                     let (conn, buf) = (&mut self.conns[i], &mut self.buf);
-                    conn.read_ready(buf, peer_closed, now, &mut core.stats)
+                    conn.read_ready(buf, peer_closed, now, core.window, &mut core.stats)
                 };
                 let o = match outcome {
                     Err(e) => return self.conn_failed(i, Some(&e), now, core),
@@ -306,8 +306,8 @@ impl TcpConns {
             };
             let c = &mut self.conns[i];
             if churn {
-                // A new session is measured if it starts inside the window; it
-                // needs quota then.
+                // A session started inside the window uses quota (a counted run);
+                // it counts if it ends inside the window.
                 c.session_measured = core.measured_now(now);
                 if c.session_measured && !c.has_quota() {
                     c.state = State::Done;
@@ -348,7 +348,7 @@ impl TcpConns {
             Mode::Closed => self.refill(i, now, core),
             Mode::Open => {}
             Mode::Churn => {
-                if c.session_measured {
+                if core.measured_now(now) {
                     core.stats.rec.connect(now.saturating_duration_since(since));
                 }
                 let measured = c.session_measured;
@@ -393,7 +393,7 @@ impl TcpConns {
                     .note(format!("{target} closed the connection"));
             }
         }
-        self.conns[i].fail(&mut core.stats);
+        self.conns[i].fail(now, core.window, &mut core.stats);
         self.connected -= 1;
         self.retry_later(i, now);
     }
@@ -417,7 +417,7 @@ impl TcpConns {
     /// Churn: the one reply arrived; close (RST with SO_LINGER 0) and go again.
     fn end_session(&mut self, i: usize, now: Instant, core: &mut Core) {
         let c = &mut self.conns[i];
-        if c.session_measured {
+        if core.measured_now(now) {
             core.stats.counts.sessions += 1;
             core.stats
                 .rec
@@ -452,7 +452,7 @@ impl TcpConns {
                         core.stats
                             .errors
                             .note(format!("no reply from {} within {:?}", cfg.target, timeout));
-                        self.conns[i].fail(&mut core.stats);
+                        self.conns[i].fail(now, core.window, &mut core.stats);
                         self.connected -= 1;
                         self.retry_later(i, now);
                     }

@@ -36,7 +36,6 @@ struct Pending {
     off: usize,
     sent: Instant,
     latency_from: Instant,
-    measured: bool,
 }
 
 struct Sock {
@@ -183,7 +182,7 @@ impl Transport for UdpSocks {
     fn window_closed(&mut self, deadline: Instant, core: &mut Core) {
         for s in &mut self.socks {
             for p in s.outstanding.drain(..) {
-                core.stats.waiting(p.measured, deadline, p.latency_from);
+                core.stats.waiting(deadline, p.latency_from);
             }
             core.stats.client(s.measured_replies, s.errored);
         }
@@ -226,7 +225,6 @@ impl UdpSocks {
                         off,
                         sent: now,
                         latency_from,
-                        measured,
                     });
                     return;
                 }
@@ -300,26 +298,17 @@ impl UdpSocks {
             self.served += 1;
         }
         s.replies += 1;
-        if !p.measured {
-            return;
-        }
-        s.measured_replies += 1;
         let mut want_id = [0u8; UDP_ID_LEN];
         encode_id(p.id, &mut want_id);
         let ok = n == UDP_ID_LEN + s.payload.body(p.off).len()
             && reply[..UDP_ID_LEN] == want_id.to_ascii_uppercase()
             && reply[UDP_ID_LEN..] == *s.payload.expected_body(p.off);
-        if ok {
-            stats.counts.ok += 1;
-        } else {
-            s.errored = true;
-            stats.counts.mismatched += 1;
+        s.errored |= !ok;
+        // A reply counts if it arrives in the window (see `Counts`).
+        if core.window.is_some_and(|w| w.measures(now)) {
+            s.measured_replies += 1;
+            stats.answered(!ok, n, now, now.saturating_duration_since(p.latency_from));
         }
-        stats.counts.bytes_received += n as u64;
-        stats
-            .rec
-            .latency(now, now.saturating_duration_since(p.latency_from));
-        stats.last_completion = Some(now);
     }
 
     /// Closed loop: keep `pipeline` requests outstanding on socket `i`.
@@ -347,7 +336,7 @@ impl UdpSocks {
                 }
                 core.stats.errors.timeouts += 1;
                 s.errored = true;
-                if p.measured {
+                if core.window.is_some_and(|w| w.measures(now)) {
                     core.stats.counts.failed += 1;
                 }
                 s.outstanding.pop_front();

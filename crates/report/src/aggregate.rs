@@ -407,6 +407,11 @@ impl Metric {
         }
     }
 
+    /// The request-latency percentiles (over all clients).
+    pub fn is_latency(self) -> bool {
+        Metric::SPECTRUM.iter().any(|(m, _)| *m == self)
+    }
+
     /// Whether a bigger number is the better one (throughput) or the worse one
     /// (latency, cost). Used to name the best model, never to rank overlapping ones.
     pub fn higher_is_better(self) -> bool {
@@ -432,6 +437,10 @@ pub struct Group {
     pub extra: BTreeMap<String, Range>,
     /// Any repeat whose load generator used more than [`LOADGEN_BUSY`] of its CPUs.
     pub loadgen_busy: bool,
+    /// Any repeat whose ramp ended before every client was answered: at its
+    /// limit, or because no new client was being answered (stalled).
+    pub ramp_limited: bool,
+    pub ramp_stalled: bool,
     /// HDR histogram logs of the repeats, relative to the run directory.
     pub hdr_logs: Vec<String>,
 }
@@ -442,6 +451,12 @@ pub const LOADGEN_BUSY: f64 = 0.9;
 impl Group {
     pub fn get(&self, metric: Metric) -> Option<&Range> {
         self.metrics.get(&metric)
+    }
+
+    /// Whether any repeat left a client without a reply in the window: then its
+    /// latencies are the waits of clients never answered, lower bounds.
+    pub fn starved(&self) -> bool {
+        self.get(Metric::Unserved).is_some_and(|u| u.max > 0.0)
     }
 
     pub fn extra(&self, name: &str) -> Option<&Range> {
@@ -590,6 +605,9 @@ fn group((model, scenario, conns, work): Key, cells: &[&Cell]) -> Group {
         .iter()
         .filter_map(|c| Metric::LoadgenUtil.sample(c))
         .any(|u| u > LOADGEN_BUSY);
+    let ramps: Vec<_> = ok.iter().filter_map(|c| c.load.as_ref()?.ramp).collect();
+    let ramp_limited = ramps.iter().any(|r| !r.complete);
+    let ramp_stalled = ramps.iter().any(|r| r.stalled);
     let mut hdr_logs: Vec<(usize, String)> = cells
         .iter()
         .filter_map(|c| Some((c.repeat, c.hdr_log.clone()?)))
@@ -605,6 +623,8 @@ fn group((model, scenario, conns, work): Key, cells: &[&Cell]) -> Group {
         metrics,
         extra,
         loadgen_busy,
+        ramp_limited,
+        ramp_stalled,
         hdr_logs: hdr_logs.into_iter().map(|(_, p)| p).collect(),
     }
 }

@@ -6,7 +6,10 @@
 //!
 //! Every chart has a title, axis labels with units, a legend naming the models
 //! (outside the plot, so it never hides data) and min–max whiskers over the
-//! repeats. A model keeps its colour in every chart of a report.
+//! repeats. A model keeps its colour in every chart of a report. A model that
+//! left clients unserved is drawn hollow, labelled `served 4/1,000`, so it never
+//! looks like the best at the bottom of a latency chart; a value the load
+//! generator may have limited carries a `†`.
 
 use std::error::Error;
 
@@ -18,7 +21,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::aggregate::Range;
-use crate::figures::{Figure, Plot, XAxis};
+use crate::figures::{Figure, Mark, Plot, XAxis};
 use crate::format;
 
 const WIDTH: u32 = 960;
@@ -132,9 +135,17 @@ fn draw(svg: &mut String, fig: &Figure, palette: &Palette) -> DrawResult {
             category(&names, *v)
         }
     };
-    let whiskers = ranges.iter().any(|r| r.min < r.max);
+    let marks: Vec<&Mark> = match &fig.plot {
+        Plot::Lines { series, .. } => series.iter().flat_map(|s| &s.marks).collect(),
+        Plot::Bars { bars, .. } => bars.iter().map(|b| &b.mark).collect(),
+    };
+    let notes = LegendNotes {
+        whiskers: ranges.iter().any(|r| r.min < r.max),
+        hollow: marks.iter().any(|m| m.unserved.is_some()),
+        busy: marks.iter().any(|m| m.busy),
+    };
     plot_on(&plot, fig, x, y, &x_fmt, palette)?;
-    draw_legend(&legend, &fig.models(), palette, whiskers)?;
+    draw_legend(&legend, &fig.models(), palette, notes)?;
     root.present()?;
     Ok(())
 }
@@ -298,6 +309,7 @@ fn plot_on(
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .draw()?;
+    let label = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom));
     match &fig.plot {
         Plot::Lines { series, .. } => {
             for s in series {
@@ -308,7 +320,23 @@ fn plot_on(
                     .map(|(x, r)| (*x, clamp(r.median)))
                     .collect();
                 chart.draw_series(LineSeries::new(pts.clone(), colour.stroke_width(2)))?;
-                chart.draw_series(pts.iter().map(|p| Circle::new(*p, 4, colour.filled())))?;
+                for (p, mark) in pts.iter().zip(&s.marks) {
+                    let style = if mark.unserved.is_some() {
+                        WHITE.filled()
+                    } else {
+                        colour.filled()
+                    };
+                    chart.draw_series([
+                        Circle::new(*p, 5, style),
+                        Circle::new(*p, 5, colour.stroke_width(2)),
+                    ])?;
+                    let text = mark_text(mark);
+                    if !text.is_empty() {
+                        chart.draw_series(std::iter::once(
+                            EmptyElement::at(*p) + Text::new(text, (7, -4), label.clone()),
+                        ))?;
+                    }
+                }
                 chart.draw_series(s.points.iter().filter(|(_, r)| r.min < r.max).map(
                     |(x, r)| {
                         ErrorBar::new_vertical(
@@ -324,13 +352,27 @@ fn plot_on(
             }
         }
         Plot::Bars { bars, .. } => {
+            let centred =
+                TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
             for (i, b) in bars.iter().enumerate() {
                 let (x, colour) = (i as f64, palette.colour(&b.model));
                 let top = clamp(b.range.median);
-                chart.draw_series(std::iter::once(Rectangle::new(
-                    [(x - BAR_HALF_WIDTH, y_lo), (x + BAR_HALF_WIDTH, top)],
-                    colour.filled(),
-                )))?;
+                let corners = [(x - BAR_HALF_WIDTH, y_lo), (x + BAR_HALF_WIDTH, top)];
+                if b.mark.unserved.is_some() {
+                    chart.draw_series([
+                        Rectangle::new(corners, WHITE.filled()),
+                        Rectangle::new(corners, colour.stroke_width(3)),
+                    ])?;
+                } else {
+                    chart.draw_series(std::iter::once(Rectangle::new(corners, colour.filled())))?;
+                }
+                let text = mark_text(&b.mark);
+                if !text.is_empty() {
+                    let above = clamp(b.range.max.max(b.range.median));
+                    chart.draw_series(std::iter::once(
+                        EmptyElement::at((x, above)) + Text::new(text, (0, -4), centred.clone()),
+                    ))?;
+                }
                 if b.range.min < b.range.max {
                     chart.draw_series(std::iter::once(ErrorBar::new_vertical(
                         x,
@@ -347,8 +389,27 @@ fn plot_on(
     Ok(())
 }
 
-/// The models in their colours, and (when the chart has whiskers) how to read them.
-fn draw_legend(area: &Area, models: &[&str], palette: &Palette, whiskers: bool) -> DrawResult {
+/// The words beside a point or above a bar: `served 4/1,000`, `†`, both, or none.
+fn mark_text(mark: &Mark) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = mark.unserved.as_ref().filter(|s| !s.is_empty()) {
+        parts.push(s.clone());
+    }
+    if mark.busy {
+        parts.push("†".to_string());
+    }
+    parts.join(" ")
+}
+
+/// What the legend explains besides the colours.
+struct LegendNotes {
+    whiskers: bool,
+    hollow: bool,
+    busy: bool,
+}
+
+/// The models in their colours, and how to read the marks the chart uses.
+fn draw_legend(area: &Area, models: &[&str], palette: &Palette, notes: LegendNotes) -> DrawResult {
     let left = TextStyle::from((FONT, 15).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     let note = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     area.draw(&Text::new("model", (12, 30), left.clone()))?;
@@ -360,12 +421,21 @@ fn draw_legend(area: &Area, models: &[&str], palette: &Palette, whiskers: bool) 
         y += 24;
     }
     y += 10;
-    let notes: &[&str] = if whiskers {
-        &["marks: median", "whiskers: min–max", "over the repeats"]
-    } else {
-        &[]
-    };
-    for &line in notes {
+    let mut lines: Vec<&str> = Vec::new();
+    if notes.whiskers {
+        lines.extend(["marks: median", "whiskers: min–max", "over the repeats"]);
+    }
+    if notes.hollow {
+        lines.extend([
+            "hollow: left clients",
+            "unserved (latency = their",
+            "wait, a lower bound)",
+        ]);
+    }
+    if notes.busy {
+        lines.extend(["†: load generator >90 %", "busy: may be its limit"]);
+    }
+    for line in lines {
         area.draw(&Text::new(line, (12, y), note.clone()))?;
         y += 16;
     }

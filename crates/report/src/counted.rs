@@ -117,6 +117,7 @@ pub fn figures(ctx: &Ctx) -> Vec<Figure> {
                         .map(|e| Bar {
                             model: e.model.to_string(),
                             range: e.range,
+                            mark: Default::default(),
                         })
                         .collect(),
                     log_y: false,

@@ -55,12 +55,43 @@ pub enum XAxis {
 pub struct Series {
     pub model: String,
     pub points: Vec<(f64, Range)>,
+    /// One per point.
+    pub marks: Vec<Mark>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Bar {
     pub model: String,
     pub range: Range,
+    pub mark: Mark,
+}
+
+/// How a point or bar is drawn besides its value: hollow with a label when the
+/// model left clients unserved there (its latency is their wait, its throughput
+/// that of a few clients), and with a dagger when the load generator was busy.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mark {
+    /// `served 4/1,000`: the model left clients unserved.
+    pub unserved: Option<String>,
+    /// The load generator used more than 90 % of its CPUs in some repeat: the
+    /// value may be the client's limit.
+    pub busy: bool,
+}
+
+impl Mark {
+    pub fn of(g: &Group) -> Mark {
+        Mark {
+            unserved: g.starved().then(|| {
+                let served = g.get(Metric::Served).map_or(0.0, |r| r.median);
+                format!(
+                    "served {}/{}",
+                    format::num(served),
+                    format::num(g.conns as f64)
+                )
+            }),
+            busy: g.loadgen_busy,
+        }
+    }
 }
 
 impl Figure {
@@ -201,6 +232,7 @@ fn plan_scenario(ctx: &Ctx, scenario: &str, work: &str) -> Vec<Figure> {
         "scaling" => {
             figs.push(main(m(Metric::Throughput)));
             figs.push(main(m(Metric::P99)));
+            figs.push(fairness(ctx, scenario, work));
             figs.push(at_key_conns(ctx, scenario, work, m(Metric::PssPerConn)));
             figs.push(at_key_conns(ctx, scenario, work, m(Metric::CpuPerRequest)));
             figs.push(at_key_conns(ctx, scenario, work, m(Metric::CtxPerRequest)));
@@ -295,14 +327,18 @@ fn vs_conns(ctx: &Ctx, scenario: &str, work: &str, target: Target) -> Option<Fig
         .models
         .iter()
         .filter_map(|model| {
-            let points: Vec<(f64, Range)> = ctx
+            let (points, marks): (Vec<(f64, Range)>, Vec<Mark>) = ctx
                 .groups(scenario, work)
                 .filter(|g| &g.model == model)
-                .filter_map(|g| Some((g.conns as f64, shown(target.get(g)?, q.unit))))
-                .collect();
+                .filter_map(|g| {
+                    let point = (g.conns as f64, shown(target.get(g)?, q.unit));
+                    Some((point, Mark::of(g)))
+                })
+                .unzip();
             (!points.is_empty()).then(|| Series {
                 model: model.clone(),
                 points,
+                marks,
             })
         })
         .collect();
@@ -345,6 +381,10 @@ fn at_key_conns(ctx: &Ctx, scenario: &str, work: &str, target: Target) -> Option
         .map(|e| Bar {
             model: e.model.to_string(),
             range: shown(e.range, q.unit),
+            mark: ctx
+                .group(e.model, scenario, work, conns)
+                .map(Mark::of)
+                .unwrap_or_default(),
         })
         .collect();
     let mut sentences = Vec::new();
@@ -365,6 +405,64 @@ fn at_key_conns(ctx: &Ctx, scenario: &str, work: &str, target: Target) -> Option
     })
 }
 
+/// Jain's fairness index of every model at the key connection count, and who was
+/// served how evenly: the per-client view behind the per-request percentiles.
+fn fairness(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
+    let target = Target::Metric(Metric::Fairness);
+    let mut fig = at_key_conns(ctx, scenario, work, target.clone())?;
+    let conns = ctx.key_conns(scenario, work, &target)?;
+    let entries = entries_at(ctx, scenario, work, &target, conns);
+    let group = |m: &str| ctx.group(m, scenario, work, conns);
+    let (mut even, mut uneven, mut starving) = (Vec::new(), Vec::new(), Vec::new());
+    for e in &entries {
+        let Some(g) = group(e.model) else { continue };
+        let index = format::num(e.range.median);
+        if g.starved() {
+            let served = g.get(Metric::Served).map_or(0.0, |r| r.median);
+            starving.push(format!(
+                "{} ({} of {})",
+                e.model,
+                format::num(served),
+                format::num(conns as f64)
+            ));
+        } else if e.range.median >= EVEN_SHARE {
+            even.push(format!("{} ({index})", e.model));
+        } else {
+            uneven.push(format!("{} ({index})", e.model));
+        }
+    }
+    let list = |v: &[String]| compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut parts = Vec::new();
+    if !even.is_empty() {
+        parts.push(format!(
+            "{} shared the requests evenly among every client",
+            list(&even)
+        ));
+    }
+    if !uneven.is_empty() {
+        parts.push(format!(
+            "{} served every client but unevenly: some were answered far more often than \
+             others, which the latency over all clients shows as a longer tail",
+            list(&uneven)
+        ));
+    }
+    if !starving.is_empty() {
+        parts.push(format!(
+            "{} served only some clients, and the rest got nothing",
+            list(&starving)
+        ));
+    }
+    fig.sentences = vec![format!(
+        "At {}, Jain's fairness index of requests per client (1 = even): {}.",
+        format::conns(conns),
+        parts.join("; ")
+    )];
+    Some(fig)
+}
+
+/// Above this fairness index every client got about the same share.
+const EVEN_SHARE: f64 = 0.9;
+
 /// The latency percentiles of every model at the key connection count.
 fn spectrum(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
     let tail = Target::Metric(Metric::P9999);
@@ -380,9 +478,15 @@ fn spectrum(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
                 .enumerate()
                 .filter_map(|(i, (m, _))| Some((i as f64, *g.get(*m)?)))
                 .collect();
+            // The label once, at the last point; the rest hollow.
+            let mut marks = vec![Mark::of(g); points.len()];
+            for m in marks.iter_mut().rev().skip(1) {
+                m.unserved = m.unserved.as_ref().map(|_| String::new());
+            }
             (!points.is_empty()).then(|| Series {
                 model: model.clone(),
                 points,
+                marks,
             })
         })
         .collect();
@@ -452,6 +556,7 @@ fn survival(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
         .map(|e| Bar {
             model: e.model.to_string(),
             range: Range::exact(e.range.mean),
+            mark: Mark::default(),
         })
         .collect();
     let names = |keep: &dyn Fn(&Range) -> bool| -> Vec<&str> {
@@ -545,12 +650,7 @@ pub fn rankable(ctx: &Ctx, model: &str, scenario: &str, work: &str, conns: usize
     let Some(g) = ctx.group(model, scenario, work, conns) else {
         return true;
     };
-    scenario == "chaos" || (!starved(g) && g.get(Metric::Errors).is_none_or(|e| e.median == 0.0))
-}
-
-/// Whether any repeat of `g` left a client without a reply in the window.
-pub fn starved(g: &Group) -> bool {
-    g.get(Metric::Unserved).is_some_and(|u| u.max > 0.0)
+    scenario == "chaos" || (!g.starved() && g.get(Metric::Errors).is_none_or(|e| e.median == 0.0))
 }
 
 /// The design's predicted pairs that both ran, compared by the overlap rule, when

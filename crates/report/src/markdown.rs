@@ -13,7 +13,7 @@ use crate::compare::NO_DIFFERENCE;
 use crate::figures::{self, Ctx, Figure, Target};
 use crate::format;
 use crate::lessons;
-use crate::schema::Counted;
+use crate::schema::{Cell, Counted};
 use crate::{CHARTS_DIR, CSV_FILE, RESULTS_FILE};
 
 const MISSING: &str = "—";
@@ -54,6 +54,7 @@ pub fn render(ctx: &Ctx, sections: &[Section]) -> String {
     run(&mut md, ctx);
     reading(&mut md);
     floor_and_loadgen(&mut md, ctx);
+    checks(&mut md, ctx);
     for section in sections {
         match &section.scenario {
             Some(s) => scenario(&mut md, ctx, s, &section.figures),
@@ -229,6 +230,100 @@ fn floor_and_loadgen(md: &mut String, ctx: &Ctx) {
     }
 }
 
+/// Little's law in a closed loop: measured mean ÷ predicted mean within this band.
+const LITTLE_BAND: (f64, f64) = (0.8, 1.25);
+/// Server CPU over the window may exceed the CPUs it was given by this much
+/// (two readings a few hundred µs from the window's edges).
+const CPU_SLACK: f64 = 1.05;
+
+/// Two checks every run must pass before its numbers are believed, computed: in a
+/// closed loop the mean latency is what Little's law predicts, and no server used
+/// more CPU than it was given.
+fn checks(md: &mut String, ctx: &Ctx) {
+    let _ = writeln!(
+        md,
+        "## Checks on the numbers
+"
+    );
+    let cells: Vec<&Cell> = ctx.results.cells.iter().filter(|c| c.is_ok()).collect();
+    let name = |c: &Cell| format!("{} {} {} r{}", c.model, c.scenario, c.conns, c.repeat);
+    // Little's law, where every client was served and none saw an error.
+    let little: Vec<(&Cell, f64)> = cells
+        .iter()
+        .filter(|c| c.scenario != "chaos")
+        .filter_map(|c| {
+            let l = c.load.as_ref()?;
+            let clean = l.errors.unserved_conns == 0 && l.errors.clients == 0;
+            Some((*c, l.little.filter(|_| clean)?.ratio()))
+        })
+        .collect();
+    let off: Vec<String> = little
+        .iter()
+        .filter(|(_, r)| !(LITTLE_BAND.0..=LITTLE_BAND.1).contains(r))
+        .map(|(c, r)| format!("{} ({:.2}×)", name(c), r))
+        .collect();
+    if !little.is_empty() {
+        let _ = write!(
+            md,
+            "**Little's law.** In a closed loop every client has one request in flight, so the \
+             mean latency must be about clients ÷ throughput. Over the {} closed-loop cells where \
+             every client was served without error, the measured mean was {}–{}× the prediction",
+            little.len(),
+            format::num(little.iter().map(|x| x.1).fold(f64::INFINITY, f64::min)),
+            format::num(little.iter().map(|x| x.1).fold(0.0, f64::max)),
+        );
+        if off.is_empty() {
+            let _ = writeln!(
+                md,
+                "; every one is within {}–{}×.\n",
+                LITTLE_BAND.0, LITTLE_BAND.1
+            );
+        } else {
+            let _ = writeln!(
+                md,
+                "; outside {}–{}×: {}. A gap means the clients spent time not waiting (a busy \
+                 load generator, reconnects) or requests were left out.\n",
+                LITTLE_BAND.0,
+                LITTLE_BAND.1,
+                off.join(", ")
+            );
+        }
+    }
+    // Server CPU over the window against the CPUs it was given.
+    let given = match ctx.results.run.server_cpu {
+        Some(_) => 1.0,
+        None => ctx.results.machine.cpus.max(1) as f64,
+    };
+    let used: Vec<(&Cell, f64)> = cells
+        .iter()
+        .filter_map(|c| Some((*c, c.server_cpus_used()?)))
+        .collect();
+    if let Some((top, most)) = used.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        let over: Vec<String> = used
+            .iter()
+            .filter(|(_, u)| *u > given * CPU_SLACK)
+            .map(|(c, u)| format!("{} ({u:.2})", name(c)))
+            .collect();
+        let _ = write!(
+            md,
+            "**Server CPU.** Measured over exactly the window, the server never used more than \
+             {most:.2} CPUs ({}), with {} CPU{} to use",
+            name(top),
+            format::num(given),
+            if given == 1.0 { "" } else { "s" }
+        );
+        if over.is_empty() {
+            md.push_str(".\n\n");
+        } else {
+            let _ = writeln!(
+                md,
+                ". More than {CPU_SLACK}× that is impossible and marks a measuring error: {}.\n",
+                over.join(", ")
+            );
+        }
+    }
+}
+
 /// How close the one-connection p50s came to the floor.
 fn at_floor(ctx: &Ctx, floor_us: f64) -> Option<String> {
     let scenario = "scaling";
@@ -282,7 +377,9 @@ fn metric_columns(scenario: &str) -> &'static [Metric] {
             Metric::Throughput,
             Metric::P50,
             Metric::P99,
-            Metric::Max,
+            Metric::Served,
+            Metric::Fairness,
+            Metric::Ramp,
             Metric::CpuPerRequest,
             Metric::CtxPerRequest,
             Metric::PssPerConn,
@@ -366,7 +463,7 @@ fn table(md: &mut String, ctx: &Ctx, scenario: &str, show_work: bool) {
         })
         .collect();
     let _ = writeln!(md, "|{}|", align.join("|"));
-    let mut busy = false;
+    let (mut busy, mut starved) = (false, false);
     for g in ctx.summary.in_scenario(scenario) {
         let mut row = vec![g.model.clone(), format::num(g.conns as f64)];
         if show_work {
@@ -379,6 +476,7 @@ fn table(md: &mut String, ctx: &Ctx, scenario: &str, show_work: bool) {
                 v.push_str(" †");
                 busy = true;
             }
+            starved |= g.starved() && v.starts_with('≥');
             row.push(v);
         }
         let _ = writeln!(md, "| {} |", row.join(" | "));
@@ -401,10 +499,54 @@ fn table(md: &mut String, ctx: &Ctx, scenario: &str, show_work: bool) {
             format::with_unit(LOADGEN_BUSY, Unit::Share)
         ));
     }
+    if cols.contains(&Target::Metric(Metric::P99)) {
+        notes.push(
+            "p50, p99: over all clients. A request still waiting when the window closed \
+             counts with its wait so far; in a closed loop a client's wait also stands for \
+             the requests it would have sent meanwhile (HdrHistogram's coordinated-omission \
+             correction, with each client's fair share of the throughput as the interval)."
+                .to_string(),
+        );
+    }
+    if starved {
+        notes.push(
+            "≥: some clients were never answered in the window, so these latencies are their \
+             waits so far (lower bounds), and the ramp ran to its limit. Such a model is not \
+             ranked in the sentences below."
+                .to_string(),
+        );
+    }
+    if cols.contains(&Target::Metric(Metric::Served)) {
+        notes.push(
+            "served: clients answered at least once in the window, of those connected. \
+             fairness: Jain's index of the requests per client, 1 when every client got the \
+             same share, 1/n when one client got all. ramp: seconds from the start of the \
+             traffic until every client had been answered once (warm-up and the window \
+             follow it); `≥`: it reached its limit first; stalled: no new client was \
+             answered for a second, so it ended there."
+                .to_string(),
+        );
+    }
+    if cols.contains(&Target::Metric(Metric::CpuPerRequest)) {
+        notes.push(
+            "server CPU, ctx switches: the whole server tree (threads, children, reaped \
+             children) over exactly the measured window, per request answered in it."
+                .to_string(),
+        );
+    }
     if cols.contains(&Target::Metric(Metric::PssPerConn)) {
         notes.push(
-            "PSS/conn: (PSS at peak − PSS of the idle server) / connections, whole process \
-             tree; PSS splits a shared page between the processes that map it."
+            "PSS/conn: (PSS at peak − PSS of the idle server) / the connections the server \
+             held open (its own count as the window closed), whole process tree; PSS splits \
+             a shared page between the processes that map it."
+                .to_string(),
+        );
+    }
+    if cols.contains(&Target::Metric(Metric::Errors)) {
+        notes.push(
+            "errors: clients that saw at least one error (a reset or close, a refused \
+             connect, a wrong reply, a lost datagram), each counted once; in churn, failed \
+             connections."
                 .to_string(),
         );
     }
@@ -414,14 +556,21 @@ fn table(md: &mut String, ctx: &Ctx, scenario: &str, show_work: bool) {
     md.push('\n');
 }
 
-/// One table cell: a range, a flag count, or `—`.
+/// One table cell: a range, a flag count, or `—`. Latencies of a group that left
+/// clients unserved are lower bounds (`≥`), as is a ramp that hit its limit;
+/// clients served read `k/N`.
 pub fn value(g: &Group, col: &Target) -> String {
     let Some(r) = col.get(g) else {
         return MISSING.to_string();
     };
+    let plain = format::range(&r, col.quantity().unit);
     match col {
         Target::Extra(name) if lessons::extra_info(name).flag => flag(&r),
-        _ => format::range(&r, col.quantity().unit),
+        Target::Metric(Metric::Served) => format!("{plain}/{}", format::num(g.conns as f64)),
+        Target::Metric(Metric::Ramp) if g.ramp_stalled => "stalled".to_string(),
+        Target::Metric(Metric::Ramp) if g.ramp_limited => format!("≥ {plain}"),
+        Target::Metric(m) if g.starved() && m.is_latency() => format!("≥ {plain}"),
+        _ => plain,
     }
 }
 

@@ -183,7 +183,7 @@ impl Plan {
             repeats: 3,
             cell: Duration::from_millis(600),
             warmup: Duration::from_millis(200),
-            ramp_limit: Duration::from_secs(2),
+            ramp_limit: Duration::from_secs(5),
             scaling_conns: vec![1, 100, 1000],
             scenario_conns: 10,
             slow_clients: 4,

@@ -265,11 +265,12 @@ fn describe(cell: &socklab_report::schema::Cell) -> String {
                 format!(", served {}/{}", c.served, c.conns)
             });
             let ramp = l.ramp.map_or(String::new(), |r| {
-                format!(
-                    ", ramp {:.2}s{}",
-                    r.length_s,
-                    if r.complete { "" } else { " (limit)" }
-                )
+                let how = match (r.complete, r.stalled) {
+                    (true, _) => "",
+                    (false, true) => " (stalled)",
+                    (false, false) => " (limit)",
+                };
+                format!(", ramp {:.2}s{how}", r.length_s)
             });
             format!(
                 "{name}: {:.0} req/s, p50 {:.0} µs, p99 {:.0} µs{served}{ramp}, errors {}",
