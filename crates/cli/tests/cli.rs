@@ -238,6 +238,12 @@ fn compare_runs_a_tiny_matrix_end_to_end() {
         assert_eq!(cell["status"], "ok", "{cell}");
         assert!(cell["load"]["requests"].as_u64().unwrap() > 0, "{cell}");
         assert!(cell["server"]["cpu_user_s"].as_f64().is_some(), "{cell}");
+        if cell["scenario"] == "scaling" {
+            assert!(
+                cell["load"]["clients"]["served"].as_u64().is_some(),
+                "{cell}"
+            );
+        }
         let hdr = dir.join(cell["hdr_log"].as_str().unwrap());
         assert!(std::fs::metadata(hdr).unwrap().len() > 0);
     }
@@ -256,6 +262,63 @@ fn compare_runs_a_tiny_matrix_end_to_end() {
         report
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Server usage covers exactly the measured window, children included: at one
+/// connection every request costs the blocking handler one context switch (it
+/// sleeps in `read()` until the next request; preempted instead, it counts as
+/// involuntary), in iterative's own thread and in fork's child process alike.
+/// Usage over the server's whole life (warm-up and shutdown besides the window)
+/// would show 1.4 or more per request here, and the parent's usage alone almost
+/// none for fork.
+#[test]
+fn compare_reads_server_usage_over_exactly_the_window() {
+    let dir = std::env::temp_dir().join(format!("socklab-usage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = socklab(&[
+        "compare",
+        "--models",
+        "iterative,fork",
+        "--scenarios",
+        "scaling",
+        "--repeats",
+        "1",
+        "--cell",
+        "500ms",
+        "--conns",
+        "1",
+        "--no-counted",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    for cell in results["cells"].as_array().unwrap() {
+        let server = &cell["server"];
+        let window = server["window_s"].as_f64().unwrap();
+        assert!((0.45..0.6).contains(&window), "window {window} s: {cell}");
+        let requests = cell["load"]["requests"].as_f64().unwrap();
+        let switches = (server["voluntary_ctx"].as_f64().unwrap()
+            + server["involuntary_ctx"].as_f64().unwrap())
+            / requests;
+        assert!(
+            (0.85..1.3).contains(&switches),
+            "{} context switches per request: {cell}",
+            cell["model"]
+        );
+        let cpu = server["cpu_user_s"].as_f64().unwrap() + server["cpu_system_s"].as_f64().unwrap();
+        assert!(
+            cpu / window <= 1.05,
+            "{} CPUs used on one: {cell}",
+            cpu / window
+        );
+        assert_eq!(server["held_conns"], 1, "{cell}");
+        let served = server["requests"].as_f64().unwrap();
+        assert!((served - requests).abs() <= 0.05 * requests, "{cell}");
+    }
 }
 
 /// `socklab load` against a live server prints verified results; against nothing it

@@ -216,6 +216,7 @@ impl<T: Transport> Driver<T> {
         self.sockets.window_closed(deadline, &mut self.core);
         self.publish();
         self.ctx.shared.finish.arrive_within(FINISH_WAIT);
+        self.ctx.shared.close_seen.wait(FINISH_WAIT);
         self.sockets.close_all();
         self.result(finished, connected_at_start)
     }

@@ -223,7 +223,7 @@ impl Watch {
                     self.window = end.map(|end| Window::after_ramp(end, cfg));
                     Duration::ZERO
                 }
-                (Some(_), Some(w)) => self.edges(w, now, hooks),
+                (Some(_), Some(w)) => self.edges(w, now, shared, hooks),
             };
             if let Some(report) = hooks.progress {
                 report(self.snapshot(cfg, shared));
@@ -247,19 +247,23 @@ impl Watch {
     }
 
     /// Calls the hook at an edge that has come; returns how long to sleep until
-    /// the next edge (or the next progress report).
-    fn edges(&mut self, w: Window, now: Instant, hooks: Hooks) -> Duration {
-        if now >= w.measure_start && self.cpu_open.is_none() {
+    /// the next edge (or the next progress report). The window has closed at its
+    /// deadline, or when every thread has finished measuring (a counted run that
+    /// is done); then the threads may close their connections.
+    fn edges(&mut self, w: Window, now: Instant, shared: &Shared, hooks: Hooks) -> Duration {
+        let measured = shared.finish.opened(Duration::ZERO).is_some();
+        if (now >= w.measure_start || measured) && self.cpu_open.is_none() {
             self.cpu_open = Some((CpuTimes::now(), Instant::now()));
             if let Some(hook) = hooks.window {
                 hook(Edge::Open);
             }
         }
-        if now >= w.deadline && self.cpu_close.is_none() {
+        if (now >= w.deadline || measured) && self.cpu_close.is_none() {
             self.cpu_close = Some((CpuTimes::now(), Instant::now()));
             if let Some(hook) = hooks.window {
                 hook(Edge::Close);
             }
+            shared.close_seen.set(());
         }
         let next = if self.cpu_open.is_none() {
             w.measure_start

@@ -261,6 +261,10 @@ pub struct Shared {
     /// still measures, and a starved connection would be served in the last
     /// milliseconds.
     pub finish: Gate,
+    /// Set by the watching thread once it has seen the window close (and called
+    /// the caller's hook): the threads keep their connections open until then, so
+    /// a reading taken at the close still sees every client connected.
+    pub close_seen: Latch<()>,
     pub live: Vec<LiveCounters>,
     /// Set to make every thread stop at its next housekeeping tick.
     pub stop: AtomicBool,
@@ -272,6 +276,7 @@ impl Shared {
             start: Gate::new(threads),
             ramp: Ramp::new(threads),
             finish: Gate::new(threads),
+            close_seen: Latch::new(),
             live: (0..threads).map(|_| LiveCounters::default()).collect(),
             stop: AtomicBool::new(false),
         }
@@ -282,6 +287,7 @@ impl Shared {
         self.stop.store(true, Ordering::Relaxed);
         self.start.abort();
         self.finish.abort();
+        self.close_seen.set(());
     }
 
     /// Sum of one live counter over the threads.

@@ -309,7 +309,7 @@ fn plot_on(
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 16))
         .draw()?;
-    let label = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Bottom));
+    let mut labels = Labels::default();
     match &fig.plot {
         Plot::Lines { series, .. } => {
             for s in series {
@@ -330,12 +330,7 @@ fn plot_on(
                         Circle::new(*p, 5, style),
                         Circle::new(*p, 5, colour.stroke_width(2)),
                     ])?;
-                    let text = mark_text(mark);
-                    if !text.is_empty() {
-                        chart.draw_series(std::iter::once(
-                            EmptyElement::at(*p) + Text::new(text, (7, -4), label.clone()),
-                        ))?;
-                    }
+                    labels.add(chart.backend_coord(p), mark_text(mark));
                 }
                 chart.draw_series(s.points.iter().filter(|(_, r)| r.min < r.max).map(
                     |(x, r)| {
@@ -352,8 +347,6 @@ fn plot_on(
             }
         }
         Plot::Bars { bars, .. } => {
-            let centred =
-                TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
             for (i, b) in bars.iter().enumerate() {
                 let (x, colour) = (i as f64, palette.colour(&b.model));
                 let top = clamp(b.range.median);
@@ -366,13 +359,9 @@ fn plot_on(
                 } else {
                     chart.draw_series(std::iter::once(Rectangle::new(corners, colour.filled())))?;
                 }
-                let text = mark_text(&b.mark);
-                if !text.is_empty() {
-                    let above = clamp(b.range.max.max(b.range.median));
-                    chart.draw_series(std::iter::once(
-                        EmptyElement::at((x, above)) + Text::new(text, (0, -4), centred.clone()),
-                    ))?;
-                }
+                let above = clamp(b.range.max.max(b.range.median));
+                let (px, py) = chart.backend_coord(&(x - BAR_HALF_WIDTH, above));
+                labels.add((px, py - 6), mark_text(&b.mark));
                 if b.range.min < b.range.max {
                     chart.draw_series(std::iter::once(ErrorBar::new_vertical(
                         x,
@@ -386,7 +375,58 @@ fn plot_on(
             }
         }
     }
+    labels.draw(area)?;
     Ok(())
+}
+
+/// Text labels beside points and above bars, nudged apart so that none covers
+/// another, and kept inside the plot.
+#[derive(Default)]
+struct Labels {
+    /// Top-left corner (backend pixels) and text of each label placed.
+    placed: Vec<(i32, i32, String)>,
+}
+
+/// Height of a label line, and the width estimated per character (12 px font).
+const LABEL_HEIGHT: i32 = 14;
+const LABEL_CHAR_WIDTH: i32 = 7;
+
+impl Labels {
+    /// A label for the mark at backend pixel `at` (none when `text` is empty).
+    fn add(&mut self, at: (i32, i32), text: String) {
+        if text.is_empty() {
+            return;
+        }
+        let width = LABEL_CHAR_WIDTH * text.chars().count() as i32;
+        let (x, mut y) = (at.0 + 8, at.1 - LABEL_HEIGHT - 2);
+        let overlaps = |y: i32, placed: &[(i32, i32, String)]| {
+            placed.iter().any(|(px, py, pt)| {
+                let pw = LABEL_CHAR_WIDTH * pt.chars().count() as i32;
+                (y - py).abs() < LABEL_HEIGHT && x < px + pw && *px < x + width
+            })
+        };
+        while overlaps(y, &self.placed) {
+            y += LABEL_HEIGHT;
+        }
+        self.placed.push((x, y, text));
+    }
+
+    /// Draws the labels on `area`, moving one that would run past its right edge
+    /// to the left of its mark.
+    fn draw(&self, area: &Area) -> DrawResult {
+        let style = TextStyle::from((FONT, 12).into_font()).pos(Pos::new(HPos::Left, VPos::Top));
+        let (base_x, base_y) = area.get_base_pixel();
+        let right = area.dim_in_pixel().0 as i32;
+        for (x, y, text) in &self.placed {
+            let width = LABEL_CHAR_WIDTH * text.chars().count() as i32;
+            let mut x = x - base_x;
+            if x + width > right {
+                x -= width + 16;
+            }
+            area.draw(&Text::new(text.clone(), (x, y - base_y), style.clone()))?;
+        }
+        Ok(())
+    }
 }
 
 /// The words beside a point or above a bar: `served 4/1,000`, `†`, both, or none.
