@@ -1,13 +1,18 @@
 //! Request bytes, and what the reply to them must be.
 //!
-//! Payloads are lowercase letters with a digit every fourth byte, drawn from a small
-//! deterministic generator. A thread's connections share one pool of bytes (so
-//! 10,000 connections of 1 MiB messages do not hold 10,000 copies) and each starts at
-//! its own offset. Letters make uppercasing *change*
-//! the bytes, so an echo server that forgets to uppercase shows up as mismatches;
-//! digits make sure bytes outside `a-z` pass through unchanged. Each request starts
-//! at a different offset into the connection's pool, so a server that replays an old
-//! reply is caught too.
+//! The protocol defines the answer for all 256 byte values: `a`–`z` become `A`–`Z`,
+//! every other byte comes back unchanged. So payloads are two lowercase letters,
+//! then one byte of any value, repeated: letters make uppercasing *change* the
+//! bytes (an echo server that forgets to uppercase shows up as mismatches), and the
+//! third bytes walk through a shuffled sequence of all 256 values (in lines framing
+//! all but `\n`, which ends a request), so a server that uppercases Latin-1 or
+//! UTF-8, strips a NUL or a `\r`, or treats `0xFF` specially is caught too. The pool
+//! holds every value at least once.
+//!
+//! Bytes come from a small deterministic generator. A thread's connections share
+//! one pool (so 10,000 connections of 1 MiB messages do not hold 10,000 copies) and
+//! each starts at its own offset. Each request starts at a different offset into the
+//! connection's pool, so a server that replays an old reply is caught too.
 //!
 //! The expected reply is computed with std's `to_ascii_uppercase` — never with the
 //! `socklab-protocol` crate the servers use, so one bug cannot hide itself by being
@@ -17,8 +22,12 @@ use std::sync::Arc;
 
 /// Distinct request offsets per connection before the pattern repeats.
 const SLOTS: usize = 61;
-/// Offsets are multiples of this, so every request starts with a letter.
-const STRIDE: usize = 4;
+/// Every `PERIOD`-th byte (the last of each period) is of any value; the others are
+/// lowercase letters.
+const PERIOD: usize = 3;
+/// Offsets are multiples of this (a multiple of `PERIOD`, so every request starts
+/// with a letter); `SLOTS × STRIDE / PERIOD` ≥ 256 any-value bytes in every pool.
+const STRIDE: usize = 5 * PERIOD;
 
 /// The bytes requests are cut from, and their uppercase: shared by connections.
 #[derive(Debug)]
@@ -51,13 +60,14 @@ impl Payload {
     /// offset.
     pub fn new(seed: u64, stream: u64, body_len: usize, newline: bool) -> Payload {
         let mut state = seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F);
+        let any = any_value_sequence(&mut state, newline);
+        let mut next_any = any.iter().cycle();
         let bytes: Vec<u8> = (0..body_len + SLOTS * STRIDE)
             .map(|i| {
-                let r = splitmix64(&mut state);
-                if i % STRIDE == STRIDE - 1 {
-                    b'0' + (r % 10) as u8
+                if i % PERIOD == PERIOD - 1 {
+                    *next_any.next().expect("a cycle never ends")
                 } else {
-                    b'a' + (r % 26) as u8
+                    b'a' + (splitmix64(&mut state) % 26) as u8
                 }
             })
             .collect();
@@ -126,6 +136,17 @@ impl Payload {
     }
 }
 
+/// Every byte value once, shuffled (Fisher–Yates): without `\n` when it would
+/// end a line.
+fn any_value_sequence(state: &mut u64, lines: bool) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..=255u8).filter(|&b| !(lines && b == b'\n')).collect();
+    for i in (1..v.len()).rev() {
+        let j = (splitmix64(state) % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
 /// Writes `id` as [`crate::config::UDP_ID_LEN`] base-26 lowercase letters.
 pub fn encode_id(mut id: u64, out: &mut [u8]) {
     for b in out.iter_mut().rev() {
@@ -159,6 +180,25 @@ mod tests {
         for _ in 0..SLOTS * 2 {
             let off = p.next_offset();
             assert_ne!(p.body(off), p.expected_body(off));
+        }
+    }
+
+    /// The pool holds all 256 byte values (lines framing: all but `\n`), and the
+    /// expected reply changes only the letters.
+    #[test]
+    fn every_byte_value_is_sent_and_only_letters_change() {
+        for lines in [false, true] {
+            let p = Payload::new(9, 3, 64, lines);
+            let mut seen = [false; 256];
+            for &b in &p.pool.bytes {
+                seen[b as usize] = true;
+            }
+            let missing: Vec<usize> = (0..256).filter(|&b| !seen[b]).collect();
+            let want: Vec<usize> = if lines { vec![b'\n' as usize] } else { vec![] };
+            assert_eq!(missing, want, "lines framing: {lines}");
+            for (a, b) in p.pool.bytes.iter().zip(&p.pool.upper) {
+                assert_eq!(a == b, !a.is_ascii_lowercase(), "{a:#04x} -> {b:#04x}");
+            }
         }
     }
 

@@ -102,6 +102,27 @@ fn plain_echo_is_reported_as_mismatches() {
     );
 }
 
+/// A server that uppercases Latin-1 as well as ASCII is caught: payloads carry every
+/// byte value, and the expected reply changes `a`–`z` only. (With payloads of
+/// letters and digits, as before, it passed with no mismatch.)
+#[test]
+fn a_server_that_uppercases_latin1_is_reported_as_mismatches() {
+    for framing in [Framing::Raw, Framing::Lines] {
+        let server = TcpServer::start(framing, Behavior::Latin1Uppercase);
+        let cfg = LoadConfig {
+            framing,
+            conns: 2,
+            requests: Some(400),
+            ..config(server.addr)
+        };
+        let r = run_bounded(&cfg, LIMIT);
+        // 21 of a 64-byte request's bytes are of any value; a request escapes only
+        // if none of them is one of Latin-1's 31 lowercase letters (about 7 %).
+        assert!(r.counts.mismatched >= 300, "{framing}: {r}");
+        assert_eq!(r.counts.ok + r.counts.mismatched, 400, "{framing}: {r}");
+    }
+}
+
 /// Churn opens and closes one connection per request, each verified, and the counts match the server's.
 #[test]
 fn churn_counts_connections_and_requests() {

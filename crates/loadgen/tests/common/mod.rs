@@ -23,6 +23,9 @@ pub enum Behavior {
     Uppercase,
     /// A broken service: echo without uppercasing.
     PlainEcho,
+    /// A broken service: uppercase Latin-1 too (`é` 0xE9 -> `É` 0xC9), as a
+    /// server that calls a locale's `toupper` on each byte would.
+    Latin1Uppercase,
     /// Uppercase, but stall once: before answering request number `at` (1-based,
     /// counted over all connections), sleep `stall`.
     StallOnce { at: u64, stall: Duration },
@@ -132,6 +135,13 @@ impl Drop for TcpServer {
 fn reply_bytes(behavior: Behavior, data: &[u8]) -> Vec<u8> {
     match behavior {
         Behavior::PlainEcho => data.to_vec(),
+        Behavior::Latin1Uppercase => data
+            .iter()
+            .map(|&b| match b {
+                0xE0..=0xFE if b != 0xF7 => b - 0x20,
+                _ => b.to_ascii_uppercase(),
+            })
+            .collect(),
         _ => data.to_ascii_uppercase(),
     }
 }
