@@ -54,7 +54,12 @@ fn main() -> ExitCode {
         }
         Command::Client(args) => client::run(args),
         Command::Load(args) => load_cmd::run(args),
-        Command::Compare(args) => compare::run(args),
+        Command::Compare(args) => match compare::run(args) {
+            Ok(compare::Outcome::Interrupted) => {
+                return ExitCode::from(compare::EXIT_INTERRUPTED);
+            }
+            other => other.map(|_| ()),
+        },
         Command::Report { dir } => report(&dir),
     };
     match result {

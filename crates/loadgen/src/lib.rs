@@ -124,6 +124,9 @@ pub enum LoadError {
     Io { what: String, cause: io::Error },
     #[error("load-generator thread {0} panicked (a bug; please report it)")]
     ThreadPanicked(usize),
+    /// The caller's stop flag ([`Hooks::stop`]) ended the run: nothing measured.
+    #[error("stopped before the run finished")]
+    Stopped,
 }
 
 impl LoadError {

@@ -44,6 +44,9 @@ pub struct Hooks<'a> {
     /// the instant: to read something else over exactly the window (`socklab
     /// compare` reads the server's CPU time and counters here).
     pub window: Option<&'a dyn Fn(Edge)>,
+    /// Set (by a signal handler, say) to stop the run within a tenth of a second;
+    /// it then returns [`LoadError::Stopped`].
+    pub stop: Option<&'a std::sync::atomic::AtomicBool>,
 }
 
 /// Runs a load test; see [`crate::run`].
@@ -115,6 +118,9 @@ pub fn run(config: &LoadConfig, hooks: Hooks) -> Result<LoadReport, LoadError> {
     if let Some(e) = first_err {
         return Err(e);
     }
+    if watch.stopped {
+        return Err(LoadError::Stopped);
+    }
     watch.finish(hooks);
     let (Some((start, start_wall)), Some(window)) = (watch.traffic_start, watch.window) else {
         return Err(LoadError::io(
@@ -170,6 +176,8 @@ struct Watch {
     /// The run was stopped because the server could not be reached (see
     /// [`UNREACHABLE_LIMIT`]).
     gave_up: bool,
+    /// The caller asked to stop.
+    stopped: bool,
     traffic_start: Option<(Instant, SystemTime)>,
     connect_phase: Duration,
     window: Option<Window>,
@@ -185,6 +193,7 @@ impl Watch {
         Watch {
             began,
             gave_up: false,
+            stopped: false,
             traffic_start: None,
             connect_phase: Duration::ZERO,
             window: None,
@@ -208,6 +217,13 @@ impl Watch {
             let now = Instant::now();
             if cfg.requests.is_some() && self.unreachable(shared, now) {
                 self.gave_up = true;
+                shared.abort();
+            }
+            if hooks
+                .stop
+                .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                self.stopped = true;
                 shared.abort();
             }
             let sleep = match (self.traffic_start, self.window) {

@@ -181,9 +181,14 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> 
     })
 }
 
+/// Writes `text` to `path` whole or not at all: into a temporary file beside it,
+/// then `rename(2)`, so a run killed while writing never leaves half a file.
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
-    fs::write(path, text).map_err(|source| ReportError::Write {
+    let err = |source| ReportError::Write {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, text).map_err(err)?;
+    fs::rename(&tmp, path).map_err(err)
 }

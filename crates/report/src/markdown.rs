@@ -13,7 +13,7 @@ use crate::compare::NO_DIFFERENCE;
 use crate::figures::{self, Ctx, Figure, Target};
 use crate::format;
 use crate::lessons;
-use crate::schema::{Cell, Counted};
+use crate::schema::{Cell, Counted, STATUS_INTERRUPTED};
 use crate::{CHARTS_DIR, CSV_FILE, RESULTS_FILE};
 
 const MISSING: &str = "—";
@@ -79,6 +79,20 @@ fn header(md: &mut String, ctx: &Ctx) {
         or_unknown(&r.run.started),
         or_unknown(&r.run.finished),
     );
+    if r.run.interrupted {
+        let done = r
+            .cells
+            .iter()
+            .filter(|c| c.status != STATUS_INTERRUPTED)
+            .count();
+        let _ = writeln!(
+            md,
+            "**Interrupted after {} of {} cells.** The numbers below are the cells that \
+             finished; `socklab compare --resume DIR` runs the rest into this directory.\n",
+            format::num(done as f64),
+            format::num(r.run.planned_cells.max(done) as f64),
+        );
+    }
 }
 
 fn or_unknown(s: &str) -> &str {

@@ -64,6 +64,16 @@ pub struct RunInfo {
     pub warmup_seconds: f64,
     /// Message size in bytes.
     pub message_bytes: usize,
+    /// Timed cells the run planned: fewer in `cells` when it was interrupted.
+    #[serde(default)]
+    pub planned_cells: usize,
+    /// Stopped by Ctrl-C or SIGTERM before every cell ran (`socklab compare
+    /// --resume DIR` finishes it).
+    #[serde(default)]
+    pub interrupted: bool,
+    /// The arguments after `socklab compare`, which `--resume` runs again.
+    #[serde(default)]
+    pub args: Vec<String>,
 }
 
 /// One timed measurement: one model, one scenario, one connection count, one repeat.
@@ -292,6 +302,8 @@ impl Results {
 /// The statuses [`Cell::status`] takes.
 pub const STATUS_OK: &str = "ok";
 pub const STATUS_FAILED: &str = "failed";
+/// Stopped by Ctrl-C or SIGTERM; run again by `--resume`.
+pub const STATUS_INTERRUPTED: &str = "interrupted";
 
 impl Cell {
     /// A cell whose numbers may enter a median: it says `ok` and carries what the

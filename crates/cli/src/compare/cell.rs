@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use socklab_loadgen::{Edge, Hooks, LoadConfig, LoadReport, Mode, Transport};
-use socklab_report::schema::{Cell, Errors, LoadSummary, Percentiles, ServerUsage};
+use socklab_report::schema::{
+    Cell, Errors, LoadSummary, Percentiles, ServerUsage, STATUS_FAILED, STATUS_INTERRUPTED,
+    STATUS_OK,
+};
 
 use super::matrix::{Job, Plan, Scenario};
 use super::server::{Launch, Reading, RunningServer};
@@ -40,15 +43,22 @@ impl Bench<'_> {
             conns: job.conns,
             repeat: job.repeat,
             work: job.scenario.work().to_string(),
-            status: "ok".into(),
+            status: STATUS_OK.into(),
             error: None,
             load: None,
             server: None,
             hdr_log: None,
             extra: BTreeMap::new(),
         };
-        if let Err(e) = self.try_run(job, &mut cell) {
-            cell.status = "failed".into();
+        let outcome = self.try_run(job, &mut cell);
+        if super::interrupt::requested() {
+            // Whatever it measured is incomplete: --resume runs it again.
+            cell.status = STATUS_INTERRUPTED.into();
+            cell.error = Some("interrupted (SIGINT or SIGTERM)".into());
+            cell.load = None;
+            cell.server = None;
+        } else if let Err(e) = outcome {
+            cell.status = STATUS_FAILED.into();
             cell.error = Some(format!("{e:#}"));
         }
         cell
@@ -137,6 +147,7 @@ impl Bench<'_> {
         let on_edge = |edge: Edge| window.read(server, edge);
         let hooks = Hooks {
             window: Some(&on_edge),
+            stop: Some(super::interrupt::flag()),
             ..Default::default()
         };
         match job.scenario {

@@ -92,6 +92,9 @@ impl CountedPass<'_> {
         wrapper: Vec<String>,
         tag: &str,
     ) -> anyhow::Result<socklab_server_kit::usage::TreeUsage> {
+        if super::interrupt::requested() {
+            bail!("interrupted");
+        }
         let launch = Launch {
             serve_args: model.serve_args.iter().map(|s| s.to_string()).collect(),
             udp: false,
@@ -114,7 +117,11 @@ impl CountedPass<'_> {
             warmup: Duration::ZERO,
             ..LoadConfig::default()
         };
-        let report = socklab_loadgen::run(&config, Default::default())?;
+        let hooks = socklab_loadgen::Hooks {
+            stop: Some(super::interrupt::flag()),
+            ..Default::default()
+        };
+        let report = socklab_loadgen::run(&config, hooks)?;
         if report.counts.ok != requests {
             bail!("{} of {requests} requests answered", report.counts.ok);
         }

@@ -6,6 +6,8 @@
 //! check that the load generator adds little of its own.
 
 use std::process::{Command, Stdio};
+
+use super::interrupt::{own_group, Registered};
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -42,9 +44,13 @@ pub fn measure(server_cpu: Option<usize>, message_bytes: usize) -> anyhow::Resul
             server.pre_exec(move || pin_to(&[cpu]).map_err(std::io::Error::other));
         }
     }
-    let mut server = server.spawn().context("starting sockperf server")?;
+    let mut server = own_group(&mut server)
+        .spawn()
+        .context("starting sockperf server")?;
+    let registered = Registered::new(server.id() as i32);
     std::thread::sleep(Duration::from_millis(300));
-    let client = Command::new("sockperf")
+    let mut client = Command::new("sockperf");
+    let client = own_group(&mut client)
         .args([
             "ping-pong",
             "--tcp",
@@ -63,6 +69,7 @@ pub fn measure(server_cpu: Option<usize>, message_bytes: usize) -> anyhow::Resul
         .output();
     let _ = server.kill();
     let _ = server.wait();
+    drop(registered);
     let out = client.context("running sockperf ping-pong")?;
     let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
     let (Some(p50), Some(p99)) = (percentile(&text, "50.000"), percentile(&text, "99.000")) else {

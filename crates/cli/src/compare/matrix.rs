@@ -229,6 +229,17 @@ pub struct Job {
     pub repeat: usize,
 }
 
+impl Job {
+    /// Whether `cell` is this job's measurement (a resumed run skips it).
+    pub fn is(&self, cell: &socklab_report::schema::Cell) -> bool {
+        cell.model == self.model.name
+            && cell.scenario == self.scenario.name()
+            && cell.conns == self.conns
+            && cell.repeat == self.repeat
+            && cell.work == self.scenario.work()
+    }
+}
+
 /// Every timed cell, interleaved: repeat-major, then scenario, connections, model.
 pub fn jobs(plan: &Plan, models: &[&'static ModelRun], scenarios: &[Scenario]) -> Vec<Job> {
     let mut out = Vec::new();

@@ -9,6 +9,8 @@
 //! - [`counted`] and [`strace`]: the counted pass (syscalls, context switches,
 //!   instructions per request).
 //! - [`floor`]: the loopback floor, measured with sockperf when it is installed.
+//! - [`interrupt`]: Ctrl-C and SIGTERM stop the run and keep what it measured;
+//!   `--resume DIR` finishes it.
 //! - [`machine`]: the machine the numbers came from.
 //!
 //! The server runs pinned to one CPU and this process (the load generator) to
@@ -18,6 +20,7 @@
 mod cell;
 mod counted;
 mod floor;
+mod interrupt;
 mod machine;
 mod matrix;
 mod server;
@@ -32,6 +35,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use socklab_report::schema::{Results, RunInfo, SCHEMA};
 
+pub use interrupt::EXIT_INTERRUPTED;
 use matrix::{Plan, Scenario};
 
 #[derive(Args)]
@@ -71,16 +75,33 @@ pub struct CompareArgs {
     /// at it; an explicit --out leaves results/latest alone).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Finish an interrupted run in DIR: the same arguments again, skipping the
+    /// cells it has (results.json says which).
+    #[arg(long, value_name = "DIR", exclusive = true)]
+    resume: Option<PathBuf>,
 }
 
-pub fn run(args: CompareArgs) -> anyhow::Result<()> {
+/// What `run` ended with: every cell done, or stopped by a signal.
+pub enum Outcome {
+    Complete,
+    Interrupted,
+}
+
+pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
+    interrupt::install().context("installing the SIGINT/SIGTERM handler")?;
+    let (args, mut results) = match &args.resume {
+        Some(dir) => resume(dir)?,
+        None => (args, None),
+    };
     let plan = plan(&args)?;
     let models = select_models(&args.models)?;
     let scenarios = select_scenarios(&args.scenarios)?;
     let machine = machine::describe();
-    let dir = match &args.out {
-        Some(dir) => dir.clone(),
-        None => Path::new("results").join(format!("{}-{}", time::utc_date(), machine.hostname)),
+    let dir = match (&args.out, &results) {
+        (Some(dir), _) => dir.clone(),
+        (None, _) => {
+            Path::new("results").join(format!("{}-{}", time::utc_date(), machine.hostname))
+        }
     };
     for sub in ["", "hdr", "logs", "charts"] {
         std::fs::create_dir_all(dir.join(sub))
@@ -94,7 +115,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         eprintln!("socklab compare: one CPU only; server and load generator share it (not pinned)");
         (None, None)
     };
-    let mut results = Results {
+    let jobs = if args.counted_only {
+        Vec::new()
+    } else {
+        matrix::jobs(&plan, &models, &scenarios)
+    };
+    let results = results.get_or_insert_with(|| Results {
         schema: SCHEMA.into(),
         machine,
         run: RunInfo {
@@ -109,30 +135,37 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             cell_seconds: plan.cell.as_secs_f64(),
             warmup_seconds: plan.warmup.as_secs_f64(),
             message_bytes: cell::MESSAGE_BYTES,
+            planned_cells: jobs.len(),
+            interrupted: false,
+            args: compare_args(),
         },
         cells: Vec::new(),
         counted: Vec::new(),
         floor: None,
-    };
+    });
+    results.run.interrupted = false;
+    // Interrupted cells are run again.
+    results
+        .cells
+        .retain(|c| c.status != socklab_report::schema::STATUS_INTERRUPTED);
     raise_fd_limit();
-    match floor::measure(server_cpu, cell::MESSAGE_BYTES) {
-        Ok(Some(f)) => {
-            eprintln!(
-                "floor: sockperf round trip p50 {:.1} µs, p99 {:.1} µs",
-                f.p50_round_trip_us, f.p99_round_trip_us
-            );
-            results.floor = Some(f);
+    if results.floor.is_none() {
+        match floor::measure(server_cpu, cell::MESSAGE_BYTES) {
+            Ok(Some(f)) => {
+                eprintln!(
+                    "floor: sockperf round trip p50 {:.1} µs, p99 {:.1} µs",
+                    f.p50_round_trip_us, f.p99_round_trip_us
+                );
+                results.floor = Some(f);
+            }
+            Ok(None) => {
+                eprintln!(
+                    "floor: sockperf not installed (apt-get install sockperf); no loopback floor"
+                )
+            }
+            Err(e) => eprintln!("floor: {e:#}"),
         }
-        Ok(None) => {
-            eprintln!("floor: sockperf not installed (apt-get install sockperf); no loopback floor")
-        }
-        Err(e) => eprintln!("floor: {e:#}"),
     }
-    let jobs = if args.counted_only {
-        Vec::new()
-    } else {
-        matrix::jobs(&plan, &models, &scenarios)
-    };
     let bench = cell::Bench {
         plan: &plan,
         server_cpu,
@@ -140,6 +173,12 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     };
     let started = Instant::now();
     for (i, job) in jobs.iter().enumerate() {
+        if interrupt::requested() {
+            break;
+        }
+        if results.cells.iter().any(|c| job.is(c)) {
+            continue;
+        }
         let cell = bench.run(job);
         eprintln!(
             "[{:>3}/{}] {:>6.1}s  {}",
@@ -149,6 +188,8 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             describe(&cell)
         );
         results.cells.push(cell);
+        // After every cell: a killed run keeps what it measured.
+        socklab_report::write_results(results, &dir)?;
     }
     if !args.no_counted {
         let pass = counted::CountedPass {
@@ -156,28 +197,92 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             server_cpu,
             dir: &dir,
         };
-        for &conns in &plan.counted_conns {
+        'counted: for &conns in &plan.counted_conns {
             for model in &models {
+                if interrupt::requested() {
+                    break 'counted;
+                }
+                let done =
+                    |c: &socklab_report::schema::Counted| c.model == model.name && c.conns == conns;
+                if results.counted.iter().any(done) {
+                    continue;
+                }
                 let counted = pass.run(model, conns);
+                if interrupt::requested() {
+                    break 'counted;
+                }
                 eprintln!(
                     "counted {:<12} {conns:>5} conns  {}",
                     model.name,
                     describe_counted(&counted)
                 );
                 results.counted.push(counted);
+                socklab_report::write_results(results, &dir)?;
             }
         }
     }
+    let interrupted = interrupt::requested();
+    results.run.interrupted = interrupted;
     results.run.finished = time::utc_now();
-    socklab_report::write_results(&results, &dir)?;
-    socklab_report::write_all(&results, &dir)?;
+    socklab_report::write_results(results, &dir)?;
+    socklab_report::write_all(results, &dir)?;
     if args.out.is_none() {
         // An explicit --out is a run kept apart (a benchmark, a test); `latest`
         // follows the default-named runs.
         update_latest(&dir);
     }
     println!("{}", dir.join("report.md").display());
-    Ok(())
+    if interrupted {
+        let done = results
+            .cells
+            .iter()
+            .filter(|c| c.status != socklab_report::schema::STATUS_INTERRUPTED)
+            .count();
+        eprintln!(
+            "socklab compare: interrupted after {done} of {} cells; the report covers them. \
+             Finish the run with: socklab compare --resume {}",
+            jobs.len(),
+            dir.display()
+        );
+        return Ok(Outcome::Interrupted);
+    }
+    Ok(Outcome::Complete)
+}
+
+/// The arguments after `compare` on this command line (what `--resume` repeats).
+fn compare_args() -> Vec<String> {
+    std::env::args()
+        .skip_while(|a| a != "compare")
+        .skip(1)
+        .collect()
+}
+
+/// `--resume DIR`: the arguments the run was started with, and what it measured.
+fn resume(dir: &Path) -> anyhow::Result<(CompareArgs, Option<Results>)> {
+    let results = socklab_report::load(dir)
+        .with_context(|| format!("--resume {}: not a run directory", dir.display()))?;
+    #[derive(clap::Parser)]
+    struct Again {
+        #[command(flatten)]
+        args: CompareArgs,
+    }
+    let argv = std::iter::once("compare".to_string()).chain(results.run.args.iter().cloned());
+    let mut again = <Again as clap::Parser>::try_parse_from(argv)
+        .with_context(|| {
+            format!(
+                "--resume {}: its recorded arguments no longer parse",
+                dir.display()
+            )
+        })?
+        .args;
+    again.out = Some(dir.to_path_buf());
+    eprintln!(
+        "socklab compare: resuming {} ({} cells measured): compare {}",
+        dir.display(),
+        results.cells.len(),
+        results.run.args.join(" ")
+    );
+    Ok((again, Some(results)))
 }
 
 fn plan(args: &CompareArgs) -> anyhow::Result<Plan> {
@@ -259,6 +364,9 @@ fn describe(cell: &socklab_report::schema::Cell) -> String {
         cell.model, cell.scenario, cell.conns, cell.repeat
     );
     match (&cell.load, &cell.error) {
+        (_, Some(e)) if cell.status == socklab_report::schema::STATUS_INTERRUPTED => {
+            format!("{name}: {e}")
+        }
         (_, Some(e)) => format!("{name}: FAILED: {e}"),
         (Some(l), None) => {
             let served = l.clients.map_or(String::new(), |c| {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use socklab_server_kit::usage::TreeUsage;
 
+use super::interrupt::{own_group, Registered};
 use super::tree;
 
 /// Longest a server may take to print its address (valgrind is slow to start).
@@ -46,6 +47,9 @@ pub struct RunningServer {
     stderr: PathBuf,
     /// The usage lines the server prints on stdout when sent SIGUSR1.
     usage_lines: mpsc::Receiver<String>,
+    /// The server and its wrapper, for a second Ctrl-C's kill (dropped after
+    /// they have been reaped).
+    _registered: [Registered; 2],
 }
 
 /// What the server had used at one moment, its live children included, and what
@@ -91,9 +95,10 @@ impl Launch {
                 command.pre_exec(move || pin_to(&[cpu]).map_err(std::io::Error::other));
             }
         }
-        let mut child = command
+        let mut child = own_group(&mut command)
             .spawn()
             .with_context(|| format!("starting {}", argv.join(" ")))?;
+        let wrapper = Registered::new(child.id() as i32);
         let (line, usage_lines) = read_announce(&mut child, &self.stderr)?;
         let field = |name: &str| {
             line.split_whitespace()
@@ -101,15 +106,17 @@ impl Launch {
                 .map(str::to_string)
         };
         let parse = |s: Option<String>| s.map(|a| a.parse::<SocketAddr>()).transpose();
+        let pid = field("pid=")
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow!("no pid in {line:?}"))?;
         Ok(RunningServer {
-            pid: field("pid=")
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| anyhow!("no pid in {line:?}"))?,
+            pid,
             tcp: parse(field("tcp="))?,
             udp: parse(field("udp="))?,
             child,
             stderr: self.stderr.clone(),
             usage_lines,
+            _registered: [wrapper, Registered::new(pid)],
         })
     }
 }
