@@ -9,6 +9,7 @@ mod compare;
 mod load_cmd;
 mod models;
 mod serve;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -37,6 +38,9 @@ enum Command {
     Load(load_cmd::LoadArgs),
     /// Run every model through every scenario; write results/<date>-<host>/report.md.
     Compare(compare::CompareArgs),
+    /// Run one server under a long mix of clients; fail if its descriptors, memory,
+    /// threads or processes grow.
+    Soak(soak::SoakArgs),
     /// Rebuild report.md, results.csv and charts/ of a run from its results.json alone.
     Report {
         /// A run directory written by `socklab compare`.
@@ -58,6 +62,10 @@ fn main() -> ExitCode {
             Ok(compare::Outcome::Interrupted) => {
                 return ExitCode::from(compare::EXIT_INTERRUPTED);
             }
+            other => other.map(|_| ()),
+        },
+        Command::Soak(args) => match soak::run(args) {
+            Ok(false) => return ExitCode::FAILURE,
             other => other.map(|_| ()),
         },
         Command::Report { dir } => report(&dir),

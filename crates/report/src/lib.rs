@@ -20,6 +20,7 @@
 //! - [`charts`]: figures -> SVG (plotters, no system fonts needed).
 //! - [`markdown`]: the report page; [`csv`](mod@csv): one flat row per cell.
 //! - [`format`](mod@format): numbers as the report prints them.
+//! - [`soak`]: the long run's verdict: does anything grow beyond its noise.
 //!
 //! # Example
 //!
@@ -41,6 +42,7 @@ pub mod format;
 pub mod lessons;
 pub mod markdown;
 pub mod schema;
+pub mod soak;
 
 use std::fs;
 use std::io;

@@ -27,6 +27,10 @@ pub struct Results {
     /// The loopback floor: `sockperf ping-pong` p50 round trip, if sockperf ran.
     #[serde(default)]
     pub floor: Option<Floor>,
+    /// Soaks (full mode): each model under a long mix of clients, its resources
+    /// sampled at rest between rounds.
+    #[serde(default)]
+    pub soak: Vec<crate::soak::Soak>,
 }
 
 /// The machine a run came from.
@@ -295,6 +299,7 @@ impl Results {
             cells: Vec::new(),
             counted: Vec::new(),
             floor: None,
+            soak: Vec::new(),
         }
     }
 }

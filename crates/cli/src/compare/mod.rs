@@ -20,13 +20,13 @@
 mod cell;
 mod counted;
 mod floor;
-mod interrupt;
+pub(crate) mod interrupt;
 mod machine;
-mod matrix;
-mod server;
+pub(crate) mod matrix;
+pub(crate) mod server;
 mod strace;
 mod time;
-mod tree;
+pub(crate) mod tree;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -142,6 +142,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
         cells: Vec::new(),
         counted: Vec::new(),
         floor: None,
+        soak: Vec::new(),
     });
     results.run.interrupted = false;
     // Interrupted cells are run again.

@@ -122,6 +122,35 @@ pub fn live_children(root: i32) -> TreeUsage {
     total
 }
 
+/// What the tree holds that a leak would make grow: processes, threads, open
+/// descriptors, resident memory. Cheaper than [`sample`] (no page-table walk for
+/// PSS), so a soak can take it often.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub processes: u64,
+    pub threads: u64,
+    pub fds: u64,
+    pub rss_bytes: u64,
+}
+
+pub fn resources(root: i32) -> Resources {
+    let mut total = Resources::default();
+    for pid in descendants(root) {
+        let Ok(process) = Process::new(pid) else {
+            continue;
+        };
+        let Ok(stat) = process.stat() else { continue };
+        if stat.state == 'Z' {
+            continue;
+        }
+        total.processes += 1;
+        total.threads += stat.num_threads.max(0) as u64;
+        total.rss_bytes += stat.rss * procfs::page_size();
+        total.fds += process.fd_count().unwrap_or(0) as u64;
+    }
+    total
+}
+
 fn pss_bytes(process: &Process) -> Option<u64> {
     let rollup = process.smaps_rollup().ok()?;
     let map = rollup.memory_map_rollup.0.first()?;
@@ -183,6 +212,18 @@ mod tests {
         assert!(usage.cpu() >= Duration::from_millis(20), "{usage}");
         assert!(usage.voluntary_ctx + usage.involuntary_ctx >= 1, "{usage}");
         assert!(live_children(child.id() as i32).cpu().is_zero());
+    }
+
+    #[test]
+    fn counts_this_process_descriptors() {
+        let before = resources(std::process::id() as i32);
+        let files: Vec<_> = (0..5)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap())
+            .collect();
+        let after = resources(std::process::id() as i32);
+        drop(files);
+        assert!(after.fds >= before.fds + 5, "{before:?} -> {after:?}");
+        assert!(after.threads >= 1 && after.rss_bytes > 0);
     }
 
     #[test]
