@@ -266,6 +266,7 @@ pub struct RateCheck {
     pub reached: bool,
     /// How late the generator itself sent requests, vs their intended time.
     pub send_lag_mean_us: f64,
+    pub send_lag_p99_us: u64,
     pub send_lag_max_us: u64,
 }
 
@@ -367,12 +368,9 @@ impl LoadReport {
                 target_per_s: target,
                 achieved_per_s: achieved,
                 reached: achieved >= RATE_REACHED * target,
-                send_lag_mean_us: if t.lag.count > 0 {
-                    t.lag.sum_us as f64 / t.lag.count as f64
-                } else {
-                    0.0
-                },
-                send_lag_max_us: t.lag.max_us,
+                send_lag_mean_us: t.lag.0.mean(),
+                send_lag_p99_us: t.lag.0.value_at_quantile(0.99),
+                send_lag_max_us: t.lag.0.max(),
             }
         });
         let mut r = LoadReport {
@@ -664,11 +662,12 @@ impl fmt::Display for LoadReport {
         if let Some(r) = &self.rate {
             writeln!(
                 f,
-                "rate         target {} req/s, achieved {} req/s ({}); send lag mean {:.0} µs, max {} µs",
+                "rate         target {} req/s, achieved {} req/s ({}); send lag mean {:.0} µs, p99 {} µs, max {} µs",
                 grouped(r.target_per_s.round() as u64),
                 grouped(r.achieved_per_s.round() as u64),
                 if r.reached { "reached" } else { "NOT reached" },
                 r.send_lag_mean_us,
+                r.send_lag_p99_us,
                 r.send_lag_max_us
             )?;
         }

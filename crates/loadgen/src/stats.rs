@@ -173,27 +173,25 @@ impl ErrorCounts {
 }
 
 /// How late the generator itself sent open-mode requests, compared with their
-/// intended send times. Latency is measured from the intended time either way; a
-/// large lag says the generator (not only the server) fell behind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SendLag {
-    pub count: u64,
-    pub sum_us: u64,
-    pub max_us: u64,
+/// intended send times (µs). Latency is measured from the intended time either
+/// way; a large lag says the generator (not only the server) fell behind, and a
+/// step of a latency-vs-load curve whose p99 lag is large was not measured well.
+#[derive(Debug, Clone)]
+pub struct SendLag(pub Histogram<u64>);
+
+impl Default for SendLag {
+    fn default() -> Self {
+        SendLag(new_histogram())
+    }
 }
 
 impl SendLag {
     pub fn record(&mut self, lag: Duration) {
-        let us = lag.as_micros() as u64;
-        self.count += 1;
-        self.sum_us += us;
-        self.max_us = self.max_us.max(us);
+        record(&mut self.0, micros(lag));
     }
 
     pub fn add(&mut self, o: &SendLag) {
-        self.count += o.count;
-        self.sum_us += o.sum_us;
-        self.max_us = self.max_us.max(o.max_us);
+        add_hist(&mut self.0, &o.0);
     }
 }
 

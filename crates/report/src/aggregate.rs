@@ -422,13 +422,16 @@ impl Metric {
     }
 }
 
-/// All repeats of one model x scenario x connection count x work.
+/// All repeats of one model x scenario x connection count x work (x server CPUs
+/// x offered rate).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Group {
     pub model: String,
     pub scenario: String,
     pub conns: usize,
     pub work: String,
+    pub server_cpus: usize,
+    pub offered_rps: Option<f64>,
     /// Repeats that measured something, and repeats that failed.
     pub ok: usize,
     pub failed: usize,
@@ -481,12 +484,18 @@ pub struct Summary {
     /// Models (timed or counted) and scenarios present, in teaching order.
     pub models: Vec<String>,
     pub scenarios: Vec<String>,
-    /// Ordered by scenario, connections, model, work.
+    /// The server on one CPU, every scenario but the curve: ordered by scenario,
+    /// connections, model, work.
     pub groups: Vec<Group>,
+    /// The same scenarios with the server on more CPUs (`--server-cpus`).
+    pub spans: Vec<Group>,
+    /// The curve's steps, one group per offered rate.
+    pub steps: Vec<Group>,
     pub failures: Vec<Failure>,
 }
 
-type Key = (String, String, usize, String);
+/// model, scenario, conns, work, server CPUs, offered rate (curve steps).
+type Key = (String, String, usize, String, usize, Option<u64>);
 
 impl Summary {
     pub fn from_results(results: &Results) -> Summary {
@@ -500,7 +509,14 @@ impl Summary {
         );
         let mut cells: BTreeMap<Key, Vec<&Cell>> = BTreeMap::new();
         for c in &results.cells {
-            let key = (c.model.clone(), c.scenario.clone(), c.conns, c.work.clone());
+            let key = (
+                c.model.clone(),
+                c.scenario.clone(),
+                c.conns,
+                c.work.clone(),
+                c.server_cpus,
+                c.offered_rps.map(|r| r.round() as u64),
+            );
             cells.entry(key).or_default().push(c);
         }
         let failures = results
@@ -517,20 +533,27 @@ impl Summary {
                 })
             })
             .collect();
-        let mut groups: Vec<Group> = cells.into_iter().map(|(k, v)| group(k, &v)).collect();
+        let mut all: Vec<Group> = cells.into_iter().map(|(k, v)| group(k, &v)).collect();
         let pos = |list: &[String], x: &str| list.iter().position(|m| m == x);
-        groups.sort_by_key(|g| {
+        all.sort_by_key(|g| {
             (
                 pos(&scenarios, &g.scenario),
                 g.conns,
+                g.server_cpus,
                 pos(&models, &g.model),
                 g.work.clone(),
+                g.offered_rps.map(|r| r as u64),
             )
         });
+        let (steps, rest): (Vec<Group>, Vec<Group>) =
+            all.into_iter().partition(|g| g.offered_rps.is_some());
+        let (groups, spans) = rest.into_iter().partition(|g| g.server_cpus == 1);
         Summary {
             models,
             scenarios,
             groups,
+            spans,
+            steps,
             failures,
         }
     }
@@ -582,7 +605,8 @@ impl Summary {
     }
 }
 
-fn group((model, scenario, conns, work): Key, cells: &[&Cell]) -> Group {
+fn group((model, scenario, conns, work, server_cpus, _): Key, cells: &[&Cell]) -> Group {
+    let offered_rps = cells.first().and_then(|c| c.offered_rps);
     let ok: Vec<&Cell> = cells.iter().copied().filter(|c| c.is_ok()).collect();
     let mut metrics = BTreeMap::new();
     for &m in Metric::ALL {
@@ -618,6 +642,8 @@ fn group((model, scenario, conns, work): Key, cells: &[&Cell]) -> Group {
         scenario,
         conns,
         work,
+        server_cpus,
+        offered_rps,
         ok: ok.len(),
         failed: cells.len() - ok.len(),
         metrics,

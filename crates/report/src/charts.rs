@@ -123,6 +123,14 @@ fn draw(svg: &mut String, fig: &Figure, palette: &Palette) -> DrawResult {
             x: XAxis::Categories(names),
             ..
         } => (Axis::categories(names.len()), names.clone()),
+        Plot::Lines {
+            x: XAxis::Rate,
+            series,
+            ..
+        } => (
+            Axis::rates(series.iter().flat_map(|s| s.points.iter().map(|(x, _)| *x))),
+            Vec::new(),
+        ),
         Plot::Bars { bars, .. } => (
             Axis::categories(bars.len()),
             bars.iter().map(|b| b.model.clone()).collect(),
@@ -195,6 +203,21 @@ impl Axis {
         let lo = ticks.first().copied().unwrap_or(1.0);
         let hi = ticks.last().copied().unwrap_or(1.0).max(lo);
         Axis::log(lo / LOG_PAD, hi * LOG_PAD, ticks)
+    }
+
+    /// Rates on a log axis spanning `xs`, a tick per decade and at 2× and 5×.
+    fn rates(xs: impl Iterator<Item = f64>) -> Axis {
+        let (lo, hi) = xs
+            .filter(|x| *x > 0.0)
+            .fold((f64::INFINITY, 0.0f64), |(lo, hi), x| {
+                (lo.min(x), hi.max(x))
+            });
+        let (lo, hi) = if lo.is_finite() {
+            (lo / 1.3, hi * 1.3)
+        } else {
+            (1.0, 10.0)
+        };
+        Axis::log(lo, hi, log_ticks(lo, hi))
     }
 
     /// Categories 0, 1, 2, ... on a linear axis, each a unit wide.
@@ -473,7 +496,7 @@ fn draw_legend(area: &Area, models: &[&str], palette: &Palette, notes: LegendNot
         ]);
     }
     if notes.busy {
-        lines.extend(["†: load generator >90 %", "busy: may be its limit"]);
+        lines.extend(["†: load generator busy", "or behind: may be its limit"]);
     }
     for line in lines {
         area.draw(&Text::new(line, (12, y), note.clone()))?;

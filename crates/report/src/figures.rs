@@ -47,6 +47,8 @@ pub enum Plot {
 pub enum XAxis {
     /// Connection counts, on a log axis with a tick at each one measured.
     Conns(Vec<usize>),
+    /// A rate (requests per second), on a log axis.
+    Rate,
     /// Named positions 0, 1, 2, ... (the latency percentiles).
     Categories(Vec<String>),
 }
@@ -185,6 +187,9 @@ impl Ctx<'_> {
 
 /// The figures of one scenario, for each `--work` it was run with.
 pub fn for_scenario(ctx: &Ctx, scenario: &str) -> Vec<Figure> {
+    if scenario == "curve" {
+        return crate::curve::figures(ctx);
+    }
     let works = ctx.summary.works_in(scenario);
     let mut out = Vec::new();
     for work in &works {
@@ -279,13 +284,15 @@ fn plan_scenario(ctx: &Ctx, scenario: &str, work: &str) -> Vec<Figure> {
         }
         _ => {
             let mut throughput = main(m(Metric::Throughput));
-            if scenario == "cpu" && !ctx.multicore() {
+            let spans = ctx.summary.spans.iter().any(|g| g.scenario == scenario);
+            if scenario == "cpu" && !ctx.multicore() && !spans {
                 if let Some(f) = &mut throughput {
                     f.sentences.push(single_core_note(ctx));
                 }
             }
             figs.push(throughput);
             figs.push(main(m(Metric::P99)));
+            figs.push(speedup(ctx, scenario, work));
             // Known scenarios chart the extras they teach from (above); a scenario
             // the report does not know gets a chart for each of its extras.
             if lessons::intro(scenario).is_none() {
@@ -307,6 +314,94 @@ fn extras_in(ctx: &Ctx, scenario: &str, work: &str) -> Vec<String> {
     names.dedup();
     names
 }
+
+/// What more server CPUs bought each model: requests per second on N CPUs ÷ on
+/// one, for the scenarios run on several (`--server-cpus`). A ratio's range is
+/// the most pessimistic and optimistic pairing of the two ranges.
+fn speedup(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
+    let spans: Vec<&Group> = ctx
+        .summary
+        .spans
+        .iter()
+        .filter(|g| g.scenario == scenario && g.work == work)
+        .collect();
+    let cpus = spans.iter().map(|g| g.server_cpus).max()?;
+    let mut bars = Vec::new();
+    for model in &ctx.summary.models {
+        let Some(many) = spans
+            .iter()
+            .find(|g| &g.model == model && g.server_cpus == cpus)
+        else {
+            continue;
+        };
+        let Some(one) = ctx.group(model, scenario, work, many.conns) else {
+            continue;
+        };
+        let (Some(a), Some(b)) = (one.get(Metric::Throughput), many.get(Metric::Throughput)) else {
+            continue;
+        };
+        if a.median <= 0.0 || a.min <= 0.0 {
+            continue;
+        }
+        bars.push(Bar {
+            model: model.clone(),
+            range: Range {
+                median: b.median / a.median,
+                min: b.min / a.max,
+                max: b.max / a.min,
+                mean: b.mean / a.mean,
+                n: a.n.min(b.n),
+            },
+            mark: Mark::of(many),
+        });
+    }
+    if bars.is_empty() {
+        return None;
+    }
+    let (mut used, mut partly, mut not) = (Vec::new(), Vec::new(), Vec::new());
+    for b in &bars {
+        let text = format!("{} ({})", b.model, format::ratio_x(b.range.median));
+        if b.range.min >= USES_ANOTHER_CPU {
+            used.push(text);
+        } else if b.range.max < USES_ANOTHER_CPU {
+            not.push(text);
+        } else {
+            partly.push(text);
+        }
+    }
+    let list = |v: &[String]| compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut parts = Vec::new();
+    if !used.is_empty() {
+        parts.push(format!("{} used the other CPUs", list(&used)));
+    }
+    if !not.is_empty() {
+        parts.push(format!("{} did not", list(&not)));
+    }
+    if !partly.is_empty() {
+        parts.push(format!(
+            "for {} the repeats are too far apart to tell",
+            list(&partly)
+        ));
+    }
+    let mut sentences = vec![format!(
+        "With the server on {cpus} CPUs instead of one, requests per second went up: {}.",
+        parts.join("; ")
+    )];
+    if !used.is_empty() && !not.is_empty() {
+        sentences.push(format!("The difference is {}.", lessons::CORES));
+    }
+    Some(Figure {
+        file: format!("{}-speedup", slug(scenario)),
+        title: format!("{scenario}: requests per second on {cpus} CPUs ÷ on one"),
+        x_label: "model".to_string(),
+        y_label: format!("speedup on {cpus} CPUs (×)"),
+        plot: Plot::Bars { bars, log_y: false },
+        sentences,
+    })
+}
+
+/// A model "used" another CPU when it served at least this much more on several.
+const USES_ANOTHER_CPU: f64 = 1.3;
 
 fn single_core_note(ctx: &Ctx) -> String {
     let how = match ctx.results.run.server_cpu {
@@ -698,7 +793,7 @@ fn missing_at(
 
 /// Charts show bytes in KiB, as their axis label and the tables say; sentences
 /// keep the bytes and pick their own unit.
-fn shown(r: Range, unit: Unit) -> Range {
+pub fn shown(r: Range, unit: Unit) -> Range {
     if unit != Unit::Bytes {
         return r;
     }
@@ -783,7 +878,7 @@ fn wide<'r>(ranges: impl Iterator<Item = &'r Range>) -> bool {
 }
 
 /// `p99 latency (µs)` -> `p99 latency (µs, log scale)` on a log axis.
-fn axis_label(words: &Words, log: bool) -> String {
+pub fn axis_label(words: &Words, log: bool) -> String {
     match (log, words.axis.strip_suffix(')')) {
         (false, _) => words.axis.to_string(),
         (true, Some(open)) => format!("{open}, log scale)"),

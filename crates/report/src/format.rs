@@ -162,6 +162,15 @@ pub fn ratio(ratio: f64) -> String {
     }
 }
 
+/// A factor for sentences: `1.9×`, `0.98×`.
+pub fn ratio_x(x: f64) -> String {
+    if x >= 10.0 {
+        format!("{}×", num(x.round()))
+    } else {
+        format!("{x:.2}×")
+    }
+}
+
 /// `1000` -> `1,000 connections`, `1` -> `1 connection`.
 pub fn conns(n: usize) -> String {
     if n == 1 {

@@ -27,6 +27,17 @@ pub fn intro(scenario: &str) -> Option<&'static str> {
              saturate from about 10 connections, so throughput differs little; memory \
              per connection and the latency tail carry the lesson."
         }
+        "curve" => {
+            "Open loop at rising offered rates, a fixed number of connections: the \
+             latency-vs-load curve serious server benchmarks draw (wrk2, mutilate's \
+             scan). Each step offers 60 % more requests per second than the one before, \
+             sent on schedule whether or not replies have come, and every latency is \
+             charged from its intended send time. At first the achieved rate follows the \
+             offered one and the tail stays flat; at the knee the server stops keeping \
+             up, a queue builds, and p99 bends upward. Saturation throughput on two CPUs \
+             measures the load generator as much as the server; the knee, and the server \
+             CPU each request cost on the way to it, measure the server."
+        }
         "churn" => {
             "Every connection carries one request and is closed: the cost of setting up \
              a connection dominates. `fork` pays a `fork()` (copying page tables) and a \
@@ -121,7 +132,7 @@ pub const CRASH: &str = "a crash in one thread ends the whole process and every 
      holds, while a crashing child process takes only its own client";
 pub const PARENT_SAFE: &str = "the forking server's parent never runs handler code, so a crashing \
      child cannot take it down";
-const CORES: &str = "the kernel runs the threads on every CPU the server may use, while one \
+pub const CORES: &str = "the kernel runs the threads on every CPU the server may use, while one \
      event loop uses one";
 
 /// (scenario, target, needs more than one server CPU, prediction).

@@ -21,6 +21,8 @@
 //! - [`markdown`]: the report page; [`csv`](mod@csv): one flat row per cell.
 //! - [`format`](mod@format): numbers as the report prints them.
 //! - [`soak`]: the long run's verdict: does anything grow beyond its noise.
+//! - [`curve`]: the latency-vs-load curve's rules: measured well, sustained, the
+//!   knee, capacity per core.
 //!
 //! # Example
 //!
@@ -37,6 +39,7 @@ pub mod charts;
 pub mod compare;
 pub mod counted;
 pub mod csv;
+pub mod curve;
 pub mod figures;
 pub mod format;
 pub mod lessons;

@@ -61,6 +61,7 @@ pub fn render(ctx: &Ctx, sections: &[Section]) -> String {
             None => counted(&mut md, ctx, &section.figures),
         }
     }
+    soak(&mut md, ctx);
     failures(&mut md, ctx);
     raw_data(&mut md, ctx);
     md
@@ -422,6 +423,16 @@ pub fn columns(ctx: &Ctx, scenario: &str) -> Vec<Target> {
 
 fn scenario(md: &mut String, ctx: &Ctx, scenario: &str, figs: &[Figure]) {
     let _ = writeln!(md, "## Scenario: {scenario}\n");
+    if scenario == "curve" {
+        if let Some(text) = lessons::intro(scenario) {
+            let _ = writeln!(md, "{text}\n");
+        }
+        knee_table(md, ctx);
+        for fig in figs {
+            figure(md, fig);
+        }
+        return;
+    }
     match lessons::intro(scenario) {
         Some(text) => {
             let _ = writeln!(md, "{text}\n");
@@ -454,6 +465,52 @@ fn scenario(md: &mut String, ctx: &Ctx, scenario: &str, figs: &[Figure]) {
     for fig in figs {
         figure(md, fig);
     }
+}
+
+/// The curve's knee per model: the highest offered rate sustained, p99 there, and
+/// what one fully used server CPU carries at that load.
+fn knee_table(md: &mut String, ctx: &Ctx) {
+    let rows = crate::curve::knees(ctx.results, &ctx.summary.models);
+    if rows.is_empty() {
+        return;
+    }
+    md.push_str(
+        "| model | conns | server CPUs | knee (req/s offered) | p99 at the knee (µs) | capacity per core (req/s per CPU) | curves with a knee |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in &rows {
+        let bound = if r.lower_bound { "≥ " } else { "" };
+        let cell = |v: &Option<Range>, unit: Unit, prefix: &str| match v {
+            Some(v) => format!("{prefix}{}", format::range(v, unit)),
+            None => MISSING.to_string(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {}/{} |",
+            r.model,
+            format::num(r.conns as f64),
+            r.server_cpus,
+            cell(&r.offered, Unit::Rate, bound),
+            cell(&r.p99_us, Unit::Micros, ""),
+            cell(&r.per_core, Unit::Rate, bound),
+            r.with_knee,
+            r.repeats,
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\n- knee: the highest offered rate at which every client was answered, at least \
+         {:.0} % of the rate was achieved, p99 over all clients stayed within {}, and the \
+         load generator kept its schedule (p99 send lag within {}) with CPU to spare; `≥`: \
+         the next step failed because the load generator could not keep up, so the \
+         server's own limit is higher. `—`: not even the first step ({}) was sustained.\n\
+         - capacity per core: 1 s ÷ server CPU per request at the knee, over exactly the \
+         window: requests per second one fully busy server CPU would carry at that load.\n",
+        crate::curve::SUSTAINED_SHARE * 100.0,
+        format::with_unit(crate::curve::P99_BOUND_US, Unit::Micros),
+        format::with_unit(crate::curve::LAG_BOUND_US, Unit::Micros),
+        format::with_unit(crate::curve::FIRST_STEP_RPS, Unit::Rate),
+    );
 }
 
 fn table(md: &mut String, ctx: &Ctx, scenario: &str, show_work: bool) {
@@ -687,6 +744,81 @@ fn failures(md: &mut String, ctx: &Ctx) {
         );
     }
     md.push('\n');
+}
+
+/// The soaks: each model under rounds of mixed clients, read at rest after each.
+fn soak(md: &mut String, ctx: &Ctx) {
+    let soaks = &ctx.results.soak;
+    if soaks.is_empty() {
+        return;
+    }
+    md.push_str(
+        "## Soak\n\n\
+         Each model ran alone under rounds of mixed clients — 16 persistent closed-loop \
+         connections, 4 churn loops, 2 clients typing a line a byte at a time, one client \
+         resetting its connection halfway through a request 50 times a second — and was \
+         read at rest after every round, once the round's clients had gone. A leak climbs \
+         round after round; a healthy server rests at the same level. A resource grows \
+         when a line through the resting samples (the first two rounds left out) rises by \
+         more than 3× their scatter and more than a few descriptors or 4 MiB.\n\n\
+         | model | seconds | rounds | connections | requests | fds at rest (first → last) | RSS at rest (MiB) | threads | processes | verdict |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for s in soaks {
+        let series = |name: &str| s.series.iter().find(|x| x.name == name);
+        let span = |name: &str, scale: f64| match series(name) {
+            Some(x) => format!(
+                "{} → {}",
+                format::num(x.values.first().copied().unwrap_or(0.0) / scale),
+                format::num(x.values.last().copied().unwrap_or(0.0) / scale)
+            ),
+            None => MISSING.to_string(),
+        };
+        let grows: Vec<&str> = s
+            .series
+            .iter()
+            .filter(|x| x.grows)
+            .map(|x| x.name.as_str())
+            .collect();
+        let verdict = if grows.is_empty() {
+            "steady".to_string()
+        } else {
+            format!("**grows: {}**", grows.join(", "))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {verdict} |",
+            s.model,
+            format::num(s.seconds.round()),
+            s.rounds,
+            format::num(s.connections as f64),
+            format::num(s.requests as f64),
+            span("fds", 1.0),
+            span("rss", 1024.0 * 1024.0),
+            span("threads", 1.0),
+            span("processes", 1.0),
+        );
+    }
+    md.push('\n');
+    let leaking: Vec<&str> = soaks
+        .iter()
+        .filter(|s| s.leaks())
+        .map(|s| s.model.as_str())
+        .collect();
+    if leaking.is_empty() {
+        let _ = writeln!(
+            md,
+            "No model's descriptors, memory, threads or processes grew beyond their noise \
+             over {} connections in all.\n",
+            format::num(soaks.iter().map(|s| s.connections as f64).sum())
+        );
+    } else {
+        let _ = writeln!(
+            md,
+            "Grew beyond its noise: {}.\n",
+            crate::compare::list(&leaking)
+        );
+    }
 }
 
 fn raw_data(md: &mut String, ctx: &Ctx) {

@@ -89,6 +89,13 @@ pub struct Cell {
     /// Concurrent connections the load generator held (for churn: in flight).
     pub conns: usize,
     pub repeat: usize,
+    /// CPUs the server was pinned to: 1, except in the scenarios run on more
+    /// (`cpu`, `curve`).
+    #[serde(default = "one")]
+    pub server_cpus: usize,
+    /// Curve: the open-loop rate offered, requests per second.
+    #[serde(default)]
+    pub offered_rps: Option<f64>,
     /// The server's `--work` for this cell (`none`, `cpu:50us`, `sleep:2ms`).
     pub work: String,
     /// `ok` or `failed`.
@@ -144,6 +151,10 @@ pub struct LoadSummary {
     /// the CPUs it was given: near 1.0 means it may have been the bottleneck.
     pub loadgen_cpu_s: f64,
     pub loadgen_cpu_util: f64,
+    /// Open loop: p99 of how late the load generator sent, after the intended
+    /// time (µs): a large lag means it did not keep its schedule.
+    #[serde(default)]
+    pub send_lag_p99_us: Option<f64>,
     /// Churn: connections completed per second, and connect latency.
     #[serde(default)]
     pub connects_per_s: Option<f64>,
@@ -302,6 +313,10 @@ impl Results {
             soak: Vec::new(),
         }
     }
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The statuses [`Cell::status`] takes.

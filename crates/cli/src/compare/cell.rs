@@ -16,8 +16,8 @@ use socklab_report::schema::{
     STATUS_OK,
 };
 
-use super::matrix::{Job, Plan, Scenario};
-use super::server::{Launch, Reading, RunningServer};
+use super::matrix::{placement, Job, Plan, Scenario};
+use super::server::{pin_to, Launch, Reading, RunningServer};
 use super::tree::{self, Sampler, TreeSample};
 
 /// Message size of every cell: a small request, as the design's measurements used.
@@ -27,76 +27,90 @@ const SLOW_CLIENT_PERIOD: Duration = Duration::from_millis(50);
 /// The bytes a chaos cell sends to crash one handler (see `Config::chaos`).
 const CHAOS_TRIGGER: &[u8] = b"SOCKLAB-CHAOS-CRASH\n";
 
-/// Where a cell runs: CPUs and output directory.
+/// Where a cell runs: the CPUs this process may use, and the output directory.
 pub struct Bench<'a> {
     pub plan: &'a Plan,
-    pub server_cpu: Option<usize>,
+    pub cpus: Vec<usize>,
     pub dir: &'a Path,
 }
 
 impl Bench<'_> {
     /// Runs one cell; a failure is recorded in the cell, never returned.
     pub fn run(&self, job: &Job) -> Cell {
-        let mut cell = Cell {
-            model: job.model.name.to_string(),
-            scenario: job.scenario.name().to_string(),
-            conns: job.conns,
-            repeat: job.repeat,
-            work: job.scenario.work().to_string(),
-            status: STATUS_OK.into(),
-            error: None,
-            load: None,
-            server: None,
-            hdr_log: None,
-            extra: BTreeMap::new(),
-        };
+        let mut cell = empty_cell(job);
         let outcome = self.try_run(job, &mut cell);
-        if super::interrupt::requested() {
-            // Whatever it measured is incomplete: --resume runs it again.
-            cell.status = STATUS_INTERRUPTED.into();
-            cell.error = Some("interrupted (SIGINT or SIGTERM)".into());
-            cell.load = None;
-            cell.server = None;
-        } else if let Err(e) = outcome {
-            cell.status = STATUS_FAILED.into();
-            cell.error = Some(format!("{e:#}"));
-        }
+        finish(&mut cell, outcome);
         cell
     }
 
-    fn try_run(&self, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
+    /// How to start the server of `job`, pinned where its placement says (and the
+    /// load generator, this process, moved to its own CPUs).
+    pub fn launch(&self, job: &Job) -> anyhow::Result<Launch> {
         let mut serve_args: Vec<String> =
             job.model.serve_args.iter().map(|s| s.to_string()).collect();
         serve_args.extend(["--work".into(), job.scenario.work().into()]);
         if job.scenario == Scenario::Chaos {
             serve_args.extend(["--chaos".into(), "--framing".into(), "lines".into()]);
         }
-        let launch = Launch {
+        let cpus = match placement(&self.cpus, job.server_cpus) {
+            Some((server, loadgen)) => {
+                pin_to(&loadgen).context("pinning the load generator")?;
+                server
+            }
+            None => Vec::new(),
+        };
+        Ok(Launch {
             serve_args,
             udp: job.scenario == Scenario::Udp,
-            cpu: self.server_cpu,
+            cpus,
             wrapper: Vec::new(),
             stderr: self
                 .dir
                 .join("logs")
                 .join(format!("{}.stderr", cell_name(job))),
-        };
-        let mut server = launch.start()?;
-        let idle = tree::sample(server.pid);
-        let sampler = Sampler::start(server.pid);
-        let window = WindowReadings::default();
-        let driven = self.drive(job, &server, cell, &window);
-        let peak = sampler.finish();
+        })
+    }
+
+    fn try_run(&self, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
+        let mut server = self.launch(job)?.start()?;
+        let measured = self.measure(job, &server, cell);
         let survived = server.alive();
         let tail = server.stderr_tail();
         if survived {
             // Its exit line is not needed: usage comes from the window's readings.
             let _ = server.stop();
         }
-        let report = driven.with_context(|| format!("server said: {tail}"))?;
+        let report = measured.with_context(|| format!("server said: {tail}"))?;
         if job.scenario != Scenario::Chaos && !survived {
             return Err(anyhow!("the server died during the cell: {tail}"));
         }
+        if job.scenario == Scenario::Chaos {
+            let lost = report.clients.map_or(0, |c| c.with_errors);
+            cell.extra.insert(
+                "other_clients_lost".into(),
+                lost.min(job.conns as u64) as f64,
+            );
+            cell.extra
+                .insert("server_survived".into(), if survived { 1.0 } else { 0.0 });
+        }
+        Ok(())
+    }
+
+    /// Drives a running server as `job` says and fills `cell` with what was
+    /// measured: the load generator's report, the server's usage over the window,
+    /// its tree's peak, the HDR log.
+    pub fn measure(
+        &self,
+        job: &Job,
+        server: &RunningServer,
+        cell: &mut Cell,
+    ) -> anyhow::Result<LoadReport> {
+        let idle = tree::sample(server.pid);
+        let sampler = Sampler::start(server.pid);
+        let window = WindowReadings::default();
+        let driven = self.drive(job, server, cell, &window);
+        let peak = sampler.finish();
+        let report = driven?;
         let hdr = format!("hdr/{}.hlog", cell_name(job));
         let mut file = std::fs::File::create(self.dir.join(&hdr))?;
         report.write_hdr_log(&mut file)?;
@@ -110,16 +124,7 @@ impl Bench<'_> {
                 cell_name(job)
             );
         }
-        if job.scenario == Scenario::Chaos {
-            let lost = report.clients.map_or(0, |c| c.with_errors);
-            cell.extra.insert(
-                "other_clients_lost".into(),
-                lost.min(job.conns as u64) as f64,
-            );
-            cell.extra
-                .insert("server_survived".into(), if survived { 1.0 } else { 0.0 });
-        }
-        Ok(())
+        Ok(report)
     }
 
     /// Drives the server as the scenario asks and returns the load generator's report.
@@ -165,6 +170,10 @@ impl Bench<'_> {
         }
         match job.scenario {
             Scenario::Churn => config.mode = Mode::Churn,
+            Scenario::Curve => {
+                config.mode = Mode::Open;
+                config.rate = job.offered_rps;
+            }
             Scenario::Slow => {
                 let slow = SlowClients::start(config.target, self.plan.slow_clients)?;
                 let report = socklab_loadgen::run(&config, hooks);
@@ -229,15 +238,50 @@ impl WindowReadings {
     }
 }
 
-/// A cell's file name stem: `thread-scaling-100-r0`.
+/// A cell with nothing measured yet.
+pub fn empty_cell(job: &Job) -> Cell {
+    Cell {
+        model: job.model.name.to_string(),
+        scenario: job.scenario.name().to_string(),
+        conns: job.conns,
+        repeat: job.repeat,
+        server_cpus: job.server_cpus,
+        offered_rps: job.offered_rps,
+        work: job.scenario.work().to_string(),
+        status: STATUS_OK.into(),
+        error: None,
+        load: None,
+        server: None,
+        hdr_log: None,
+        extra: BTreeMap::new(),
+    }
+}
+
+/// Records how a cell ended: interrupted (then nothing it measured is kept, and
+/// `--resume` runs it again), failed with its reason, or ok.
+pub fn finish(cell: &mut Cell, outcome: anyhow::Result<()>) {
+    if super::interrupt::requested() {
+        cell.status = STATUS_INTERRUPTED.into();
+        cell.error = Some("interrupted (SIGINT or SIGTERM)".into());
+        cell.load = None;
+        cell.server = None;
+    } else if let Err(e) = outcome {
+        cell.status = STATUS_FAILED.into();
+        cell.error = Some(format!("{e:#}"));
+    }
+}
+
+/// A cell's file name stem: `thread-scaling-100-r0`; with more than one server
+/// CPU `thread-cpu-10-2cpus-r0`; a curve step `thread-curve-100-20000rps-r0`.
 pub fn cell_name(job: &Job) -> String {
-    format!(
-        "{}-{}-{}-r{}",
-        job.model.name,
-        job.scenario.name(),
-        job.conns,
-        job.repeat
-    )
+    let mut name = format!("{}-{}-{}", job.model.name, job.scenario.name(), job.conns);
+    if job.server_cpus != 1 {
+        name += &format!("-{}cpus", job.server_cpus);
+    }
+    if let Some(rate) = job.offered_rps {
+        name += &format!("-{rate:.0}rps");
+    }
+    name + &format!("-r{}", job.repeat)
 }
 
 /// Fault isolation: one client, already being served, sends the chaos trigger a
@@ -354,6 +398,7 @@ pub fn summarize(r: &LoadReport) -> LoadSummary {
         },
         loadgen_cpu_s: r.cpu.user_s + r.cpu.sys_s,
         loadgen_cpu_util: r.cpu.utilization,
+        send_lag_p99_us: r.rate.map(|rate| rate.send_lag_p99_us as f64),
         connects_per_s: r.throughput.connections_per_s,
         connect_latency_us: r.connect.as_ref().map(pct),
     }

@@ -98,7 +98,7 @@ impl CountedPass<'_> {
         let launch = Launch {
             serve_args: model.serve_args.iter().map(|s| s.to_string()).collect(),
             udp: false,
-            cpu: self.server_cpu,
+            cpus: self.server_cpu.into_iter().collect(),
             wrapper,
             stderr: self.dir.join("logs").join(format!(
                 "{}-counted-{tag}-{conns}c-{requests}.stderr",

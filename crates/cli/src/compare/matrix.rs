@@ -88,6 +88,9 @@ pub const MODELS: &[ModelRun] = &[
 pub enum Scenario {
     /// Closed loop at growing connection counts.
     Scaling,
+    /// Open loop at stepped offered rates, at a fixed connection count: latency
+    /// against load, the knee, capacity per core.
+    Curve,
     /// Connect, one request, close.
     Churn,
     /// `cpu:50us` of work per request.
@@ -104,6 +107,7 @@ pub enum Scenario {
 
 pub const ALL_SCENARIOS: &[Scenario] = &[
     Scenario::Scaling,
+    Scenario::Curve,
     Scenario::Churn,
     Scenario::Cpu,
     Scenario::Sleep,
@@ -123,6 +127,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Scaling => "scaling",
+            Scenario::Curve => "curve",
             Scenario::Churn => "churn",
             Scenario::Cpu => "cpu",
             Scenario::Sleep => "sleep",
@@ -149,6 +154,12 @@ impl Scenario {
     pub fn repeated(self) -> bool {
         self != Scenario::Chaos
     }
+
+    /// Whether the scenario is also run with the server on more CPUs than one
+    /// (`--server-cpus`): the ones that show what another core buys.
+    pub fn spans_cpus(self) -> bool {
+        matches!(self, Scenario::Cpu | Scenario::Curve)
+    }
 }
 
 /// How big a run is.
@@ -173,6 +184,14 @@ pub struct Plan {
     pub counted_conns: Vec<usize>,
     /// Whether to run callgrind for instructions per request (slow).
     pub callgrind: bool,
+    /// Connection counts of the latency-vs-load curve, and how often it is run.
+    pub curve_conns: Vec<usize>,
+    pub curve_repeats: usize,
+    /// CPU counts the server gets in the scenarios that span CPUs (cpu, curve);
+    /// every other scenario pins it to one.
+    pub server_cpus: Vec<usize>,
+    /// Seconds each model is soaked for (0: no soak).
+    pub soak: Duration,
 }
 
 impl Plan {
@@ -190,6 +209,10 @@ impl Plan {
             counted_requests: 2000,
             counted_conns: vec![1],
             callgrind: false,
+            curve_conns: vec![100],
+            curve_repeats: 1,
+            server_cpus: every_count(),
+            soak: Duration::ZERO,
         }
     }
 
@@ -207,6 +230,10 @@ impl Plan {
             counted_requests: 5000,
             counted_conns: vec![1, 100],
             callgrind: true,
+            curve_conns: vec![100, 1000],
+            curve_repeats: 3,
+            server_cpus: every_count(),
+            soak: Duration::from_secs(45),
         }
     }
 
@@ -214,10 +241,46 @@ impl Plan {
     pub fn conns(&self, scenario: Scenario) -> Vec<usize> {
         match scenario {
             Scenario::Scaling => self.scaling_conns.clone(),
+            Scenario::Curve => self.curve_conns.clone(),
             Scenario::Sleep => vec![100],
             _ => vec![self.scenario_conns],
         }
     }
+
+    /// The server CPU counts a scenario runs with.
+    pub fn cpus(&self, scenario: Scenario) -> Vec<usize> {
+        if scenario.spans_cpus() {
+            self.server_cpus.clone()
+        } else {
+            vec![1]
+        }
+    }
+}
+
+/// One CPU, and every CPU this process may use (the same on a one-CPU machine).
+fn every_count() -> Vec<usize> {
+    let all = super::server::allowed_cpus().len().max(1);
+    let mut v = vec![1, all];
+    v.dedup();
+    v
+}
+
+/// Where a cell's processes run: the server on the first `server` CPUs this
+/// process may use, the load generator on the rest — or, when none are left, on
+/// the last one (sharing it: a CPU-bound server's requests cost 50 µs each, the
+/// load generator's a few). `None`: one CPU only, nothing pinned.
+pub fn placement(allowed: &[usize], server: usize) -> Option<(Vec<usize>, Vec<usize>)> {
+    if allowed.len() < 2 {
+        return None;
+    }
+    let server = server.clamp(1, allowed.len());
+    let (mine, rest) = allowed.split_at(server);
+    let loadgen = if rest.is_empty() {
+        allowed[allowed.len() - 1..].to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Some((mine.to_vec(), loadgen))
 }
 
 /// One cell to run.
@@ -227,6 +290,10 @@ pub struct Job {
     pub scenario: Scenario,
     pub conns: usize,
     pub repeat: usize,
+    /// CPUs the server is pinned to.
+    pub server_cpus: usize,
+    /// Curve: the open-loop rate offered.
+    pub offered_rps: Option<f64>,
 }
 
 impl Job {
@@ -237,28 +304,36 @@ impl Job {
             && cell.conns == self.conns
             && cell.repeat == self.repeat
             && cell.work == self.scenario.work()
+            && cell.server_cpus == self.server_cpus
+            && cell.offered_rps == self.offered_rps
     }
 }
 
-/// Every timed cell, interleaved: repeat-major, then scenario, connections, model.
+/// Every timed cell, interleaved: repeat-major, then scenario, connections, CPUs,
+/// model. The curve's cells are not here: each curve finds its own steps as it
+/// goes (see `curve`).
 pub fn jobs(plan: &Plan, models: &[&'static ModelRun], scenarios: &[Scenario]) -> Vec<Job> {
     let mut out = Vec::new();
     for repeat in 0..plan.repeats {
         for &scenario in scenarios {
-            if repeat > 0 && !scenario.repeated() {
+            if (repeat > 0 && !scenario.repeated()) || scenario == Scenario::Curve {
                 continue;
             }
             for conns in plan.conns(scenario) {
-                for &model in models {
-                    if scenario == Scenario::Udp && !model.udp() {
-                        continue;
+                for server_cpus in plan.cpus(scenario) {
+                    for &model in models {
+                        if scenario == Scenario::Udp && !model.udp() {
+                            continue;
+                        }
+                        out.push(Job {
+                            model,
+                            scenario,
+                            conns,
+                            repeat,
+                            server_cpus,
+                            offered_rps: None,
+                        });
                     }
-                    out.push(Job {
-                        model,
-                        scenario,
-                        conns,
-                        repeat,
-                    });
                 }
             }
         }

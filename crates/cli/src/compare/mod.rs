@@ -19,6 +19,7 @@
 
 mod cell;
 mod counted;
+mod curve;
 mod floor;
 pub(crate) mod interrupt;
 mod machine;
@@ -65,6 +66,12 @@ pub struct CompareArgs {
     /// Connection counts for the counted pass (comma-separated; default 1).
     #[arg(long, value_delimiter = ',')]
     counted_conns: Vec<usize>,
+    /// Server CPU counts for the scenarios that span CPUs (cpu, curve), e.g.
+    /// 1,2,4,8: the server is pinned to that many CPUs and the load generator to
+    /// the rest (on 2 CPUs the default, 1,2, shares the second). Other scenarios
+    /// always pin the server to one.
+    #[arg(long, value_delimiter = ',')]
+    server_cpus: Vec<usize>,
     /// Run only the counted pass, no timed cells.
     #[arg(long, conflicts_with = "no_counted")]
     counted_only: bool,
@@ -108,17 +115,32 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
             .with_context(|| format!("creating {}", dir.display()))?;
     }
     let cpus = server::allowed_cpus();
-    let (server_cpu, loadgen_cpus) = if cpus.len() >= 2 {
-        server::pin_to(&cpus[1..]).context("pinning the load generator")?;
-        (Some(cpus[0]), Some(cpus[1..].to_vec()))
-    } else {
-        eprintln!("socklab compare: one CPU only; server and load generator share it (not pinned)");
-        (None, None)
+    let (server_cpu, loadgen_cpus) = match matrix::placement(&cpus, 1) {
+        Some((server, loadgen)) => {
+            server::pin_to(&loadgen).context("pinning the load generator")?;
+            (Some(server[0]), Some(loadgen))
+        }
+        None => {
+            eprintln!(
+                "socklab compare: one CPU only; server and load generator share it (not pinned)"
+            );
+            (None, None)
+        }
     };
-    let jobs = if args.counted_only {
-        Vec::new()
+    if let Some(&k) = plan.server_cpus.iter().find(|&&k| k > cpus.len()) {
+        bail!(
+            "--server-cpus {k}: this process may use {} CPU{} ({cpus:?})",
+            cpus.len(),
+            if cpus.len() == 1 { "" } else { "s" }
+        );
+    }
+    let (jobs, curves) = if args.counted_only {
+        (Vec::new(), Vec::new())
     } else {
-        matrix::jobs(&plan, &models, &scenarios)
+        (
+            matrix::jobs(&plan, &models, &scenarios),
+            curve::curves(&plan, &models, &scenarios),
+        )
     };
     let results = results.get_or_insert_with(|| Results {
         schema: SCHEMA.into(),
@@ -169,7 +191,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     }
     let bench = cell::Bench {
         plan: &plan,
-        server_cpu,
+        cpus: cpus.clone(),
         dir: &dir,
     };
     let started = Instant::now();
@@ -191,6 +213,26 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
         results.cells.push(cell);
         // After every cell: a killed run keeps what it measured.
         socklab_report::write_results(results, &dir)?;
+    }
+    for c in &curves {
+        let have = results.cells.clone();
+        c.run(&bench, &have, |cell| {
+            eprintln!(
+                "[curve] {:>6.1}s  {}",
+                started.elapsed().as_secs_f64(),
+                describe(&cell)
+            );
+            results.cells.push(cell);
+            if let Err(e) = socklab_report::write_results(results, &dir) {
+                eprintln!("socklab compare: {e}");
+            }
+        });
+    }
+    if !jobs.is_empty() || !curves.is_empty() {
+        // Cells on more CPUs moved the load generator; the rest run as at the start.
+        if let Some(loadgen) = &results.run.loadgen_cpus {
+            server::pin_to(loadgen).context("pinning the load generator")?;
+        }
     }
     if !args.no_counted {
         let pass = counted::CountedPass {
@@ -222,6 +264,30 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
             }
         }
     }
+    if !plan.soak.is_zero() && !args.counted_only {
+        for model in &models {
+            if interrupt::requested() {
+                break;
+            }
+            if results.soak.iter().any(|s| s.model == model.name) {
+                continue;
+            }
+            match soak_model(model, plan.soak) {
+                Ok(soak) => {
+                    eprintln!(
+                        "soak {:<12} {} rounds, {} connections: {}",
+                        model.name,
+                        soak.rounds,
+                        soak.connections,
+                        if soak.leaks() { "GROWS" } else { "steady" }
+                    );
+                    results.soak.push(soak);
+                    socklab_report::write_results(results, &dir)?;
+                }
+                Err(e) => eprintln!("soak {}: {e:#}", model.name),
+            }
+        }
+    }
     let interrupted = interrupt::requested();
     results.run.interrupted = interrupted;
     results.run.finished = time::utc_now();
@@ -248,6 +314,21 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
         return Ok(Outcome::Interrupted);
     }
     Ok(Outcome::Complete)
+}
+
+/// Soaks one model (`socklab soak`'s mix, 3 s rounds) for `length`.
+fn soak_model(
+    model: &matrix::ModelRun,
+    length: std::time::Duration,
+) -> anyhow::Result<socklab_report::soak::Soak> {
+    let mut serve_args: Vec<String> = model.serve_args.iter().map(|s| s.to_string()).collect();
+    serve_args.extend(["--framing".into(), "lines".into()]);
+    let target = crate::soak::Target::Started(crate::soak::start(serve_args)?);
+    let soak = crate::soak::soak(model.name, &target, length, crate::soak::ROUND);
+    if let crate::soak::Target::Started(server) = target {
+        let _ = server.stop();
+    }
+    soak
 }
 
 /// The arguments after `compare` on this command line (what `--resume` repeats).
@@ -314,6 +395,12 @@ fn plan(args: &CompareArgs) -> anyhow::Result<Plan> {
         }
         plan.scaling_conns = args.conns.clone();
     }
+    if !args.server_cpus.is_empty() {
+        if args.server_cpus.contains(&0) {
+            bail!("--server-cpus values must be at least 1");
+        }
+        plan.server_cpus = args.server_cpus.clone();
+    }
     Ok(plan)
 }
 
@@ -360,10 +447,14 @@ fn raise_fd_limit() {
 }
 
 fn describe(cell: &socklab_report::schema::Cell) -> String {
-    let name = format!(
-        "{} {} {} conns r{}",
-        cell.model, cell.scenario, cell.conns, cell.repeat
-    );
+    let mut name = format!("{} {} {} conns", cell.model, cell.scenario, cell.conns);
+    if cell.server_cpus != 1 {
+        name += &format!(" {} cpus", cell.server_cpus);
+    }
+    if let Some(rate) = cell.offered_rps {
+        name += &format!(" at {rate:.0}/s");
+    }
+    name += &format!(" r{}", cell.repeat);
     match (&cell.load, &cell.error) {
         (_, Some(e)) if cell.status == socklab_report::schema::STATUS_INTERRUPTED => {
             format!("{name}: {e}")

@@ -29,8 +29,8 @@ pub struct Launch {
     /// Arguments after `socklab serve`, e.g. `["pool", "--workers", "4"]`.
     pub serve_args: Vec<String>,
     pub udp: bool,
-    /// Pin the server (and everything it forks) to this CPU.
-    pub cpu: Option<usize>,
+    /// Pin the server (and everything it forks) to these CPUs (none: not pinned).
+    pub cpus: Vec<usize>,
     /// A wrapper command placed before `socklab` (strace, valgrind), if any.
     pub wrapper: Vec<String>,
     /// Where the server's stderr goes (its usage line is read from there).
@@ -89,10 +89,12 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
-        if let Some(cpu) = self.cpu {
-            // SAFETY: between fork and exec only sched_setaffinity (a syscall) runs.
+        if !self.cpus.is_empty() {
+            let cpus = self.cpus.clone();
+            // SAFETY: between fork and exec only sched_setaffinity (a syscall) runs;
+            // the CPU list was allocated before the fork.
             unsafe {
-                command.pre_exec(move || pin_to(&[cpu]).map_err(std::io::Error::other));
+                command.pre_exec(move || pin_to(&cpus).map_err(std::io::Error::other));
             }
         }
         let mut child = own_group(&mut command)

@@ -38,6 +38,8 @@ const FLOOR_COUNT: f64 = 3.0;
 const FLOOR_BYTES: f64 = 4.0 * 1024.0 * 1024.0;
 /// How long after a round the server gets to close and reap before it is read.
 const SETTLE: Duration = Duration::from_millis(300);
+/// A round of clients, when compare runs the soak.
+pub const ROUND: Duration = Duration::from_secs(3);
 
 /// Run one server under a long mix of clients and report whether its descriptors,
 /// memory, threads or processes grow.
@@ -136,7 +138,7 @@ pub fn start(serve_args: Vec<String>) -> anyhow::Result<RunningServer> {
     Launch {
         serve_args,
         udp: false,
-        cpu: None,
+        cpus: Vec::new(),
         wrapper: Vec::new(),
         stderr,
     }
