@@ -263,7 +263,9 @@ fn csv_has_a_row_per_cell() {
     let csv = fs::read_to_string(&written.csv).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), results.cells.len() + 1);
-    assert!(lines[0].starts_with("model,scenario,conns,repeat,work,status,error,requests,"));
+    assert!(lines[0].starts_with(
+        "model,scenario,conns,repeat,server_cpus,offered_rps,work,status,error,requests,"
+    ));
     assert!(lines[0].ends_with(",extra_normal_p99_us,extra_normal_throughput_rps,extra_other_clients_lost,extra_server_survived,extra_slow_clients"));
     let failed: Vec<&&str> = lines.iter().filter(|l| l.contains(",failed,")).collect();
     assert_eq!(failed.len(), 1);
