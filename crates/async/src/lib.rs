@@ -81,7 +81,7 @@ use std::time::Duration;
 
 use socklab_protocol::{uppercase_datagram, Session, Work, MAX_UDP_PAYLOAD};
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
-use socklab_server_kit::driver::READ_BUF;
+use socklab_server_kit::READ_BUF;
 use socklab_server_kit::{
     log_client_error, work, Config, Context, Counters, RequestDeadline, Shutdown,
 };

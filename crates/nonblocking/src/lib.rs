@@ -100,7 +100,7 @@ mod tcp;
 mod timers;
 mod udp;
 
-pub use socklab_server_kit::driver::MAX_PENDING_OUTPUT;
+pub use socklab_server_kit::MAX_PENDING_OUTPUT;
 pub use udp::MAX_QUEUED_BYTES;
 
 /// The name this model logs under.

@@ -19,8 +19,8 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use socklab_protocol::{Session, Work};
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
-use socklab_server_kit::driver::{MAX_PENDING_OUTPUT, READ_BUF};
 use socklab_server_kit::{log_client_error, work, Context, RequestDeadline};
+use socklab_server_kit::{MAX_PENDING_OUTPUT, READ_BUF};
 
 use crate::timers::{wait_until, Timers};
 use crate::{EVENTS_PER_WAIT, MODEL, SHUTDOWN};

@@ -12,6 +12,8 @@
 //! - [`accept`]: the blocking accept loop's one step, shared by the blocking models.
 //! - [`driver`]: the blocking per-connection driver (read, feed the protocol, do the
 //!   work, write) that every blocking model runs for each client.
+//! - [`buffers`]: the read buffer and backpressure sizes the blocking driver and
+//!   both event loops share.
 //! - [`work`]: performing per-request work on a blocking thread.
 //! - [`deadline`]: an unfinished request must complete within the idle timeout
 //!   (what stops a slowloris client that is never quite silent).
@@ -22,6 +24,7 @@
 //!   tests share.
 
 pub mod accept;
+pub mod buffers;
 pub mod config;
 pub mod context;
 pub mod counters;
@@ -37,6 +40,7 @@ pub mod usage;
 pub mod work;
 
 pub use accept::{accept_next, set_accept_timeout, Next, SHUTDOWN_POLL};
+pub use buffers::{MAX_PENDING_OUTPUT, READ_BUF};
 pub use config::Config;
 pub use context::Context;
 pub use counters::Counters;

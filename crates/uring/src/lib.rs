@@ -186,7 +186,7 @@ use socklab_server_kit::loops::{loop_count, per_loop, run_loops, shares};
 use socklab_server_kit::{bind_tcp, bind_udp, Context};
 
 /// The backpressure bound, shared with `socklab-nonblocking`.
-pub use socklab_server_kit::driver::MAX_PENDING_OUTPUT;
+pub use socklab_server_kit::MAX_PENDING_OUTPUT;
 
 /// How the io_uring server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

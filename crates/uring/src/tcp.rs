@@ -15,8 +15,8 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use io_uring::{opcode, squeue, types};
 use socklab_protocol::{Session, Work};
 use socklab_server_kit::accept::{is_resource_exhaustion, RESOURCE_BACKOFF};
-use socklab_server_kit::driver::READ_BUF;
 use socklab_server_kit::work::spin_for;
+use socklab_server_kit::READ_BUF;
 use socklab_server_kit::{
     log_client_error, prepare_stream, Config, Context, Counters, RequestDeadline,
 };
