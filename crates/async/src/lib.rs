@@ -229,31 +229,17 @@ fn spawn_client(stream: TcpStream, cx: &Context, permit: OwnedSemaphorePermit) {
         log_client_error(MODEL, &e);
         return;
     }
-    cx.counters.connection_opened();
-    let open = OpenConnection {
-        counters: cx.counters,
-        _slot: permit,
-    };
-    let config = Arc::clone(&cx.config);
+    let open = cx.counters.open();
+    let (config, counters) = (Arc::clone(&cx.config), cx.counters);
     tokio::spawn(async move {
-        if let Err(e) = serve_client(stream, &config, open.counters).await {
+        // Both guards end with the task, or when it is cancelled (dropped at an
+        // `.await` as the runtime shuts down): the connection is counted closed
+        // and its slot is free.
+        let (_open, _slot) = (open, permit);
+        if let Err(e) = serve_client(stream, &config, counters).await {
             log_client_error(MODEL, &e);
         }
-        drop(open);
     });
-}
-
-/// Marks a connection closed and frees its slot when its task ends — or is
-/// cancelled (dropped at an `.await` when the runtime shuts down).
-struct OpenConnection {
-    counters: &'static Counters,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.counters.connection_closed();
-    }
 }
 
 /// Serves one client until it closes, errs, sends bad input or idles out: the

@@ -39,136 +39,55 @@
 //! - `socklab-prefork`: processes forked once, up front, instead of per client.
 //! - `socklab-iterative`: the same loop serving the client in the accepting process.
 
-use std::collections::HashSet;
 use std::io;
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, signal, SigHandler, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
-use socklab_server_kit::{accept_next, log_client_error, serve_connection, Context, Next};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use socklab_server_kit::process::Children;
+use socklab_server_kit::{serve_client, Client, Clients, Context, OpenConnection};
 
-/// How often the parent checks on its children while it waits for a free slot or
-/// for the grace period to end.
-const REAP_INTERVAL: Duration = Duration::from_millis(5);
+/// The name this model logs under.
+const MODEL: &str = "fork";
 
-/// Serves TCP with one process per client until shutdown; then waits for the
-/// children for the grace period, kills those still running, and reaps them all.
+/// Serves TCP with one process per client until shutdown; then stops the
+/// children (SIGTERM, the grace period, SIGKILL) and reaps them all.
 pub fn serve(listener: TcpListener, cx: &Context) -> io::Result<()> {
     socklab_server_kit::set_accept_timeout(&listener)?;
-    let mut children = Children::default();
-    loop {
-        children.reap(cx);
-        if children.live.len() >= cx.config.max_conns {
-            if cx.shutdown.is_triggered() {
-                break;
-            }
-            std::thread::sleep(REAP_INTERVAL);
-            continue;
-        }
-        match accept_next(&listener, &cx.shutdown) {
-            Next::Connection(stream, _peer) => children.spawn(stream, &listener, cx),
-            Next::Retry => continue,
-            Next::Shutdown => break,
+    // Each child's connection stays counted open here, in the parent, until the
+    // child is reaped: a child killed mid-client is counted closed all the same.
+    let mut children: Children<OpenConnection> = Children::default();
+    let mut clients = Clients::new(&listener, cx);
+    // Only reaping frees a slot under the cap: the parent reaps each time round.
+    while let Some(Client { stream, open }) = clients.next_tending(|| children.reap(reaped)) {
+        // The whole model: a new process for this one client.
+        let forked = children.spawn(cx, open, |cx| {
+            // The child never accepts: close its copy of the listening socket, so
+            // the listener really closes when the parent closes it.
+            let _ = nix::unistd::close(listener.as_raw_fd());
+            serve_client(stream, cx, MODEL);
+            Ok(())
+        });
+        // In the parent the closure is dropped unrun, and with it the parent's
+        // copy of the connection: it closes there, and stays open in the child.
+        if let Err(e) = forked {
+            eprintln!("socklab {MODEL}: fork() failed, client dropped: {e}");
         }
     }
+    drop(clients);
     drop(listener);
-    children.finish(cx);
+    children.stop(cx, |_, _, _| {});
     Ok(())
 }
 
-/// The parent's record of its live children.
-#[derive(Default)]
-struct Children {
-    live: HashSet<Pid>,
-}
-
-impl Children {
-    fn spawn(&mut self, stream: TcpStream, listener: &TcpListener, cx: &Context) {
-        // SAFETY: the child only runs `child_main`, which never returns. socklab's
-        // processes may have other threads (the supervisor waiting for signals); the
-        // child has only this one, so it must not wait on a lock another thread
-        // held at the moment of fork. The driver takes no locks; glibc's malloc is
-        // made fork-safe by its own atfork handlers.
-        let parent = nix::unistd::getpid();
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => child_main(stream, listener, parent, cx),
-            Ok(ForkResult::Parent { child }) => {
-                cx.counters.connection_opened();
-                self.live.insert(child);
-                // `stream` is dropped here: the parent's copy of the connection
-                // closes, the child's stays open.
-            }
-            Err(e) => eprintln!("socklab fork: fork() failed, client dropped: {e}"),
-        }
-    }
-
-    /// Collects every child that has exited, without blocking.
-    fn reap(&mut self, cx: &Context) {
-        loop {
-            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(status) => {
-                    if let Some(pid) = status.pid() {
-                        if self.live.remove(&pid) {
-                            cx.counters.connection_closed();
-                        }
-                    }
-                    if let WaitStatus::Signaled(pid, sig, _) = status {
-                        eprintln!("socklab fork: child {pid} killed by {sig}: its one client is lost, the others are not");
-                    }
-                }
-            }
-        }
-    }
-
-    /// After shutdown: let children finish for the grace period, then kill the
-    /// rest. Returns with no child left, not even a zombie.
-    fn finish(&mut self, cx: &Context) {
-        let deadline = Instant::now() + cx.config.grace;
-        while !self.live.is_empty() && Instant::now() < deadline {
-            self.reap(cx);
-            std::thread::sleep(REAP_INTERVAL);
-        }
-        for pid in &self.live {
-            let _ = kill(*pid, Signal::SIGKILL);
-        }
-        for pid in self.live.drain() {
-            let _ = waitpid(pid, None);
-            cx.counters.connection_closed();
-        }
-    }
-}
-
-/// The child: serve one client, then `_exit`.
-fn child_main(stream: TcpStream, listener: &TcpListener, parent: Pid, cx: &Context) -> ! {
-    // The child never accepts: close its copy of the listening socket, so the
-    // listener really closes when the parent closes it.
-    let _ = nix::unistd::close(listener.as_raw_fd());
-    ignore_stop_signals(parent);
-    if let Err(e) = serve_connection(stream, &cx.config, cx.counters) {
-        log_client_error("fork", &e);
-    }
-    // `_exit`, not `exit`: the child must not run the parent's exit handlers or
-    // flush stdio buffers it inherited (that would print them twice).
-    unsafe { libc::_exit(0) }
-}
-
-/// The parent decides when a child stops: Ctrl-C (SIGINT to the whole process
-/// group) must not cut a reply in half. And if the parent dies, even by SIGKILL,
-/// the kernel kills the child (`PR_SET_PDEATHSIG`), so no orphan serves on.
-fn ignore_stop_signals(parent: Pid) {
-    // SAFETY: setting a signal disposition to SIG_IGN has no handler to be unsafe in.
-    unsafe {
-        let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
-        let _ = signal(Signal::SIGTERM, SigHandler::SigIgn);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
-    if nix::unistd::getppid() != parent {
-        // The parent died before prctl() took effect.
-        unsafe { libc::_exit(0) }
+/// A child was reaped: its connection is counted closed (the guard is dropped),
+/// and a crash is said out loud.
+fn reaped(pid: Pid, _open: OpenConnection, status: Option<WaitStatus>) {
+    if let Some(WaitStatus::Signaled(_, signal, _)) = status {
+        eprintln!(
+            "socklab {MODEL}: child {pid} killed by {signal}: its one client is lost, the others are not"
+        );
     }
 }
 

@@ -29,26 +29,21 @@
 use std::io;
 use std::net::{TcpListener, UdpSocket};
 
-use socklab_server_kit::{accept_next, log_client_error, serve_connection, Context, Next};
+use socklab_server_kit::{serve_client, Client, Clients, Context};
 
 /// Serves TCP clients one after another until shutdown.
 pub fn serve(listener: TcpListener, cx: &Context) -> io::Result<()> {
     socklab_server_kit::set_accept_timeout(&listener)?;
-    loop {
-        match accept_next(&listener, &cx.shutdown) {
-            Next::Connection(stream, _peer) => {
-                cx.counters.connection_opened();
-                // The whole model is this line: serve the client *here*, in the
-                // accepting thread, so nobody accepts until it is done.
-                if let Err(e) = serve_connection(stream, &cx.config, cx.counters) {
-                    log_client_error("iterative", &e);
-                }
-                cx.counters.connection_closed();
-            }
-            Next::Retry => continue,
-            Next::Shutdown => return Ok(()),
-        }
+    for Client {
+        stream,
+        open: _open,
+    } in Clients::new(&listener, cx)
+    {
+        // The whole model is this line: serve the client *here*, in the
+        // accepting thread, so nobody accepts until it is done.
+        serve_client(stream, cx, "iterative");
     }
+    Ok(())
 }
 
 /// Serves UDP with one `recvfrom()`/`sendto()` loop: the iterative UDP server is

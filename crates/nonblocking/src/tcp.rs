@@ -19,7 +19,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use socklab_protocol::{Session, Work};
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
-use socklab_server_kit::{log_client_error, work, Context, RequestDeadline};
+use socklab_server_kit::{log_client_error, work, Context, OpenConnection, RequestDeadline};
 use socklab_server_kit::{MAX_PENDING_OUTPUT, READ_BUF};
 
 use crate::timers::{wait_until, Timers};
@@ -136,10 +136,9 @@ impl Server<'_> {
             }
             self.fire_timers(Instant::now());
         }
-        // Grace is over (or nobody was left): whoever remains is disconnected.
-        for _ in self.conns.drain() {
-            self.cx.counters.connection_closed();
-        }
+        // Grace is over (or nobody was left): whoever remains is disconnected
+        // (and counted closed, by its guard).
+        self.conns.clear();
         Ok(())
     }
 
@@ -189,7 +188,7 @@ impl Server<'_> {
     }
 
     /// Takes a newly accepted client into the loop.
-    fn open(&mut self, stream: TcpStream) {
+    fn open(&mut self, mut stream: TcpStream) {
         // The model's share of `prepare_stream`: TCP_NODELAY. Its SO_RCVTIMEO and
         // SO_SNDTIMEO mean nothing to a nonblocking socket (nothing ever blocks);
         // the idle timer below does their job.
@@ -199,16 +198,15 @@ impl Server<'_> {
         }
         let token = Token(self.next_token);
         self.next_token += 1;
-        let mut conn = Connection::new(stream, self.cx);
         if let Err(e) = self
             .poll
             .registry()
-            .register(&mut conn.stream, token, conn.interest)
+            .register(&mut stream, token, Interest::READABLE)
         {
             log_client_error(MODEL, &e);
             return;
         }
-        self.cx.counters.connection_opened();
+        let conn = Connection::new(stream, self.cx);
         if let Some(idle) = self.cx.config.idle_timeout {
             self.timers.push(conn.last_active + idle, Due::Idle(token));
         }
@@ -249,8 +247,7 @@ impl Server<'_> {
             // Bad input, answered: send FIN now, as the blocking driver does.
             let _ = conn.stream.shutdown(Direction::Write);
         }
-        drop(conn);
-        self.cx.counters.connection_closed();
+        drop(conn); // closes the socket; its guard counts it closed
         if self.listening == Listening::Full {
             self.resume_accepting();
         }
@@ -363,6 +360,8 @@ struct Connection {
     deadline: RequestDeadline,
     /// What this socket is registered for now, to skip `epoll_ctl` when unchanged.
     interest: Interest,
+    /// Counts the connection open until this struct is dropped.
+    _open: OpenConnection,
 }
 
 impl Connection {
@@ -377,6 +376,7 @@ impl Connection {
             last_active: Instant::now(),
             deadline: RequestDeadline::default(),
             interest: Interest::READABLE,
+            _open: cx.counters.open(),
         }
     }
 

@@ -90,14 +90,16 @@
 //!
 //! # Layout
 //!
-//! - `supervisor`: fork into slots, reap, replace, stop.
+//! - this file: the model, and its base mode (NoLock): workers accepting for
+//!   themselves.
+//! - `supervisor`: fork into slots, reap, replace, stop (after the rules every
+//!   process model shares, in `socklab_server_kit::process`).
 //! - `child`: a worker's signal setup and its accept loop.
 //! - `lock`: the Flock mode's lock file.
 //! - `passfd`: the PassFd mode's parent loop and `SCM_RIGHTS` passing.
 //! - `board`: per-slot counts in shared memory.
 
 mod board;
-mod child;
 mod lock;
 mod passfd;
 mod supervisor;
@@ -106,18 +108,16 @@ use std::fmt;
 use std::io;
 use std::net::{TcpListener, UdpSocket};
 use std::num::NonZeroUsize;
-use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use socklab_server_kit::{serve_datagrams, Context};
+use socklab_server_kit::process::REAP_INTERVAL;
+use socklab_server_kit::{serve_client, serve_datagrams, Client, Clients, Context};
 
-use board::Board;
-use lock::AcceptLock;
+use board::{Board, Slot};
 use supervisor::Supervisor;
 
-/// How often the parent reaps dead workers and starts replacements. Also the
-/// fastest a worker that keeps dying is restarted (20 times a second per slot).
-pub const REAP_INTERVAL: Duration = Duration::from_millis(50);
+/// The name this model logs under.
+const MODEL: &str = "prefork";
 
 /// How connections reach the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -198,22 +198,12 @@ pub fn serve_with_counts(
                 socklab_server_kit::set_accept_timeout(&listener)?;
                 supervise(&mut workers, cx, |workers, slot| {
                     workers.start(slot, |cx| {
-                        child::accept_loop(&listener, None, board.slot(slot), cx)
+                        serve_clients(Clients::new(&listener, cx), board.slot(slot), cx)
                     })
                 });
                 Ok(())
             }
-            PreforkMode::Flock => {
-                socklab_server_kit::set_accept_timeout(&listener)?;
-                let lock = AcceptLock::create()?;
-                supervise(&mut workers, cx, |workers, slot| {
-                    workers.start(slot, |cx| {
-                        let mine = lock.reopen()?;
-                        child::accept_loop(&listener, Some(&mine), board.slot(slot), cx)
-                    })
-                });
-                Ok(())
-            }
+            PreforkMode::Flock => lock::serve(&listener, cx, &mut workers, &board),
             PreforkMode::PassFd => passfd::serve(&listener, cx, &mut workers, &board),
         };
         // Stop accepting at once: the parent's descriptor closes now, the workers'
@@ -257,6 +247,24 @@ fn supervise(
             PollTimeout::from(REAP_INTERVAL.as_millis() as u16),
         );
     }
+}
+
+/// A worker that accepts for itself: the iterative server, one client at a time.
+fn serve_clients(
+    clients: impl Iterator<Item = Client>,
+    slot: &Slot,
+    cx: &Context,
+) -> io::Result<()> {
+    for client in clients {
+        serve_one(client, slot, cx);
+    }
+    Ok(())
+}
+
+/// Serves one client with the shared driver, its slot busy meanwhile.
+fn serve_one(Client { stream, open }: Client, slot: &Slot, cx: &Context) {
+    let _busy = slot.hold(open);
+    serve_client(stream, cx, MODEL);
 }
 
 fn check_workers(workers: usize) -> io::Result<()> {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use socklab_protocol::Session;
 
-use crate::{work, Config, Counters, RequestDeadline, READ_BUF};
+use crate::{log_client_error, work, Config, Context, Counters, RequestDeadline, READ_BUF};
 
 /// Socket options every model sets on every accepted connection.
 ///
@@ -27,12 +27,22 @@ pub fn prepare_stream(stream: &TcpStream, config: &Config) -> io::Result<()> {
     Ok(())
 }
 
+/// [`serve_connection`] for a model: serves one client, and logs how it failed
+/// if it did (`model` names the model in the log). A client's error never stops
+/// the server.
+pub fn serve_client(stream: TcpStream, cx: &Context, model: &str) {
+    if let Err(e) = serve_connection(stream, &cx.config, cx.counters) {
+        log_client_error(model, &e);
+    }
+}
+
 /// Serves one client until it closes, errs, sends bad input or idles out.
 ///
 /// Echoes with blocking `read()`/`write()`. A clean end (the client closed its
 /// side, or bad input was answered with an error) is `Ok`; the stream is closed
-/// when dropped. `counters.active` is the caller's business (it knows when the
-/// connection began); requests and bytes are counted here.
+/// when dropped. Whether the connection is open is counted by the caller's
+/// [`OpenConnection`](crate::OpenConnection) guard; requests and bytes are
+/// counted here.
 pub fn serve_connection(
     mut stream: TcpStream,
     config: &Config,

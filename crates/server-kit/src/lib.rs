@@ -5,11 +5,14 @@
 //!
 //! - [`config`]: the knobs every model honours the same way (framing, work, limits,
 //!   connection cap, idle timeout, grace period, chaos).
+//! - [`context`]: the [`Context`] every `serve` receives, and the one drain rule
+//!   ([`Context::drain`]): connections in flight get the grace period.
 //! - [`listen`]: socket creation with socket2 — `SO_REUSEADDR`, a large backlog,
 //!   IPv4 and IPv6, close-on-exec.
 //! - [`shutdown`]: the [`Shutdown`] handle: SIGINT/SIGTERM stop accepting; a second
 //!   signal exits at once.
-//! - [`accept`]: the blocking accept loop's one step, shared by the blocking models.
+//! - [`accept`]: the blocking accept loop ([`Clients`]: wait for a slot under the
+//!   cap, accept, count the client open), shared by the blocking models.
 //! - [`driver`]: the blocking per-connection driver (read, feed the protocol, do the
 //!   work, write) that every blocking model runs for each client.
 //! - [`buffers`]: the read buffer and backpressure sizes the blocking driver and
@@ -17,8 +20,11 @@
 //! - [`work`]: performing per-request work on a blocking thread.
 //! - [`deadline`]: an unfinished request must complete within the idle timeout
 //!   (what stops a slowloris client that is never quite silent).
-//! - [`counters`]: accepted/active/requests/bytes, in memory that survives `fork()`.
+//! - [`counters`]: accepted/active/requests/bytes, in memory that survives `fork()`,
+//!   and the [`OpenConnection`] guard that counts a connection closed when dropped.
 //! - [`udp`]: the blocking datagram loop (one `recvfrom`, one `sendto`).
+//! - [`process`]: child processes for fork and prefork: the signal mask across
+//!   `fork()`, the stop protocol, reaping by pid, stopping after the grace period.
 //! - [`loops`]: N independent event loops, one socket each (`--loops`).
 //! - `testing` (feature `testing`): the in-process harness the model crates' own
 //!   tests share.
@@ -32,6 +38,7 @@ pub mod deadline;
 pub mod driver;
 pub mod listen;
 pub mod loops;
+pub mod process;
 pub mod shutdown;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -39,13 +46,13 @@ pub mod udp;
 pub mod usage;
 pub mod work;
 
-pub use accept::{accept_next, set_accept_timeout, Next, SHUTDOWN_POLL};
+pub use accept::{accept_next, set_accept_timeout, Client, Clients, Next, SHUTDOWN_POLL};
 pub use buffers::{MAX_PENDING_OUTPUT, READ_BUF};
 pub use config::Config;
 pub use context::Context;
-pub use counters::Counters;
+pub use counters::{Counters, OpenConnection};
 pub use deadline::RequestDeadline;
-pub use driver::{prepare_stream, serve_connection};
+pub use driver::{prepare_stream, serve_client, serve_connection};
 pub use listen::{bind_tcp, bind_udp, BindOptions};
 pub use shutdown::Shutdown;
 pub use udp::serve_datagrams;

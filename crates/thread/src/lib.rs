@@ -37,43 +37,33 @@
 use std::io;
 use std::net::{TcpListener, UdpSocket};
 
-use socklab_server_kit::{accept_next, log_client_error, serve_connection, Context, Next};
+use socklab_server_kit::{serve_client, Client, Clients, Context};
 
 /// Serves TCP with one thread per client until shutdown, then lets connections in
 /// flight finish for the grace period.
 pub fn serve(listener: TcpListener, cx: &Context) -> io::Result<()> {
     socklab_server_kit::set_accept_timeout(&listener)?;
-    loop {
-        if !cx.counters.wait_for_slot(cx.config.max_conns, &cx.shutdown) {
-            break;
-        }
-        match accept_next(&listener, &cx.shutdown) {
-            Next::Connection(stream, _peer) => spawn_handler(stream, cx),
-            Next::Retry => continue,
-            Next::Shutdown => break,
-        }
+    for client in Clients::new(&listener, cx) {
+        spawn_handler(client, cx);
     }
     cx.drain();
     Ok(())
 }
 
 /// Starts the thread that owns one client.
-fn spawn_handler(stream: std::net::TcpStream, cx: &Context) {
-    cx.counters.connection_opened();
+fn spawn_handler(Client { stream, open }: Client, cx: &Context) {
     let handler_cx = cx.clone();
     let spawned = std::thread::Builder::new()
         .name("client".into())
         .spawn(move || {
-            if let Err(e) = serve_connection(stream, &handler_cx.config, handler_cx.counters) {
-                log_client_error("thread", &e);
-            }
-            handler_cx.counters.connection_closed();
+            let _open = open;
+            serve_client(stream, &handler_cx, "thread");
         });
     if let Err(e) = spawned {
-        // Out of threads or memory: this client is dropped (its stream was moved
-        // into the closure that never ran, and is closed with it); the server lives.
+        // Out of threads or memory: this client is dropped (its stream and guard
+        // were moved into the closure that never ran, and are dropped with it:
+        // the connection closes and is counted closed); the server lives.
         eprintln!("socklab thread: cannot spawn a thread: {e}");
-        cx.counters.connection_closed();
     }
 }
 

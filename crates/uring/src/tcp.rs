@@ -18,7 +18,7 @@ use socklab_server_kit::accept::{is_resource_exhaustion, RESOURCE_BACKOFF};
 use socklab_server_kit::work::spin_for;
 use socklab_server_kit::READ_BUF;
 use socklab_server_kit::{
-    log_client_error, prepare_stream, Config, Context, Counters, RequestDeadline,
+    log_client_error, prepare_stream, Config, Context, Counters, OpenConnection, RequestDeadline,
 };
 
 use crate::ring::{token, Completion, Features, Op, Ring};
@@ -286,8 +286,7 @@ impl<'a> TcpLoop<'a> {
             log_client_error("uring", &e);
             return;
         }
-        self.cx.counters.connection_opened();
-        let index = self.conns.insert(Conn::new(stream, &self.cx.config));
+        let index = self.conns.insert(Conn::new(stream, self.cx));
         let conn = self.conns.get_mut(index).expect("just inserted");
         conn.advance(&mut self.ring, index, self.idle.as_deref());
         self.release_if_done(index);
@@ -319,9 +318,9 @@ impl<'a> TcpLoop<'a> {
             .get_mut(index)
             .is_some_and(|conn| conn.dead && conn.in_flight == 0);
         if done {
-            // Dropping the Conn closes the socket and frees its buffers.
+            // Dropping the Conn closes the socket, frees its buffers, and its
+            // guard counts it closed.
             self.conns.remove(index);
-            self.cx.counters.connection_closed();
         }
     }
 }
@@ -354,10 +353,13 @@ struct Conn {
     closing: bool,
     /// Finished or failed: no new operations; freed when `in_flight` reaches 0.
     dead: bool,
+    /// Counts the connection open until this struct is dropped.
+    _open: OpenConnection,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, config: &Config) -> Conn {
+    fn new(stream: TcpStream, cx: &Context) -> Conn {
+        let config = &cx.config;
         Conn {
             stream,
             session: Session::new(config.framing, config.limits),
@@ -375,6 +377,7 @@ impl Conn {
             eof: false,
             closing: false,
             dead: false,
+            _open: cx.counters.open(),
         }
     }
 
