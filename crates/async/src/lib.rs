@@ -79,12 +79,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use socklab_protocol::{uppercase_datagram, Session, Work, MAX_UDP_PAYLOAD};
+use socklab_protocol::{uppercase_datagram, Work, MAX_UDP_PAYLOAD};
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
 use socklab_server_kit::READ_BUF;
-use socklab_server_kit::{
-    log_client_error, work, Config, Context, Counters, RequestDeadline, Shutdown,
-};
+use socklab_server_kit::{log_client_error, work, Config, Context, Counters, Shutdown};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -249,8 +247,7 @@ async fn serve_client(
     config: &Config,
     counters: &Counters,
 ) -> io::Result<()> {
-    let mut session = Session::new(config.framing, config.limits);
-    let mut deadline = RequestDeadline::default();
+    let mut session = config.session();
     let mut input = vec![0u8; READ_BUF];
     let mut output = Vec::new();
     loop {
@@ -262,7 +259,7 @@ async fn serve_client(
         };
         config.maybe_crash(&input[..n]);
         output.clear();
-        let fed = session.feed(&input[..n], &mut output);
+        let fed = session.feed_at(&input[..n], std::time::Instant::now(), &mut output);
         match config.work.times(fed.requests) {
             // Blocks this worker thread, and every task queued on it.
             Work::Cpu(d) => work::spin_for(d),
@@ -273,12 +270,9 @@ async fn serve_client(
         with_idle_timeout(config, stream.write_all(&output)).await?;
         counters.served(fed.requests, n, output.len());
         if fed.closing {
-            // Bad input: the error line is sent; close without reading the rest.
+            // Bad input (a line too long, a request dribbled past its timeout):
+            // the error line is sent; close without reading the rest.
             let _ = stream.shutdown().await;
-            return Ok(());
-        }
-        if deadline.expired(&session, config.idle_timeout, std::time::Instant::now()) {
-            // A request dribbled past the idle timeout (slowloris): close.
             return Ok(());
         }
     }

@@ -19,7 +19,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use socklab_protocol::{Session, Work};
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
-use socklab_server_kit::{log_client_error, work, Context, OpenConnection, RequestDeadline};
+use socklab_server_kit::{log_client_error, work, Context, OpenConnection};
 use socklab_server_kit::{MAX_PENDING_OUTPUT, READ_BUF};
 
 use crate::timers::{wait_until, Timers};
@@ -356,8 +356,6 @@ struct Connection {
     peer_closed: bool,
     /// Last time bytes moved either way, for the idle timeout.
     last_active: Instant,
-    /// When the unfinished request began, for the dribbling half of the idle timeout.
-    deadline: RequestDeadline,
     /// What this socket is registered for now, to skip `epoll_ctl` when unchanged.
     interest: Interest,
     /// Counts the connection open until this struct is dropped.
@@ -368,13 +366,12 @@ impl Connection {
     fn new(stream: TcpStream, cx: &Context) -> Self {
         Connection {
             stream,
-            session: Session::new(cx.config.framing, cx.config.limits),
+            session: cx.config.session(),
             output: Vec::new(),
             held: None,
             eof: false,
             peer_closed: false,
             last_active: Instant::now(),
-            deadline: RequestDeadline::default(),
             interest: Interest::READABLE,
             _open: cx.counters.open(),
         }
@@ -432,15 +429,12 @@ impl Connection {
         cx.config.maybe_crash(input);
         self.last_active = Instant::now();
         let start = self.output.len();
-        let fed = self.session.feed(input, &mut self.output);
-        if self
-            .deadline
-            .expired(&self.session, cx.config.idle_timeout, self.last_active)
-        {
-            // A request dribbled past the idle timeout (slowloris): stop reading,
-            // send what is due, close (as if the client had closed).
-            self.eof = true;
-        }
+        // Bad input (a line too long, a request dribbled past its timeout) makes
+        // the session close: nothing more is read, the replies due go out, and
+        // `close` sends FIN.
+        let fed = self
+            .session
+            .feed_at(input, self.last_active, &mut self.output);
         // bytes_out is counted in `flush`, as bytes reach the socket, so
         // bytes_in - bytes_out is what the server holds.
         cx.counters.served(fed.requests, input.len(), 0);

@@ -10,9 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use socklab_protocol::Session;
-
-use crate::{log_client_error, work, Config, Context, Counters, RequestDeadline, READ_BUF};
+use crate::{log_client_error, work, Config, Context, Counters, READ_BUF};
 
 /// Socket options every model sets on every accepted connection.
 ///
@@ -49,8 +47,7 @@ pub fn serve_connection(
     counters: &Counters,
 ) -> io::Result<()> {
     prepare_stream(&stream, config)?;
-    let mut session = Session::new(config.framing, config.limits);
-    let mut deadline = RequestDeadline::default();
+    let mut session = config.session();
     let mut input = vec![0u8; READ_BUF];
     let mut output = Vec::with_capacity(READ_BUF);
     loop {
@@ -65,20 +62,15 @@ pub fn serve_connection(
         };
         config.maybe_crash(&input[..n]);
         output.clear();
-        let fed = session.feed(&input[..n], &mut output);
+        let fed = session.feed_at(&input[..n], Instant::now(), &mut output);
         work::perform(config.work.times(fed.requests));
         stream.write_all(&output)?;
         counters.served(fed.requests, n, output.len());
         if fed.closing {
-            // Bad input: the error line is sent; close without reading the rest.
+            // Bad input (a line too long, a request dribbled past its timeout):
+            // the error line is sent; close without reading the rest.
             let _ = stream.shutdown(std::net::Shutdown::Write);
             return Ok(());
-        }
-        if deadline.expired(&session, config.idle_timeout, Instant::now()) {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request dribbled past the idle timeout",
-            ));
         }
     }
 }

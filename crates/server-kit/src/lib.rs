@@ -18,8 +18,6 @@
 //! - [`buffers`]: the read buffer and backpressure sizes the blocking driver and
 //!   both event loops share.
 //! - [`work`]: performing per-request work on a blocking thread.
-//! - [`deadline`]: an unfinished request must complete within the idle timeout
-//!   (what stops a slowloris client that is never quite silent).
 //! - [`counters`]: accepted/active/requests/bytes, in memory that survives `fork()`,
 //!   and the [`OpenConnection`] guard that counts a connection closed when dropped.
 //! - [`udp`]: the blocking datagram loop (one `recvfrom`, one `sendto`).
@@ -34,7 +32,6 @@ pub mod buffers;
 pub mod config;
 pub mod context;
 pub mod counters;
-pub mod deadline;
 pub mod driver;
 pub mod listen;
 pub mod loops;
@@ -51,7 +48,6 @@ pub use buffers::{MAX_PENDING_OUTPUT, READ_BUF};
 pub use config::Config;
 pub use context::Context;
 pub use counters::{Counters, OpenConnection};
-pub use deadline::RequestDeadline;
 pub use driver::{prepare_stream, serve_client, serve_connection};
 pub use listen::{bind_tcp, bind_udp, BindOptions};
 pub use shutdown::Shutdown;

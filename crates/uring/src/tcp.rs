@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::time::Instant;
 
 use io_uring::{opcode, squeue, types};
 use socklab_protocol::{Session, Work};
@@ -18,7 +19,7 @@ use socklab_server_kit::accept::{is_resource_exhaustion, RESOURCE_BACKOFF};
 use socklab_server_kit::work::spin_for;
 use socklab_server_kit::READ_BUF;
 use socklab_server_kit::{
-    log_client_error, prepare_stream, Config, Context, Counters, OpenConnection, RequestDeadline,
+    log_client_error, prepare_stream, Config, Context, Counters, OpenConnection,
 };
 
 use crate::ring::{token, Completion, Features, Op, Ring};
@@ -332,8 +333,6 @@ impl<'a> TcpLoop<'a> {
 struct Conn {
     stream: TcpStream,
     session: Session,
-    /// When the unfinished request began, for the dribbling half of the idle timeout.
-    deadline: RequestDeadline,
     input: Vec<u8>,
     sending: Vec<u8>,
     sent: usize,
@@ -362,8 +361,7 @@ impl Conn {
         let config = &cx.config;
         Conn {
             stream,
-            session: Session::new(config.framing, config.limits),
-            deadline: RequestDeadline::default(),
+            session: config.session(),
             input: vec![0; READ_BUF],
             sending: Vec::new(),
             sent: 0,
@@ -425,15 +423,13 @@ impl Conn {
         let input = &self.input[..n];
         config.maybe_crash(input);
         // `delayed` is empty here: no recv is armed while a sleep is pending.
-        let fed = self.session.feed(input, &mut self.delayed);
+        let fed = self
+            .session
+            .feed_at(input, Instant::now(), &mut self.delayed);
         counters.served(fed.requests, n, self.delayed.len());
+        // Bad input (a line too long, a request dribbled past its timeout): send
+        // what is queued, ending in the error line, then close.
         self.closing |= fed.closing;
-        // A request dribbled past the idle timeout (slowloris): send what is due, close.
-        self.closing |= self.deadline.expired(
-            &self.session,
-            config.idle_timeout,
-            std::time::Instant::now(),
-        );
         match config.work.times(fed.requests) {
             Work::Sleep(d) if !d.is_zero() => {
                 self.sleep = d.into();
