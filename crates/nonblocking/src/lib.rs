@@ -109,6 +109,9 @@ const MODEL: &str = "nonblocking";
 /// The shutdown descriptor's token, in every loop.
 const SHUTDOWN: Token = Token(1);
 
+/// The alarm's token (the timerfd that wakes a loop for its timers), in every loop.
+const ALARM: Token = Token(2);
+
 /// Readiness events taken from the kernel per `epoll_wait()`. More events wait
 /// for the next call; nothing is lost.
 const EVENTS_PER_WAIT: usize = 1024;

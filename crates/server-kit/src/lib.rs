@@ -23,6 +23,7 @@
 //! - [`udp`]: the blocking datagram loop (one `recvfrom`, one `sendto`).
 //! - [`process`]: child processes for fork and prefork: the signal mask across
 //!   `fork()`, the stop protocol, reaping by pid, stopping after the grace period.
+//! - [`slab`]: the event loops' connection table (small reused indices, no hash).
 //! - [`loops`]: N independent event loops, one socket each (`--loops`).
 //! - `testing` (feature `testing`): the in-process harness the model crates' own
 //!   tests share.
@@ -37,6 +38,7 @@ pub mod listen;
 pub mod loops;
 pub mod process;
 pub mod shutdown;
+pub mod slab;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod udp;
