@@ -24,18 +24,21 @@
 //!   `SCM_RIGHTS`); the worker writes a byte back when it is idle again. With no
 //!   worker idle, the parent stops accepting until one is.
 //!
-//! **Supervision.** The parent reaps with `waitpid(pid, WNOHANG)` every
-//! [`REAP_INTERVAL`] (or at once when shutdown's wake descriptor fires). A worker
+//! **Supervision.** The parent reaps every [`REAP_INTERVAL`] (or at once when
+//! shutdown's wake descriptor fires), by the rule every process model shares
+//! (`socklab_server_kit::process`: only its own children, by pid). A worker
 //! that died — killed by a signal, or `abort()` by the `--chaos` flag — is logged
 //! and replaced in the same slot; if it held a client, that one connection is
 //! counted closed (its socket died with it) and is the only one lost.
 //!
-//! **Stopping.** Workers ignore SIGINT (Ctrl-C reaches the whole process group;
-//! only the parent decides) and treat SIGTERM as "finish your client, then exit".
-//! On shutdown the parent stops accepting, sends each worker SIGTERM, waits up to
-//! `Config::grace` for them to exit, SIGKILLs the rest and reaps every one: no
-//! zombies. Every worker also has `PR_SET_PDEATHSIG(SIGKILL)`, so if the parent
-//! dies the kernel kills them: no orphans. (Details in the `child` module.)
+//! **Stopping**, by the stop protocol every process model shares (SIGINT and
+//! SIGTERM blocked across `fork()`; details in `socklab_server_kit::process`).
+//! Workers ignore SIGINT (Ctrl-C reaches the whole process group; only the parent
+//! decides) and treat SIGTERM as "finish your client, then exit". On shutdown the
+//! parent stops accepting, sends each worker SIGTERM, waits up to `Config::grace`
+//! for them to exit, SIGKILLs the rest and reaps every one: no zombies. Every
+//! worker also has `PR_SET_PDEATHSIG(SIGKILL)`, so if the parent dies the kernel
+//! kills them: no orphans.
 //!
 //! **Counting.** Workers count into `cx.counters`, which lives in a `MAP_SHARED`
 //! page, so the parent sees their numbers. Besides, each worker slot counts the
@@ -52,27 +55,39 @@
 //!
 //! # What it costs
 //!
+//! Measured in the committed full run (`scripts/compare.sh --full --out
+//! results/2026-11-25-vm-full`, 2-CPU VM, `prefork --workers 4`, NoLock; medians
+//! of 5 repeats, [min–max]; the tables are in that directory's `report.md`):
+//!
 //! - `fork()` `workers` times at start (and once per crash), never per
-//!   connection: connection setup is one `accept()`, as in the pool. Compare the
-//!   churn scenario with `socklab-fork`'s `fork()` per client.
+//!   connection: connection setup is one `accept()`, as in the pool. churn: 27.2
+//!   µs [26.3–29.6] of server CPU per connection, 23,308 connections/s — where
+//!   `socklab-fork`'s `fork()` per client costs 329 µs and manages 3,973/s.
 //! - Per connection, by mode: NoLock nothing more; Flock two `flock()` calls;
 //!   PassFd a `poll()` and `accept()` in the parent, `sendmsg()`/`recvmsg()` to hand
 //!   over, a byte written and read back to say "idle", and a context switch from
 //!   parent to worker.
 //! - Memory: `workers` processes, each with its own page tables and private copies
 //!   of every page it writes (buffers, stack, allocator state); pages never
-//!   written stay shared copy-on-write. The report's PSS shares them out.
-//! - Per request: the shared driver's `read()`/`write()` and a context switch.
+//!   written stay shared copy-on-write. The report's PSS shares them out: 170–200
+//!   KiB for the 4 workers whatever the connections (scaling: 19.8 KiB per
+//!   connection at 10, 0.017 KiB at 10,000).
+//! - Per request: the shared driver's `read()`/`write()` and a context switch
+//!   (counted pass: 2.01 syscalls — the parent's `wait4` every `REAP_INTERVAL`
+//!   adds 0.005 —, 1.00 switch, 362 user-space instructions).
 //!
 //! # When it breaks
 //!
 //! - Like the thread pool: N workers held by N idle or slow clients serve no one
 //!   else; client N+1 waits in the listen backlog (in every mode: in PassFd the
-//!   parent stops accepting when nobody is idle).
-//! - Sized too small for blocking work, throughput is capped at `workers / work`.
+//!   parent stops accepting when nobody is idle). slow (4 clients dribbling a
+//!   request, 4 workers): the normal clients get 0 requests.
+//! - Sized too small for blocking work, throughput is capped at `workers / work`:
+//!   sleep (2 ms, 100 connections) 1,816 requests/s [1,793–1,837] for 4 workers.
 //! - What it does *well*: a crashing handler kills one worker and one client; the
-//!   parent replaces the worker and the others never notice. The same crash kills
-//!   every client of a thread pool.
+//!   parent replaces the worker and the others never notice (chaos: the server
+//!   survived, 0 other clients lost). The same crash kills every client of a
+//!   thread pool.
 //!
 //! # Compare with
 //!
