@@ -102,9 +102,10 @@ mod workers;
 
 use std::io;
 use std::net::{TcpListener, UdpSocket};
-use std::num::NonZeroUsize;
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
+use socklab_server_kit::config::check_workers;
+pub use socklab_server_kit::config::default_workers;
 use socklab_server_kit::{serve_client, serve_datagrams, Client, Clients, Context, SHUTDOWN_POLL};
 
 use workers::Workers;
@@ -146,15 +147,10 @@ impl Default for Options {
     }
 }
 
-/// One worker per CPU the process may run on (`available_parallelism`), or 1.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
-}
-
 /// Serves TCP with a fixed pool of threads until shutdown, then lets the workers
 /// finish their clients for the grace period.
 pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Result<()> {
-    workers::check(options.workers)?;
+    check_workers(options.workers, MODEL)?;
     socklab_server_kit::set_accept_timeout(&listener)?;
     match options.dispatch {
         Dispatch::Queue => serve_queue(listener, cx, options.workers),
@@ -164,7 +160,7 @@ pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Resu
 
 /// Serves UDP with `workers` threads sharing one socket until shutdown.
 pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Result<()> {
-    workers::check(options.workers)?;
+    check_workers(options.workers, MODEL)?;
     let pool = Workers::start(options.workers, cx, |_| {
         let socket = socket.try_clone()?;
         let cx = cx.clone();

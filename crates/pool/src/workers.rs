@@ -86,13 +86,3 @@ impl Workers {
         result
     }
 }
-
-pub(crate) fn check(workers: usize) -> io::Result<()> {
-    if workers == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socklab pool: workers must be at least 1",
-        ));
-    }
-    Ok(())
-}

@@ -122,9 +122,10 @@ mod supervisor;
 use std::fmt;
 use std::io;
 use std::net::{TcpListener, UdpSocket};
-use std::num::NonZeroUsize;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use socklab_server_kit::config::check_workers;
+pub use socklab_server_kit::config::default_workers;
 use socklab_server_kit::process::REAP_INTERVAL;
 use socklab_server_kit::{serve_client, serve_datagrams, Client, Clients, Context};
 
@@ -164,11 +165,6 @@ impl Default for Options {
     }
 }
 
-/// One worker per CPU the process may run on (`available_parallelism`), or 1.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
-}
-
 /// Connections accepted per worker slot, in slot order. A replacement worker
 /// counts on in the slot of the one it replaced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -204,7 +200,7 @@ pub fn serve_with_counts(
     cx: &Context,
     options: &Options,
 ) -> io::Result<WorkerCounts> {
-    check_workers(options.workers)?;
+    check_workers(options.workers, MODEL)?;
     let board = Board::new(options.workers)?;
     let result = {
         let mut workers = Supervisor::new(cx, &board, options.workers);
@@ -218,8 +214,8 @@ pub fn serve_with_counts(
                 });
                 Ok(())
             }
-            PreforkMode::Flock => lock::serve(&listener, cx, &mut workers, &board),
-            PreforkMode::PassFd => passfd::serve(&listener, cx, &mut workers, &board),
+            PreforkMode::Flock => lock::serve(&listener, &mut workers),
+            PreforkMode::PassFd => passfd::serve(&listener, &mut workers),
         };
         // Stop accepting at once: the parent's descriptor closes now, the workers'
         // as they exit.
@@ -232,7 +228,7 @@ pub fn serve_with_counts(
 
 /// Serves UDP with `workers` preforked processes sharing one socket.
 pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Result<()> {
-    check_workers(options.workers)?;
+    check_workers(options.workers, MODEL)?;
     let board = Board::new(options.workers)?;
     let mut workers = Supervisor::new(cx, &board, options.workers);
     supervise(&mut workers, cx, |workers, slot| {
@@ -280,14 +276,4 @@ fn serve_clients(
 fn serve_one(Client { stream, open }: Client, slot: &Slot, cx: &Context) {
     let _busy = slot.hold(open);
     serve_client(stream, cx, MODEL);
-}
-
-fn check_workers(workers: usize) -> io::Result<()> {
-    if workers == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socklab prefork: workers must be at least 1",
-        ));
-    }
-    Ok(())
 }

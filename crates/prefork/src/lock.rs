@@ -23,20 +23,15 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
-use socklab_server_kit::{accept_next, Clients, Context, Next, Shutdown};
+use socklab_server_kit::{accept_next, Clients, Next, Shutdown};
 
-use crate::board::Board;
 use crate::supervisor::Supervisor;
 use crate::{serve_clients, supervise};
 
 /// The parent's loop for this mode: as NoLock's, but each worker opens the lock
 /// file anew and takes the lock around every `accept()`.
-pub(crate) fn serve(
-    listener: &TcpListener,
-    cx: &Context,
-    workers: &mut Supervisor,
-    board: &Board,
-) -> io::Result<()> {
+pub(crate) fn serve(listener: &TcpListener, workers: &mut Supervisor) -> io::Result<()> {
+    let (cx, board) = (workers.cx(), workers.board());
     socklab_server_kit::set_accept_timeout(listener)?;
     let lock = AcceptLock::create()?;
     supervise(workers, cx, |workers, slot| {

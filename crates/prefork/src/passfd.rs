@@ -34,12 +34,8 @@ struct Channel {
 }
 
 /// The parent's loop: accept while some worker is idle, pass, watch the channels.
-pub(crate) fn serve(
-    listener: &TcpListener,
-    cx: &Context,
-    workers: &mut Supervisor,
-    board: &Board,
-) -> io::Result<()> {
+pub(crate) fn serve(listener: &TcpListener, workers: &mut Supervisor) -> io::Result<()> {
+    let (cx, board) = (workers.cx(), workers.board());
     // Only the parent accepts, and only after poll() says a connection is there.
     listener.set_nonblocking(true)?;
     let mut channels: Vec<Option<Channel>> = (0..board.counts().len()).map(|_| None).collect();

@@ -30,6 +30,16 @@ impl<'a> Supervisor<'a> {
         }
     }
 
+    /// The context the workers are forked with.
+    pub fn cx(&self) -> &'a Context {
+        self.cx
+    }
+
+    /// The board the workers count on.
+    pub fn board(&self) -> &'a Board {
+        self.board
+    }
+
     /// Slots with no worker (not started yet, or their worker was reaped).
     pub fn empty_slots(&self) -> Vec<usize> {
         (0..self.filled.len())

@@ -273,13 +273,18 @@ mod tests {
         assert!(session.is_closing());
     }
 
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A lines session whose requests must arrive within 100 ms.
+    fn timed_lines() -> Session {
+        Session::new(Framing::Lines, Limits::default()).with_request_timeout(Some(ms(100)))
+    }
+
     #[test]
     fn a_line_dribbled_past_the_request_timeout_is_answered_and_closes() {
-        let ms = Duration::from_millis;
-        let t0 = Instant::now();
-        let mut session =
-            Session::new(Framing::Lines, Limits::default()).with_request_timeout(Some(ms(100)));
-        let mut out = Vec::new();
+        let (t0, mut session, mut out) = (Instant::now(), timed_lines(), Vec::new());
         assert!(!session.feed_at(b"ok\nab", t0, &mut out).closing);
         assert!(!session.feed_at(b"c", t0 + ms(100), &mut out).closing);
         let fed = session.feed_at(b"d", t0 + ms(101), &mut out);
@@ -290,11 +295,7 @@ mod tests {
 
     #[test]
     fn the_request_timeout_counts_from_the_first_byte_of_each_request() {
-        let ms = Duration::from_millis;
-        let t0 = Instant::now();
-        let mut session =
-            Session::new(Framing::Lines, Limits::default()).with_request_timeout(Some(ms(100)));
-        let mut out = Vec::new();
+        let (t0, mut session, mut out) = (Instant::now(), timed_lines(), Vec::new());
         // A fast client whose reads always end mid-line: each line is finished
         // well within the limit, though a line has been unfinished ever since t0.
         for i in 0..10 {

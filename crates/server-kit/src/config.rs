@@ -1,5 +1,7 @@
 //! Server configuration every model honours the same way.
 
+use std::io;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use socklab_protocol::{Framing, Limits, Session, Work};
@@ -73,4 +75,21 @@ impl Config {
             std::process::abort();
         }
     }
+}
+
+/// The default size of a pool of workers (threads or processes): one per CPU the
+/// process may run on (`available_parallelism`), or 1.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+/// A pool needs at least one worker; `model` names it in the error.
+pub fn check_workers(workers: usize, model: &str) -> io::Result<()> {
+    if workers == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("socklab {model}: workers must be at least 1"),
+        ));
+    }
+    Ok(())
 }
