@@ -46,19 +46,15 @@
 use std::io;
 use std::net::{TcpListener, UdpSocket};
 
-use socklab_server_kit::{serve_client, Client, Clients, Context};
+use socklab_server_kit::{Clients, Context};
 
 /// Serves TCP clients one after another until shutdown.
 pub fn serve(listener: TcpListener, cx: &Context) -> io::Result<()> {
     socklab_server_kit::set_accept_timeout(&listener)?;
-    for Client {
-        stream,
-        open: _open,
-    } in Clients::new(&listener, cx)
-    {
+    for client in Clients::new(&listener, cx) {
         // The whole model is this line: serve the client *here*, in the
         // accepting thread, so nobody accepts until it is done.
-        serve_client(stream, cx, "iterative");
+        client.serve(cx, "iterative");
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 use std::io;
 use std::net::TcpListener;
 
-use socklab_server_kit::{serve_client, Client, Clients, Context};
+use socklab_server_kit::{Clients, Context};
 
 use crate::workers::Workers;
 use crate::MODEL;
@@ -21,12 +21,8 @@ pub(crate) fn serve(listener: TcpListener, cx: &Context, workers: usize) -> io::
         let cx = cx.clone();
         Ok(move || {
             // The iterative server, run by N threads.
-            for Client {
-                stream,
-                open: _open,
-            } in Clients::new(&listener, &cx)
-            {
-                serve_client(stream, &cx, MODEL);
+            for client in Clients::new(&listener, &cx) {
+                client.serve(&cx, MODEL);
             }
             Ok(())
         })

@@ -106,7 +106,7 @@ use std::net::{TcpListener, UdpSocket};
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
 use socklab_server_kit::config::check_workers;
 pub use socklab_server_kit::config::default_workers;
-use socklab_server_kit::{serve_client, serve_datagrams, Client, Clients, Context, SHUTDOWN_POLL};
+use socklab_server_kit::{serve_datagrams, Client, Clients, Context, SHUTDOWN_POLL};
 
 use workers::Workers;
 
@@ -179,12 +179,8 @@ fn serve_queue(listener: TcpListener, cx: &Context, workers: usize) -> io::Resul
         let cx = cx.clone();
         Ok(move || {
             // Ends when the sender is dropped *and* the queue is empty.
-            for Client {
-                stream,
-                open: _open,
-            } in receiver.iter()
-            {
-                serve_client(stream, &cx, MODEL);
+            for client in receiver.iter() {
+                client.serve(&cx, MODEL);
             }
             Ok(())
         })

@@ -88,6 +88,15 @@ pub struct Client {
     pub open: OpenConnection,
 }
 
+impl Client {
+    /// Serves this client to the end with the blocking driver
+    /// ([`serve_client`](crate::serve_client)), here, on the calling thread; then
+    /// its guard drops and it is counted closed.
+    pub fn serve(self, cx: &Context, model: &str) {
+        crate::serve_client(self.stream, cx, model);
+    }
+}
+
 /// A blocking model's accept loop as an iterator: each item is a client accepted
 /// below `max_conns` and already counted open; the iterator ends at shutdown.
 ///

@@ -57,7 +57,7 @@
 use std::io;
 use std::net::{TcpListener, UdpSocket};
 
-use socklab_server_kit::{serve_client, Client, Clients, Context};
+use socklab_server_kit::{Client, Clients, Context};
 
 /// Serves TCP with one thread per client until shutdown, then lets connections in
 /// flight finish for the grace period.
@@ -71,14 +71,11 @@ pub fn serve(listener: TcpListener, cx: &Context) -> io::Result<()> {
 }
 
 /// Starts the thread that owns one client.
-fn spawn_handler(Client { stream, open }: Client, cx: &Context) {
+fn spawn_handler(client: Client, cx: &Context) {
     let handler_cx = cx.clone();
     let spawned = std::thread::Builder::new()
         .name("client".into())
-        .spawn(move || {
-            let _open = open;
-            serve_client(stream, &handler_cx, "thread");
-        });
+        .spawn(move || client.serve(&handler_cx, "thread"));
     if let Err(e) = spawned {
         // Out of threads or memory: this client is dropped (its stream and guard
         // were moved into the closure that never ran, and are dropped with it:
