@@ -102,7 +102,6 @@ pub fn serve(listener: TcpListener, cx: &Context) -> io::Result<()> {
             eprintln!("socklab {MODEL}: fork() failed, client dropped: {e}");
         }
     }
-    drop(clients);
     drop(listener);
     children.stop(cx, |_, _, _| {});
     Ok(())
