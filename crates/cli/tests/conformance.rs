@@ -235,8 +235,10 @@ mod cases {
             "ERR request timed out\n",
             "the answer to a line dribbled for {cut:?}"
         );
+        // At its first byte after the timeout, noticed within a pace of ours; well
+        // before three timeouts on a loaded machine.
         assert!(
-            cut >= IDLE && cut < IDLE + 3 * PACE,
+            cut >= IDLE && cut < 3 * IDLE,
             "timed out after {cut:?}, with an idle timeout of {IDLE:?}"
         );
         let mut steady = server.connect();
