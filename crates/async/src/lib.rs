@@ -15,11 +15,15 @@
 //! `async fn`: each `.await` is a state, its local variables are the fields.
 //!
 //! - `sleep` work is `tokio::time::sleep(d).await`: the task is parked on the
-//!   runtime's timer wheel and every other task runs meanwhile.
+//!   runtime's timer wheel and every other task runs meanwhile. The wheel's
+//!   resolution is one millisecond, by design: a deadline is rounded up to a
+//!   whole millisecond of the runtime's clock, and the driver parks in
+//!   `epoll_wait` with a millisecond timeout. Cheap timers by the million, at the
+//!   price of up to a millisecond of lateness (see "What it costs").
 //! - `cpu` work spins inline, on a runtime worker thread: that worker serves no
 //!   other task while it spins. `tokio::task::spawn_blocking` would move it to a
 //!   separate thread pool, but then this model would become "a thread pool behind
-//!   an event loop" and hide the lesson; the cpu-work scenario shows the stall.
+//!   an event loop" and hide the lesson; the cpu scenario shows the stall.
 //! - Backpressure comes free: a task awaiting `write_all` does not read, just as
 //!   a blocked thread does not.
 //! - Idle timeout: `tokio::time::timeout` around each read and write.
@@ -35,23 +39,42 @@
 //!   state must be `Send`, and wake-ups cross threads (futex, context switches).
 //! - **current-thread**: the whole runtime on the thread that calls `serve`: one
 //!   epoll loop, one CPU, no stealing — `socklab-nonblocking` with generated state
-//!   machines. The reference measurements (DESIGN.md) found it around 1,100
-//!   user-space instructions per request against the hand-written C loop's 600:
-//!   the price of generality (wakers, task scheduling, the timer wheel).
+//!   machines.
 //!
 //! # What it costs
+//!
+//! Measured in the committed full run (`scripts/compare.sh --full --out
+//! results/2026-11-25-vm-full`, 2-CPU VM, multi-thread runtime; medians of 5
+//! repeats, [min–max]; the tables are in that directory's `report.md`), except
+//! where another command is named:
 //!
 //! - Per connection: a task — one heap allocation holding the `async fn`'s state
 //!   (a few hundred bytes: the locals live across an `.await`) and a task header
 //!   (state, waker vtable, run-queue links) — plus the buffers it owns: here a
-//!   16 KiB read buffer, as the blocking driver has. No stack, no kernel task: far
-//!   cheaper than a thread at 10,000 idle clients; a little dearer than the
-//!   hand-written loop, which shares one read buffer among all clients.
+//!   16 KiB read buffer, as the blocking driver has. No stack, no kernel task.
+//!   scaling at 10,000 connections: 9.33 KiB of PSS per connection — far cheaper
+//!   than a thread's 16.5 KiB stack and task, dearer than the hand-written loop's
+//!   0.30 KiB, which shares one read buffer among all clients.
 //! - Per connection setup: `accept4`, `epoll_ctl(ADD)`, a task allocation, and
-//!   on multi-thread a wake-up of another worker.
+//!   on multi-thread a wake-up of another worker. churn: 42.8 µs [42.2–47.6] of
+//!   CPU and 2.79 context switches per connection (nonblocking: 33.2 µs, 1.20).
 //! - Per request: the readiness loop's syscalls (`epoll_wait`, `read`, `write`,
 //!   amortised over every ready socket) plus the runtime's bookkeeping. tokio
-//!   skips the `read()` that would only say `EAGAIN` after a short read.
+//!   skips the `read()` that would only say `EAGAIN` after a short read. Counted
+//!   pass, one connection: 3.03 syscalls and 3,159 user-space instructions per
+//!   request, against the hand-written loop's 3.00 and 971 — the price of
+//!   generality (wakers, task scheduling, the timer wheel, the multi-thread
+//!   runtime's queues).
+//! - Timers of one millisecond: `sleep:2ms` at 10 connections, server and load
+//!   pinned apart (`taskset -c 0 socklab serve async --work sleep:2ms --tcp
+//!   127.0.0.1:0`, then `taskset -c 1 socklab load ADDR --conns 10 --duration
+//!   5s`, 3 runs): min 2,112 µs [2,106–2,114], p50 3,237 [3,221–3,259], where
+//!   thread measured 2,041 / 2,155 and the readiness loop, whose timerfd alarm
+//!   rings to the microsecond, 2,022 / 2,111. A 2 ms sleep takes 2 to 3 ms, most
+//!   often 3: the wheel's millisecond. The full run's sleep scenario (100
+//!   connections) shows the same: p50 3,937 µs [3,239–3,981], 26,723 requests/s,
+//!   the fewest of the models that do not cap their waiting requests. It is
+//!   tokio's design, not the model's: one tick serves every timer due in it.
 //!
 //! # When it breaks
 //!
@@ -59,7 +82,14 @@
 //!   long `cpu` loop stalls its worker and every task queued on it. On
 //!   current-thread that is every client; on multi-thread, one worker's share
 //!   (and a task sitting in the blocked worker's LIFO slot cannot be stolen).
-//! - One crash (a segfault, an `abort()`) takes down every client, as threads do.
+//!   cpu (50 µs per request, 10 connections): p50 689 µs [689–690].
+//! - The tail, on one CPU: the multi-thread runtime's workers and their stealing
+//!   share the one CPU the server is pinned to. scaling at 10,000 connections: p99
+//!   770 ms [495–1,265], the longest of all the models (uring 121 ms, nonblocking
+//!   137 ms), for about the same throughput (97,536 requests/s); udp: 128,938
+//!   datagrams/s [126,640–136,932], the fewest, with 0.74 context switches each.
+//! - One crash (a segfault, an `abort()`) takes down every client, as threads do
+//!   (chaos: the server did not survive).
 //! - Cancellation is implicit: a future dropped at an `.await` simply stops
 //!   there. Shutdown relies on that (dropping the runtime cancels the tasks left
 //!   after the grace period), and so does every `timeout`.
@@ -79,12 +109,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use socklab_protocol::{uppercase_datagram, Session, Work, MAX_UDP_PAYLOAD};
+use socklab_protocol::{uppercase_datagram, Work, MAX_UDP_PAYLOAD};
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
-use socklab_server_kit::driver::READ_BUF;
-use socklab_server_kit::{
-    log_client_error, work, Config, Context, Counters, RequestDeadline, Shutdown,
-};
+use socklab_server_kit::READ_BUF;
+use socklab_server_kit::{log_client_error, work, Config, Context, Counters, Shutdown};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -229,31 +257,17 @@ fn spawn_client(stream: TcpStream, cx: &Context, permit: OwnedSemaphorePermit) {
         log_client_error(MODEL, &e);
         return;
     }
-    cx.counters.connection_opened();
-    let open = OpenConnection {
-        counters: cx.counters,
-        _slot: permit,
-    };
-    let config = Arc::clone(&cx.config);
+    let open = cx.counters.open();
+    let (config, counters) = (Arc::clone(&cx.config), cx.counters);
     tokio::spawn(async move {
-        if let Err(e) = serve_client(stream, &config, open.counters).await {
+        // Both guards end with the task, or when it is cancelled (dropped at an
+        // `.await` as the runtime shuts down): the connection is counted closed
+        // and its slot is free.
+        let (_open, _slot) = (open, permit);
+        if let Err(e) = serve_client(stream, &config, counters).await {
             log_client_error(MODEL, &e);
         }
-        drop(open);
     });
-}
-
-/// Marks a connection closed and frees its slot when its task ends — or is
-/// cancelled (dropped at an `.await` when the runtime shuts down).
-struct OpenConnection {
-    counters: &'static Counters,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.counters.connection_closed();
-    }
 }
 
 /// Serves one client until it closes, errs, sends bad input or idles out: the
@@ -263,8 +277,7 @@ async fn serve_client(
     config: &Config,
     counters: &Counters,
 ) -> io::Result<()> {
-    let mut session = Session::new(config.framing, config.limits);
-    let mut deadline = RequestDeadline::default();
+    let mut session = config.session();
     let mut input = vec![0u8; READ_BUF];
     let mut output = Vec::new();
     loop {
@@ -276,7 +289,7 @@ async fn serve_client(
         };
         config.maybe_crash(&input[..n]);
         output.clear();
-        let fed = session.feed(&input[..n], &mut output);
+        let fed = session.feed_at(&input[..n], std::time::Instant::now(), &mut output);
         match config.work.times(fed.requests) {
             // Blocks this worker thread, and every task queued on it.
             Work::Cpu(d) => work::spin_for(d),
@@ -287,12 +300,9 @@ async fn serve_client(
         with_idle_timeout(config, stream.write_all(&output)).await?;
         counters.served(fed.requests, n, output.len());
         if fed.closing {
-            // Bad input: the error line is sent; close without reading the rest.
+            // Bad input (a line too long, a request dribbled past its timeout):
+            // the error line is sent; close without reading the rest.
             let _ = stream.shutdown().await;
-            return Ok(());
-        }
-        if deadline.expired(&session, config.idle_timeout, std::time::Instant::now()) {
-            // A request dribbled past the idle timeout (slowloris): close.
             return Ok(());
         }
     }

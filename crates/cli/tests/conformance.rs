@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::Shutdown;
-use std::time::Duration;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -46,6 +46,24 @@ fn debug_fds(pid: i32) -> String {
         }
     }
     out
+}
+
+/// What has arrived on `stream`, without waiting for more: the bytes, and
+/// whether the server closed its side after them (EOF).
+fn arrived(stream: &mut TcpStream) -> (Vec<u8>, bool) {
+    stream.set_nonblocking(true).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    let closed = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break false,
+            Err(e) => panic!("reading what arrived: {e}"),
+        }
+    };
+    stream.set_nonblocking(false).unwrap();
+    (got, closed)
 }
 
 /// A server with UDP for a model that has one. A per-client model (fork, thread)
@@ -188,6 +206,49 @@ mod cases {
         assert_eq!(round_trip(&mut next, b"ok\n"), b"OK\n");
     }
 
+    /// A client that starts a line and never finishes it within `--idle-timeout`
+    /// (slowloris: a byte at a time, never silent long enough to time out) gets the
+    /// same answer from every model, at its first byte after the timeout: the
+    /// replies already due, `ERR request timed out`, and a close (EOF). A client
+    /// completing its lines at the same pace is served throughout.
+    pub fn dribbling_client_is_timed_out(spec: &Spec) {
+        const IDLE: Duration = Duration::from_millis(300);
+        const PACE: Duration = Duration::from_millis(100);
+        let server = Server::start(spec, &["--framing", "lines", "--idle-timeout", "300ms"]);
+        let mut dribbler = server.connect();
+        assert_eq!(round_trip(&mut dribbler, b"done\n"), b"DONE\n");
+        let start = Instant::now();
+        let (mut got, mut closed) = (Vec::new(), false);
+        // Stop writing once anything arrives: a byte sent after the server closed
+        // would be answered with a reset.
+        while got.is_empty() && !closed && start.elapsed() < 3 * IDLE {
+            dribbler.write_all(b"x").unwrap();
+            std::thread::sleep(PACE);
+            (got, closed) = arrived(&mut dribbler);
+        }
+        let cut = start.elapsed();
+        if !closed {
+            got.extend(read_to_eof(&mut dribbler));
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "ERR request timed out\n",
+            "the answer to a line dribbled for {cut:?}"
+        );
+        // At its first byte after the timeout, noticed within a pace of ours; well
+        // before three timeouts on a loaded machine.
+        assert!(
+            cut >= IDLE && cut < 3 * IDLE,
+            "timed out after {cut:?}, with an idle timeout of {IDLE:?}"
+        );
+        let mut steady = server.connect();
+        let served = Instant::now();
+        while served.elapsed() < 3 * IDLE {
+            assert_eq!(round_trip(&mut steady, b"x\n"), b"X\n");
+            std::thread::sleep(PACE);
+        }
+    }
+
     /// UDP: an empty datagram gets an empty reply; a 65,507-byte one comes back whole.
     pub fn udp_extremes(spec: &Spec) {
         let Some(server) = udp_server(spec) else {
@@ -293,6 +354,7 @@ macro_rules! conformance {
             #[test] fn half_close() { cases::half_close(&SPEC) }
             #[test] fn reset_mid_stream() { cases::reset_mid_stream(&SPEC) }
             #[test] fn over_long_line() { cases::over_long_line(&SPEC) }
+            #[test] fn dribbling_client_is_timed_out() { cases::dribbling_client_is_timed_out(&SPEC) }
             #[test] fn udp_extremes() { cases::udp_extremes(&SPEC) }
             #[test] fn udp_burst() { cases::udp_burst(&SPEC) }
             #[test] fn sigterm_exits_cleanly() { cases::sigterm_exits_cleanly(&SPEC) }

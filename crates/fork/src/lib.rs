@@ -11,27 +11,54 @@
 //!
 //! # What it costs
 //!
+//! Measured in the committed full run (`scripts/compare.sh --full --out
+//! results/2026-11-25-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
+//! tables are in that directory's `report.md`):
+//!
 //! - One `fork()` per connection: the kernel copies the page tables and descriptor
-//!   table (memory pages are shared copy-on-write until written). Hundreds of µs
-//!   on this workload, the dearest connection setup of all the models; the churn
-//!   scenario shows it.
+//!   table (memory pages are shared copy-on-write until written, and then copied
+//!   on the fault). churn: 329 µs [313–355] of server CPU per connection and 3,973
+//!   connections/s [3,639–4,129] — the dearest connection setup of all the
+//!   models: thread-per-client's `clone()` costs 74.3 µs, a server that creates
+//!   nothing 26 µs.
 //! - Per connection: a whole process — its own page tables, kernel task, and
 //!   every page it writes (its stack, buffers, allocator state) duplicated. RSS
 //!   counts shared pages in every process; the report's PSS shares them out.
-//! - Per request: like a thread, a context switch when `read()` wakes it.
+//!   scaling: 112 KiB of PSS per connection at 10 connections, 51.5 KiB
+//!   [48.2–53.9] at 10,000 (3.1× a thread's 16.5 KiB).
+//! - Per request: like a thread, a context switch when `read()` wakes it (counted
+//!   pass: 1.00 switch, 2.00 syscalls and 360 user-space instructions per request:
+//!   once a client has its process, serving it is the blocking driver's cost).
 //! - Reaping: every child that exits stays a *zombie* (its exit status kept by the
-//!   kernel) until the parent calls `waitpid()`. The tutorial's server never does,
-//!   so zombies pile up. Here the parent reaps with `waitpid(-1, WNOHANG)` each
-//!   time round its accept loop, which wakes at least every
-//!   [`socklab_server_kit::SHUTDOWN_POLL`].
+//!   kernel) until the parent collects it. The tutorial's server never does, so
+//!   zombies pile up. Here the parent reaps each time round its accept loop
+//!   (which wakes at least every [`socklab_server_kit::SHUTDOWN_POLL`], and every
+//!   [`socklab_server_kit::accept::SLOT_POLL`] while the cap is full), by the rule
+//!   every process model shares: only its own children, by pid, after a
+//!   `WNOWAIT` peek (`socklab_server_kit::process`). Its connection stays counted
+//!   open in the parent until then, so zombies count against `--max-conns`.
+//! - Signals follow the shared stop protocol too: SIGINT and SIGTERM are blocked
+//!   across `fork()`, a child ignores SIGINT and takes SIGTERM as "finish your
+//!   client", and at shutdown the parent sends SIGTERM, waits `--grace`, then
+//!   SIGKILLs and reaps what is left. (After this change, two churn runs each of
+//!   `taskset -c 1 socklab load ADDR --mode churn --conns 10 --duration 3s`
+//!   against `taskset -c 0 socklab serve fork` served 11,551 and 11,969
+//!   connections where the code before it served 9,513 and 10,380: the few
+//!   syscalls the protocol adds per child do not show.)
 //!
 //! # When it breaks
 //!
-//! - Connection churn: process creation dominates when clients send one request.
+//! - Connection churn: process creation dominates when clients send one request
+//!   (see above: 13× the CPU of a server that creates nothing).
 //! - Many connections: memory per process, and `--max-conns` caps live children
-//!   (past it the parent stops accepting until one exits).
+//!   (past it the parent stops accepting until one exits). scaling at 1,000
+//!   connections: 57,585 requests/s [52,840–60,858], p99 22.9 ms, about 540
+//!   processes; at 10,000, 35,210/s [31,666–40,241] with about 6,700 processes
+//!   alive and about 6,700 requests left unanswered when the window closed.
 //! - What it does *well*: a crashing handler (the `--chaos` flag) kills one child;
-//!   every other client keeps its own process and is not disturbed.
+//!   every other client keeps its own process and is not disturbed. chaos: the
+//!   server survived, 0 other clients lost, where every thread, pool and event-loop
+//!   model lost all 10.
 //!
 //! # Compare with
 //!
@@ -39,136 +66,54 @@
 //! - `socklab-prefork`: processes forked once, up front, instead of per client.
 //! - `socklab-iterative`: the same loop serving the client in the accepting process.
 
-use std::collections::HashSet;
 use std::io;
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, signal, SigHandler, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
-use socklab_server_kit::{accept_next, log_client_error, serve_connection, Context, Next};
+use nix::sys::wait::WaitStatus;
+use nix::unistd::Pid;
+use socklab_server_kit::process::Children;
+use socklab_server_kit::{serve_client, Client, Clients, Context, OpenConnection};
 
-/// How often the parent checks on its children while it waits for a free slot or
-/// for the grace period to end.
-const REAP_INTERVAL: Duration = Duration::from_millis(5);
+/// The name this model logs under.
+const MODEL: &str = "fork";
 
-/// Serves TCP with one process per client until shutdown; then waits for the
-/// children for the grace period, kills those still running, and reaps them all.
+/// Serves TCP with one process per client until shutdown; then stops the
+/// children (SIGTERM, the grace period, SIGKILL) and reaps them all.
 pub fn serve(listener: TcpListener, cx: &Context) -> io::Result<()> {
     socklab_server_kit::set_accept_timeout(&listener)?;
-    let mut children = Children::default();
-    loop {
-        children.reap(cx);
-        if children.live.len() >= cx.config.max_conns {
-            if cx.shutdown.is_triggered() {
-                break;
-            }
-            std::thread::sleep(REAP_INTERVAL);
-            continue;
-        }
-        match accept_next(&listener, &cx.shutdown) {
-            Next::Connection(stream, _peer) => children.spawn(stream, &listener, cx),
-            Next::Retry => continue,
-            Next::Shutdown => break,
+    // Each child's connection stays counted open here, in the parent, until the
+    // child is reaped: a child killed mid-client is counted closed all the same.
+    let mut children: Children<OpenConnection> = Children::default();
+    let mut clients = Clients::new(&listener, cx);
+    // Only reaping frees a slot under the cap: the parent reaps each time round.
+    while let Some(Client { stream, open }) = clients.next_tending(|| children.reap(reaped)) {
+        // The whole model: a new process for this one client.
+        let forked = children.spawn(cx, open, |cx| {
+            // The child never accepts: close its copy of the listening socket, so
+            // the listener really closes when the parent closes it.
+            let _ = nix::unistd::close(listener.as_raw_fd());
+            serve_client(stream, cx, MODEL);
+            Ok(())
+        });
+        // In the parent the closure is dropped unrun, and with it the parent's
+        // copy of the connection: it closes there, and stays open in the child.
+        if let Err(e) = forked {
+            eprintln!("socklab {MODEL}: fork() failed, client dropped: {e}");
         }
     }
     drop(listener);
-    children.finish(cx);
+    children.stop(cx, |_, _, _| {});
     Ok(())
 }
 
-/// The parent's record of its live children.
-#[derive(Default)]
-struct Children {
-    live: HashSet<Pid>,
-}
-
-impl Children {
-    fn spawn(&mut self, stream: TcpStream, listener: &TcpListener, cx: &Context) {
-        // SAFETY: the child only runs `child_main`, which never returns. socklab's
-        // processes may have other threads (the supervisor waiting for signals); the
-        // child has only this one, so it must not wait on a lock another thread
-        // held at the moment of fork. The driver takes no locks; glibc's malloc is
-        // made fork-safe by its own atfork handlers.
-        let parent = nix::unistd::getpid();
-        match unsafe { fork() } {
-            Ok(ForkResult::Child) => child_main(stream, listener, parent, cx),
-            Ok(ForkResult::Parent { child }) => {
-                cx.counters.connection_opened();
-                self.live.insert(child);
-                // `stream` is dropped here: the parent's copy of the connection
-                // closes, the child's stays open.
-            }
-            Err(e) => eprintln!("socklab fork: fork() failed, client dropped: {e}"),
-        }
-    }
-
-    /// Collects every child that has exited, without blocking.
-    fn reap(&mut self, cx: &Context) {
-        loop {
-            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(status) => {
-                    if let Some(pid) = status.pid() {
-                        if self.live.remove(&pid) {
-                            cx.counters.connection_closed();
-                        }
-                    }
-                    if let WaitStatus::Signaled(pid, sig, _) = status {
-                        eprintln!("socklab fork: child {pid} killed by {sig}: its one client is lost, the others are not");
-                    }
-                }
-            }
-        }
-    }
-
-    /// After shutdown: let children finish for the grace period, then kill the
-    /// rest. Returns with no child left, not even a zombie.
-    fn finish(&mut self, cx: &Context) {
-        let deadline = Instant::now() + cx.config.grace;
-        while !self.live.is_empty() && Instant::now() < deadline {
-            self.reap(cx);
-            std::thread::sleep(REAP_INTERVAL);
-        }
-        for pid in &self.live {
-            let _ = kill(*pid, Signal::SIGKILL);
-        }
-        for pid in self.live.drain() {
-            let _ = waitpid(pid, None);
-            cx.counters.connection_closed();
-        }
-    }
-}
-
-/// The child: serve one client, then `_exit`.
-fn child_main(stream: TcpStream, listener: &TcpListener, parent: Pid, cx: &Context) -> ! {
-    // The child never accepts: close its copy of the listening socket, so the
-    // listener really closes when the parent closes it.
-    let _ = nix::unistd::close(listener.as_raw_fd());
-    ignore_stop_signals(parent);
-    if let Err(e) = serve_connection(stream, &cx.config, cx.counters) {
-        log_client_error("fork", &e);
-    }
-    // `_exit`, not `exit`: the child must not run the parent's exit handlers or
-    // flush stdio buffers it inherited (that would print them twice).
-    unsafe { libc::_exit(0) }
-}
-
-/// The parent decides when a child stops: Ctrl-C (SIGINT to the whole process
-/// group) must not cut a reply in half. And if the parent dies, even by SIGKILL,
-/// the kernel kills the child (`PR_SET_PDEATHSIG`), so no orphan serves on.
-fn ignore_stop_signals(parent: Pid) {
-    // SAFETY: setting a signal disposition to SIG_IGN has no handler to be unsafe in.
-    unsafe {
-        let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
-        let _ = signal(Signal::SIGTERM, SigHandler::SigIgn);
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
-    if nix::unistd::getppid() != parent {
-        // The parent died before prctl() took effect.
-        unsafe { libc::_exit(0) }
+/// A child was reaped: its connection is counted closed (the guard is dropped),
+/// and a crash is said out loud.
+fn reaped(pid: Pid, _open: OpenConnection, status: Option<WaitStatus>) {
+    if let Some(WaitStatus::Signaled(_, signal, _)) = status {
+        eprintln!(
+            "socklab {MODEL}: child {pid} killed by {signal}: its one client is lost, the others are not"
+        );
     }
 }
 

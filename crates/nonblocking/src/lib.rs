@@ -25,10 +25,12 @@
 //!   stops reading that client; its bytes wait in kernel buffers, and TCP's flow
 //!   control stops the sender.
 //! - **Timers.** `sleep` work must not sleep: the reply is held and a deadline
-//!   goes into a min-heap; `epoll_wait`'s timeout is the time to the earliest one.
-//!   While its reply waits, nothing more is read from that client (replies stay in
-//!   order; memory stays bounded). The idle timeout is a timer too (re-armed
-//!   lazily, one per connection).
+//!   goes into a min-heap. The loop is woken for the earliest one by a `timerfd`
+//!   in its poll set (the alarm), not by `epoll_wait`'s timeout, which is in whole
+//!   milliseconds and which mio rounds up: see `timers.rs`. While its reply
+//!   waits, nothing more is read from that client (replies stay in order; memory
+//!   stays bounded). The idle timeout is a timer too (re-armed lazily, one per
+//!   connection).
 //! - **`cpu` work runs inline**: the loop spins, and every other client waits.
 //!   That stall is the lesson, not a bug to fix here (a real server would hand
 //!   such work to a thread pool and get the result back through the loop).
@@ -56,27 +58,57 @@
 //!
 //! # What it costs
 //!
-//! - Per connection: a descriptor, a map entry of about 150 bytes (a slab in
-//!   production: tokio uses one), and only the bytes it really has pending — the
-//!   loop reads into one shared 16 KiB buffer. No stack, no kernel task: 10,000
-//!   idle clients cost a few MiB, where thread-per-client pays 10,000 stacks and
-//!   tasks. Idle clients cost no CPU either: `epoll_wait` returns only ready ones.
+//! Measured in the committed full run (`scripts/compare.sh --full --out
+//! results/2026-11-25-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
+//! tables are in that directory's `report.md`), except where another command is
+//! named:
+//!
+//! - Per connection: a descriptor, a slab entry of under 200 bytes (the
+//!   connection table is `socklab_server_kit::slab`, as tokio keeps its own), and
+//!   only the bytes it really has pending — the loop reads into one shared 16 KiB
+//!   buffer. No stack, no kernel task. scaling at 10,000 connections: 0.30 KiB
+//!   [0.30–0.35] of PSS per connection, the least of any model (thread: 16.5 KiB).
+//!   Idle clients cost no CPU either: `epoll_wait` returns only ready ones.
 //! - Per request: `epoll_wait` (shared by every socket ready at once), `read`,
-//!   `write`, and an `epoll_ctl` when a write is partial. No context switch while
-//!   the loop has work: scheduling happens in user space, in this code, which is
-//!   why it does more user-space instructions per request than a blocking thread.
-//! - Per connection setup: `accept4` and one `epoll_ctl(ADD)`: the cheapest of
-//!   the models that serve clients concurrently.
+//!   `write`, and an `epoll_ctl` when a write is partial. Counted pass, one
+//!   connection: 3.00 syscalls per request (`epoll_wait`, `recvfrom`, `sendto`);
+//!   at 10 connections one `epoll_wait` serves about ten requests: 2.11. No
+//!   context switch while the loop has work (scaling at 10,000 connections: 0.012
+//!   per request, thread 1.62): scheduling happens in user space, in this code,
+//!   which is why it does more user-space instructions per request than a blocking
+//!   thread (361). Measured with `socklab compare --counted-only --models
+//!   nonblocking --callgrind --counted-conns 10 --out /tmp/cg-nb` (callgrind,
+//!   marginal over 2,000 and 4,000 requests): 556 instructions per request, under
+//!   a plain C epoll loop's 604. Before the slab replaced a `HashMap<Token, _>`
+//!   (SipHash: 242 instructions per request for the two lookups per event) and the
+//!   loop read the clock once per wake-up instead of twice per request (62), the
+//!   same command counted 836.
+//! - Per connection setup: `accept4` and one `epoll_ctl(ADD)`. churn: 33.2 µs
+//!   [32.2–34.6] of CPU per connection, 23,106 connections/s.
+//! - Timers to the microsecond: `sleep:2ms` at 10 connections, server and load
+//!   pinned apart (`taskset -c 0 socklab serve nonblocking --work sleep:2ms --tcp
+//!   127.0.0.1:0`, then `taskset -c 1 socklab load ADDR --conns 10 --duration
+//!   5s`, 3 runs interleaved with thread's): min 2,022 µs [2,017–2,026], p50 2,111
+//!   [2,071–2,117]; thread min 2,041, p50 2,155 (its extra is `nanosleep`'s
+//!   timer slack: see `socklab-thread`). With `epoll_wait`'s millisecond
+//!   timeout instead of the alarm the same runs measured min 2,100 [2,070–2,124],
+//!   p50 2,205 [2,199–2,225], and at 100 connections p50 2,783 [2,745–2,841]
+//!   against 2,075 [2,069–2,103] with it (thread: 2,139). The alarm costs two
+//!   syscalls per wake-up by timer (`timerfd_settime`, `read`), none without
+//!   timers. (The full run's sleep scenario, 100 connections, predates it: p50
+//!   2,881 µs.)
 //!
 //! # When it breaks
 //!
 //! - One loop is one CPU. Past it, throughput stops growing: run `--loops N`.
 //! - Anything that blocks stalls every client of the loop: `cpu` work, a slow
-//!   disk read, a DNS lookup, a `std::thread::sleep`. The cpu-work scenario shows
-//!   every client's latency growing with one client's work.
+//!   disk read, a DNS lookup, a `std::thread::sleep`. cpu (50 µs per request, 10
+//!   connections): p50 624 µs [623–641], every client waiting behind the other
+//!   nine's work, where the whole loop still serves 15,842 requests/s [15,269–15,857].
 //! - The code: every wait is a state to save and resume by hand. The `async`
 //!   model gets the same loop with the state machine written by the compiler.
-//! - A crash in one handler takes down every client, as with threads.
+//! - A crash in one handler takes down every client, as with threads (chaos: the
+//!   server did not survive).
 //!
 //! # Compare with
 //!
@@ -100,7 +132,7 @@ mod tcp;
 mod timers;
 mod udp;
 
-pub use socklab_server_kit::driver::MAX_PENDING_OUTPUT;
+pub use socklab_server_kit::MAX_PENDING_OUTPUT;
 pub use udp::MAX_QUEUED_BYTES;
 
 /// The name this model logs under.
@@ -108,6 +140,9 @@ const MODEL: &str = "nonblocking";
 
 /// The shutdown descriptor's token, in every loop.
 const SHUTDOWN: Token = Token(1);
+
+/// The alarm's token (the timerfd that wakes a loop for its timers), in every loop.
+const ALARM: Token = Token(2);
 
 /// Readiness events taken from the kernel per `epoll_wait()`. More events wait
 /// for the next call; nothing is lost.

@@ -22,11 +22,11 @@ use mio::{Events, Interest, Poll, Token};
 use socklab_protocol::{uppercase_datagram, Work, MAX_UDP_PAYLOAD};
 use socklab_server_kit::{log_client_error, work, Context};
 
-use crate::timers::{wait_until, Timers};
-use crate::{EVENTS_PER_WAIT, MODEL, SHUTDOWN};
+use crate::timers::{Alarm, Timers};
+use crate::{ALARM, EVENTS_PER_WAIT, MODEL, SHUTDOWN};
 
 /// The UDP socket's token.
-const SOCKET: Token = Token(2);
+const SOCKET: Token = Token(0);
 
 /// Reply bytes a loop may hold (delayed by `sleep` work or waiting for send-buffer
 /// room) before it stops receiving. 4 MiB: 64 replies of the largest datagram, or
@@ -52,11 +52,14 @@ enum Sent {
 
 pub(crate) fn run(socket: std::net::UdpSocket, cx: &Context) -> io::Result<()> {
     socket.set_nonblocking(true)?;
-    let mut server = Server {
+    let poll = Poll::new()?;
+    let alarm = Alarm::new(poll.registry(), ALARM)?;
+    let mut udp_loop = UdpLoop {
         cx,
-        poll: Poll::new()?,
+        poll,
+        alarm,
         socket: UdpSocket::from_std(socket),
-        delayed: Timers::new(),
+        held: Timers::new(),
         unsent: VecDeque::new(),
         queued_bytes: 0,
         interest: Interest::READABLE,
@@ -64,24 +67,26 @@ pub(crate) fn run(socket: std::net::UdpSocket, cx: &Context) -> io::Result<()> {
         stop_by: None,
     };
     let wake = cx.shutdown.wake_fd().as_raw_fd();
-    let registry = server.poll.registry();
+    let registry = udp_loop.poll.registry();
     registry.register(&mut SourceFd(&wake), SHUTDOWN, Interest::READABLE)?;
-    registry.register(&mut server.socket, SOCKET, server.interest)?;
+    registry.register(&mut udp_loop.socket, SOCKET, udp_loop.interest)?;
     if cx.shutdown.is_triggered() {
-        server.begin_shutdown();
+        udp_loop.begin_shutdown();
     }
-    server.run()
+    udp_loop.run()
 }
 
-struct Server<'a> {
+struct UdpLoop<'a> {
     cx: &'a Context,
     poll: Poll,
+    /// Wakes `epoll_wait` when the earliest held reply is due.
+    alarm: Alarm,
     socket: UdpSocket,
     /// Replies held by `sleep` work, by deadline.
-    delayed: Timers<Reply>,
+    held: Timers<Reply>,
     /// Replies refused by a full send buffer, in order.
     unsent: VecDeque<Reply>,
-    /// Bytes in `delayed` and `unsent` together.
+    /// Bytes in `held` and `unsent` together.
     queued_bytes: usize,
     interest: Interest,
     /// As large as the largest datagram: `recvfrom()` silently drops what does not fit.
@@ -89,30 +94,36 @@ struct Server<'a> {
     stop_by: Option<Instant>,
 }
 
-impl Server<'_> {
+impl UdpLoop<'_> {
     fn run(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(EVENTS_PER_WAIT);
         loop {
             let now = Instant::now();
             if let Some(stop_by) = self.stop_by {
-                let idle = self.delayed.is_empty() && self.unsent.is_empty();
+                let idle = self.held.is_empty() && self.unsent.is_empty();
                 if idle || now >= stop_by {
                     return Ok(());
                 }
             }
-            let timeout = wait_until(now, [self.delayed.next_deadline(), self.stop_by]);
+            let timeout = self
+                .alarm
+                .wait_until(now, [self.held.next_deadline(), self.stop_by])?;
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            if events.iter().any(|event| event.token() == SHUTDOWN) {
-                self.begin_shutdown();
+            for event in events.iter() {
+                match event.token() {
+                    SHUTDOWN => self.begin_shutdown(),
+                    ALARM => self.alarm.rang(),
+                    _ => {}
+                }
             }
             // Whatever woke us (the socket readable or writable, a timer), the same
             // steps follow: send what is due, then receive while there is room.
             let now = Instant::now();
-            while let Some(reply) = self.delayed.pop_due(now) {
+            while let Some(reply) = self.held.pop_due(now) {
                 self.queued_bytes -= reply.bytes.len();
                 self.send(reply);
             }
@@ -145,7 +156,7 @@ impl Server<'_> {
                         peer,
                     };
                     self.queued_bytes += n;
-                    self.delayed.push(Instant::now() + d, reply);
+                    self.held.push(Instant::now() + d, reply);
                 }
                 // Inline: the whole loop waits, as for TCP.
                 Work::Cpu(d) => {

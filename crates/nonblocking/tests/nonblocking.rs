@@ -85,7 +85,7 @@ fn backpressure_bounds_what_a_client_that_never_reads_costs() {
     );
     let counters = server.cx.counters.snapshot();
     let held = counters.bytes_in - counters.bytes_out;
-    let bound = (MAX_PENDING_OUTPUT + socklab_server_kit::driver::READ_BUF) as u64;
+    let bound = (MAX_PENDING_OUTPUT + socklab_server_kit::READ_BUF) as u64;
     assert!(held <= bound, "server holds {held} bytes, bound {bound}");
 
     let mut other = connect(server.addr);

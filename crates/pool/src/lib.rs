@@ -29,13 +29,22 @@
 //!
 //! # What it costs
 //!
+//! Measured in the committed full run (`scripts/compare.sh --full --out
+//! results/2026-11-25-vm-full`, 2-CPU VM, `pool --workers 4`; medians of 5
+//! repeats, [min–max]; the tables are in that directory's `report.md`):
+//!
 //! - Thread creation (`clone()`, a stack `mmap`) happens `workers` times at start,
 //!   never per connection: connection setup costs an `accept()` and, in queue
 //!   mode, a channel hand-off (a futex wake of the idle worker, a context switch).
-//!   The churn scenario shows it beside thread-per-client's `clone()` per client.
-//! - Memory is fixed: `workers` stacks, however many clients come.
+//!   churn: 42.2 µs [41.7–43.7] of server CPU per connection and 2.68 context
+//!   switches, against thread-per-client's 74.3 µs for a `clone()` per client and
+//!   iterative's 26.1 µs for none: the hand-off is most of the difference.
+//! - Memory is fixed: `workers` stacks, however many clients come (scaling: about
+//!   80 KiB of PSS in all at every connection count, 8 KiB per connection at 10
+//!   and 0.008 KiB at 10,000).
 //! - Per request: the same `read()`/`write()` as every blocking model, and a
-//!   context switch when a worker's `read()` wakes.
+//!   context switch when a worker's `read()` wakes (counted pass: 2.00 syscalls,
+//!   1.00 switch, 361 user-space instructions per request).
 //!
 //! # When it breaks
 //!
@@ -45,24 +54,29 @@
 //!   are ACKed into a socket buffer — and then waits unserved until one of the N
 //!   leaves. In queue mode it waits in our channel (we did `accept()` it); in
 //!   accept mode it waits in the kernel's backlog (nobody called `accept()`). The
-//!   slow-clients scenario and the test `client_n_plus_one_waits_for_a_free_worker`
-//!   show it. The cure is not a bigger pool but not holding a thread per idle
+//!   slow scenario (4 clients dribbling a request, 4 workers) leaves the normal
+//!   clients 0 requests; the test `client_n_plus_one_waits_for_a_free_worker`
+//!   shows it too. The cure is not a bigger pool but not holding a thread per idle
 //!   client: see `socklab-nonblocking`.
 //! - Sized too small for blocking work (`--work sleep:…`), throughput is capped
-//!   at `workers / work`; sized too large, it is thread-per-client's memory
-//!   without its elasticity.
-//! - A crash in one handler kills the whole process, as with any threads.
+//!   at `workers / work`: sleep (2 ms, 100 connections) 1,823 requests/s
+//!   [1,790–1,832] for 4 workers, where thread-per-client served 43,159/s; sized
+//!   too large, it is thread-per-client's memory without its elasticity.
+//! - A crash in one handler kills the whole process, as with any threads (chaos:
+//!   the server did not survive).
 //! - Live connections are bounded by the pool (`workers` being served, plus at
-//!   most the queue in queue mode); `Config::max_conns` is honoured as well, via
-//!   `Counters::wait_for_slot` before each `accept()`. In accept mode N workers
-//!   check the cap independently, so it can be overshot by up to `workers - 1`.
+//!   most the queue in queue mode); `Config::max_conns` is honoured as well, by
+//!   the accept loop every blocking model shares (`socklab_server_kit::Clients`).
+//!   In accept mode N workers check the cap independently, so it can be
+//!   overshot by up to `workers - 1`.
 //!
 //! Shutdown: the acceptor stops (the workers themselves, in accept mode), the
 //! sender is dropped, workers finish their current client — in queue mode also the
 //! clients already queued: those were accepted, and may have sent their request —
-//! then return. `serve` joins them, but waits no longer than `Config::grace`: a
-//! worker still held by a client after that is left behind (the process is about
-//! to exit and takes it along).
+//! then return. `serve` joins them by the drain rule every model follows
+//! (`Context::drain_until`): it waits no longer than `Config::grace`, and a worker
+//! still held by a client after that is left behind (the process is about to exit
+//! and takes it along).
 //!
 //! # Compare with
 //!
@@ -76,27 +90,34 @@
 //! UDP ([`serve_udp`]): `workers` threads share one socket (`try_clone()`), each
 //! running the shared `recvfrom()`/`sendto()` loop. Every `recvfrom()` takes one
 //! whole datagram, so they need no coordination.
+//!
+//! # Layout
+//!
+//! - this file: the pool fed by a queue (the base model), and UDP.
+//! - `accept`: the variant where every worker accepts for itself.
+//! - `workers`: starting the threads, and joining them within the grace period.
+
+mod accept;
+mod workers;
 
 use std::io;
-use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::num::NonZeroUsize;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::net::{TcpListener, UdpSocket};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use socklab_server_kit::{
-    accept_next, log_client_error, serve_connection, serve_datagrams, Context, Next, SHUTDOWN_POLL,
-};
+use socklab_server_kit::config::check_workers;
+pub use socklab_server_kit::config::default_workers;
+use socklab_server_kit::{serve_datagrams, Client, Clients, Context, SHUTDOWN_POLL};
+
+use workers::Workers;
+
+/// The name this model logs under.
+const MODEL: &str = "pool";
 
 /// Queue capacity per worker in [`Dispatch::Queue`]: a channel of `workers`
 /// connections. One each is enough to keep every worker fed at once when a burst
 /// arrives; more would only move clients from the kernel's backlog (where they
 /// cost us nothing) into our queue (where they are accepted but unserved).
 pub const QUEUE_PER_WORKER: usize = 1;
-
-/// How often `serve` checks whether its workers have finished, while it waits.
-const JOIN_POLL: Duration = Duration::from_millis(10);
 
 /// How connections reach the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -126,45 +147,40 @@ impl Default for Options {
     }
 }
 
-/// One worker per CPU the process may run on (`available_parallelism`), or 1.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
-}
-
 /// Serves TCP with a fixed pool of threads until shutdown, then lets the workers
 /// finish their clients for the grace period.
 pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Result<()> {
-    check_workers(options.workers)?;
+    check_workers(options.workers, MODEL)?;
     socklab_server_kit::set_accept_timeout(&listener)?;
     match options.dispatch {
         Dispatch::Queue => serve_queue(listener, cx, options.workers),
-        Dispatch::Accept => serve_accept(listener, cx, options.workers),
+        Dispatch::Accept => accept::serve(listener, cx, options.workers),
     }
 }
 
 /// Serves UDP with `workers` threads sharing one socket until shutdown.
 pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Result<()> {
-    check_workers(options.workers)?;
-    let workers = start_workers(options.workers, cx, |_| {
+    check_workers(options.workers, MODEL)?;
+    let pool = Workers::start(options.workers, cx, |_| {
         let socket = socket.try_clone()?;
         let cx = cx.clone();
         Ok(move || serve_datagrams(&socket, &cx))
     })?;
-    wait_for_shutdown(cx, &workers);
-    finish(workers, cx)
+    pool.wait_for_shutdown(cx);
+    pool.finish(cx)
 }
 
 /// Queue dispatch: this thread accepts, the workers receive.
 fn serve_queue(listener: TcpListener, cx: &Context, workers: usize) -> io::Result<()> {
     let (sender, receiver) = crossbeam_channel::bounded(workers * QUEUE_PER_WORKER);
-    let pool = start_workers(workers, cx, |_| {
+    let pool = Workers::start(workers, cx, |_| {
         // Each worker owns a clone of the receiver: no `Arc<Mutex<Receiver>>`.
-        let receiver: Receiver<TcpStream> = receiver.clone();
+        let receiver: Receiver<Client> = receiver.clone();
         let cx = cx.clone();
         Ok(move || {
             // Ends when the sender is dropped *and* the queue is empty.
-            for stream in receiver.iter() {
-                serve_client(stream, &cx);
+            for client in receiver.iter() {
+                client.serve(&cx, MODEL);
             }
             Ok(())
         })
@@ -175,170 +191,34 @@ fn serve_queue(listener: TcpListener, cx: &Context, workers: usize) -> io::Resul
     // once the queue is empty.
     drop(listener);
     drop(sender);
-    finish(pool, cx)?;
+    pool.finish(cx)?;
     result
 }
 
-/// The acceptor's loop: accept, count, hand over; until shutdown.
-fn accept_into(listener: &TcpListener, sender: &Sender<TcpStream>, cx: &Context) -> io::Result<()> {
-    loop {
-        if !cx.counters.wait_for_slot(cx.config.max_conns, &cx.shutdown) {
-            return Ok(());
+/// The acceptor's loop: accept under the cap, hand over; until shutdown.
+fn accept_into(listener: &TcpListener, sender: &Sender<Client>, cx: &Context) -> io::Result<()> {
+    for client in Clients::new(listener, cx) {
+        if !hand_over(sender, client, cx)? {
+            break;
         }
-        match accept_next(listener, &cx.shutdown) {
-            Next::Connection(stream, _peer) => {
-                cx.counters.connection_opened();
-                if !hand_over(sender, stream, cx)? {
-                    return Ok(());
-                }
-            }
-            Next::Retry => continue,
-            Next::Shutdown => return Ok(()),
-        }
-    }
-}
-
-/// Sends one connection to the workers, blocking while the queue is full (the
-/// acceptor stops accepting: backpressure into the listen backlog). Returns false
-/// if shutdown came first; the connection is then closed unserved.
-fn hand_over(sender: &Sender<TcpStream>, stream: TcpStream, cx: &Context) -> io::Result<bool> {
-    let mut stream = stream;
-    loop {
-        match sender.send_timeout(stream, SHUTDOWN_POLL) {
-            Ok(()) => return Ok(true),
-            Err(SendTimeoutError::Timeout(back)) if !cx.shutdown.is_triggered() => stream = back,
-            Err(SendTimeoutError::Timeout(_unserved)) => {
-                cx.counters.connection_closed();
-                return Ok(false);
-            }
-            Err(SendTimeoutError::Disconnected(_unserved)) => {
-                cx.counters.connection_closed();
-                return Err(io::Error::other("socklab pool: every worker has exited"));
-            }
-        }
-    }
-}
-
-/// Accept dispatch: every worker accepts on its own descriptor for the listener.
-fn serve_accept(listener: TcpListener, cx: &Context, workers: usize) -> io::Result<()> {
-    let pool = start_workers(workers, cx, |_| {
-        // `try_clone()` is `dup()`: another descriptor for the *same* socket, so
-        // all workers wait in one accept queue (and share its SO_RCVTIMEO).
-        let listener = listener.try_clone()?;
-        let cx = cx.clone();
-        Ok(move || {
-            accept_and_serve(&listener, &cx);
-            Ok(())
-        })
-    })?;
-    drop(listener);
-    wait_for_shutdown(cx, &pool);
-    finish(pool, cx)
-}
-
-/// One worker in accept mode: the iterative server's loop, run by N threads.
-fn accept_and_serve(listener: &TcpListener, cx: &Context) {
-    loop {
-        if !cx.counters.wait_for_slot(cx.config.max_conns, &cx.shutdown) {
-            return;
-        }
-        match accept_next(listener, &cx.shutdown) {
-            Next::Connection(stream, _peer) => {
-                cx.counters.connection_opened();
-                serve_client(stream, cx);
-            }
-            Next::Retry => continue,
-            Next::Shutdown => return,
-        }
-    }
-}
-
-/// What a worker does with one client (already counted as opened).
-fn serve_client(stream: TcpStream, cx: &Context) {
-    if let Err(e) = serve_connection(stream, &cx.config, cx.counters) {
-        log_client_error("pool", &e);
-    }
-    cx.counters.connection_closed();
-}
-
-type Worker = JoinHandle<io::Result<()>>;
-
-/// Starts `count` named threads, building each one's body with `make(index)`. If
-/// one cannot be started the server cannot run as configured: shutdown is
-/// triggered and the error returned.
-fn start_workers<F, B>(count: usize, cx: &Context, mut make: B) -> io::Result<Vec<Worker>>
-where
-    B: FnMut(usize) -> io::Result<F>,
-    F: FnOnce() -> io::Result<()> + Send + 'static,
-{
-    let mut workers = Vec::with_capacity(count);
-    for index in 0..count {
-        let started = make(index).and_then(|body| {
-            std::thread::Builder::new()
-                .name(format!("pool-worker-{index}"))
-                .spawn(body)
-        });
-        match started {
-            Ok(handle) => workers.push(handle),
-            Err(e) => {
-                // The ones started stop on the trigger (or, in queue mode, when
-                // the caller drops the sender); they are not waited for.
-                eprintln!("socklab pool: cannot start worker {index}: {e}");
-                cx.shutdown.trigger();
-                return Err(e);
-            }
-        }
-    }
-    Ok(workers)
-}
-
-/// Blocks until shutdown is triggered, or until every worker has ended on its own
-/// (which only an error or a panic can cause).
-fn wait_for_shutdown(cx: &Context, workers: &[Worker]) {
-    while !cx.shutdown.is_triggered() && !workers.iter().all(JoinHandle::is_finished) {
-        let mut wake = [PollFd::new(cx.shutdown.wake_fd(), PollFlags::POLLIN)];
-        let _ = poll(
-            &mut wake,
-            PollTimeout::from(SHUTDOWN_POLL.as_millis() as u16),
-        );
-    }
-}
-
-/// Joins the workers, waiting at most the grace period for them to finish their
-/// clients. Workers still busy after that are left to the process's exit.
-/// Returns the first error a worker ended with.
-fn finish(workers: Vec<Worker>, cx: &Context) -> io::Result<()> {
-    let deadline = Instant::now() + cx.config.grace;
-    while !workers.iter().all(JoinHandle::is_finished) && Instant::now() < deadline {
-        std::thread::sleep(JOIN_POLL);
-    }
-    let mut result = Ok(());
-    let mut busy = 0;
-    for worker in workers {
-        if !worker.is_finished() {
-            busy += 1;
-            continue; // dropping a JoinHandle detaches the thread
-        }
-        match worker.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => result = result.and(Err(e)),
-            Err(_panic) => result = result.and(Err(io::Error::other("a pool worker panicked"))),
-        }
-    }
-    if busy > 0 {
-        eprintln!(
-            "socklab pool: {busy} worker(s) still serving after the grace period; leaving them"
-        );
-    }
-    result
-}
-
-fn check_workers(workers: usize) -> io::Result<()> {
-    if workers == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socklab pool: workers must be at least 1",
-        ));
     }
     Ok(())
+}
+
+/// Sends one client to the workers, blocking while the queue is full (the
+/// acceptor stops accepting: backpressure into the listen backlog). Returns false
+/// if shutdown came first; the client is then dropped unserved (closed, and
+/// counted closed).
+fn hand_over(sender: &Sender<Client>, client: Client, cx: &Context) -> io::Result<bool> {
+    let mut client = client;
+    loop {
+        match sender.send_timeout(client, SHUTDOWN_POLL) {
+            Ok(()) => return Ok(true),
+            Err(SendTimeoutError::Timeout(back)) if !cx.shutdown.is_triggered() => client = back,
+            Err(SendTimeoutError::Timeout(_unserved)) => return Ok(false),
+            Err(SendTimeoutError::Disconnected(_unserved)) => {
+                return Err(io::Error::other("socklab pool: every worker has exited"))
+            }
+        }
+    }
 }

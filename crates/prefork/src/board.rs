@@ -12,6 +12,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use nix::sys::mman::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+use socklab_server_kit::{Counters, OpenConnection};
 
 /// What one worker slot reports.
 #[derive(Debug, Default)]
@@ -25,30 +26,44 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// The worker took a client: count it, for the server and for this slot.
+    /// The worker took a client, already counted open by `open`: count it for
+    /// this slot too, and mark the slot busy for as long as the returned guard
+    /// lives.
     ///
-    /// Order matters if a kill lands between the two stores: the server's count
-    /// goes first and the flag second (and the reverse in [`Slot::finish`]), so
+    /// Order matters if a kill lands between two stores: the server's count goes
+    /// up first and the flag second (and the reverse when the guard drops), so
     /// the worst case is one connection left counted active — never a count
     /// closed twice and wrapped below zero.
-    pub fn begin(&self, counters: &socklab_server_kit::Counters) {
-        counters.connection_opened();
+    pub fn hold(&self, open: OpenConnection) -> Busy<'_> {
         self.busy.store(1, Relaxed);
         self.connections.fetch_add(1, Relaxed);
-    }
-
-    /// The worker is done with its client.
-    pub fn finish(&self, counters: &socklab_server_kit::Counters) {
-        self.busy.store(0, Relaxed);
-        counters.connection_closed();
+        Busy {
+            slot: self,
+            _open: open,
+        }
     }
 
     /// Called by the parent after reaping this slot's worker: if it died holding a
     /// client, that connection is closed now (the kernel closed its socket).
-    pub fn settle(&self, counters: &socklab_server_kit::Counters) {
+    pub fn settle(&self, counters: &Counters) {
         if self.busy.swap(0, Relaxed) == 1 {
-            counters.connection_closed();
+            counters.close_orphan();
         }
+    }
+}
+
+/// A slot busy with one client; dropping it frees the slot, then counts the
+/// client closed.
+pub(crate) struct Busy<'a> {
+    slot: &'a Slot,
+    /// Held for its `Drop`: the server's count of the connection.
+    _open: OpenConnection,
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        // The flag first; `_open` drops after this body, closing the server's count.
+        self.slot.busy.store(0, Relaxed);
     }
 }
 

@@ -24,18 +24,21 @@
 //!   `SCM_RIGHTS`); the worker writes a byte back when it is idle again. With no
 //!   worker idle, the parent stops accepting until one is.
 //!
-//! **Supervision.** The parent reaps with `waitpid(pid, WNOHANG)` every
-//! [`REAP_INTERVAL`] (or at once when shutdown's wake descriptor fires). A worker
+//! **Supervision.** The parent reaps every [`REAP_INTERVAL`] (or at once when
+//! shutdown's wake descriptor fires), by the rule every process model shares
+//! (`socklab_server_kit::process`: only its own children, by pid). A worker
 //! that died — killed by a signal, or `abort()` by the `--chaos` flag — is logged
 //! and replaced in the same slot; if it held a client, that one connection is
 //! counted closed (its socket died with it) and is the only one lost.
 //!
-//! **Stopping.** Workers ignore SIGINT (Ctrl-C reaches the whole process group;
-//! only the parent decides) and treat SIGTERM as "finish your client, then exit".
-//! On shutdown the parent stops accepting, sends each worker SIGTERM, waits up to
-//! `Config::grace` for them to exit, SIGKILLs the rest and reaps every one: no
-//! zombies. Every worker also has `PR_SET_PDEATHSIG(SIGKILL)`, so if the parent
-//! dies the kernel kills them: no orphans. (Details in the `child` module.)
+//! **Stopping**, by the stop protocol every process model shares (SIGINT and
+//! SIGTERM blocked across `fork()`; details in `socklab_server_kit::process`).
+//! Workers ignore SIGINT (Ctrl-C reaches the whole process group; only the parent
+//! decides) and treat SIGTERM as "finish your client, then exit". On shutdown the
+//! parent stops accepting, sends each worker SIGTERM, waits up to `Config::grace`
+//! for them to exit, SIGKILLs the rest and reaps every one: no zombies. Every
+//! worker also has `PR_SET_PDEATHSIG(SIGKILL)`, so if the parent dies the kernel
+//! kills them: no orphans.
 //!
 //! **Counting.** Workers count into `cx.counters`, which lives in a `MAP_SHARED`
 //! page, so the parent sees their numbers. Besides, each worker slot counts the
@@ -52,27 +55,39 @@
 //!
 //! # What it costs
 //!
+//! Measured in the committed full run (`scripts/compare.sh --full --out
+//! results/2026-11-25-vm-full`, 2-CPU VM, `prefork --workers 4`, NoLock; medians
+//! of 5 repeats, [min–max]; the tables are in that directory's `report.md`):
+//!
 //! - `fork()` `workers` times at start (and once per crash), never per
-//!   connection: connection setup is one `accept()`, as in the pool. Compare the
-//!   churn scenario with `socklab-fork`'s `fork()` per client.
+//!   connection: connection setup is one `accept()`, as in the pool. churn: 27.2
+//!   µs [26.3–29.6] of server CPU per connection, 23,308 connections/s — where
+//!   `socklab-fork`'s `fork()` per client costs 329 µs and manages 3,973/s.
 //! - Per connection, by mode: NoLock nothing more; Flock two `flock()` calls;
 //!   PassFd a `poll()` and `accept()` in the parent, `sendmsg()`/`recvmsg()` to hand
 //!   over, a byte written and read back to say "idle", and a context switch from
 //!   parent to worker.
 //! - Memory: `workers` processes, each with its own page tables and private copies
 //!   of every page it writes (buffers, stack, allocator state); pages never
-//!   written stay shared copy-on-write. The report's PSS shares them out.
-//! - Per request: the shared driver's `read()`/`write()` and a context switch.
+//!   written stay shared copy-on-write. The report's PSS shares them out: 170–200
+//!   KiB for the 4 workers whatever the connections (scaling: 19.8 KiB per
+//!   connection at 10, 0.017 KiB at 10,000).
+//! - Per request: the shared driver's `read()`/`write()` and a context switch
+//!   (counted pass: 2.01 syscalls — the parent's `wait4` every `REAP_INTERVAL`
+//!   adds 0.005 —, 1.00 switch, 362 user-space instructions).
 //!
 //! # When it breaks
 //!
 //! - Like the thread pool: N workers held by N idle or slow clients serve no one
 //!   else; client N+1 waits in the listen backlog (in every mode: in PassFd the
-//!   parent stops accepting when nobody is idle).
-//! - Sized too small for blocking work, throughput is capped at `workers / work`.
+//!   parent stops accepting when nobody is idle). slow (4 clients dribbling a
+//!   request, 4 workers): the normal clients get 0 requests.
+//! - Sized too small for blocking work, throughput is capped at `workers / work`:
+//!   sleep (2 ms, 100 connections) 1,816 requests/s [1,793–1,837] for 4 workers.
 //! - What it does *well*: a crashing handler kills one worker and one client; the
-//!   parent replaces the worker and the others never notice. The same crash kills
-//!   every client of a thread pool.
+//!   parent replaces the worker and the others never notice (chaos: the server
+//!   survived, 0 other clients lost). The same crash kills every client of a
+//!   thread pool.
 //!
 //! # Compare with
 //!
@@ -90,14 +105,16 @@
 //!
 //! # Layout
 //!
-//! - `supervisor`: fork into slots, reap, replace, stop.
+//! - this file: the model, and its base mode (NoLock): workers accepting for
+//!   themselves.
+//! - `supervisor`: fork into slots, reap, replace, stop (after the rules every
+//!   process model shares, in `socklab_server_kit::process`).
 //! - `child`: a worker's signal setup and its accept loop.
 //! - `lock`: the Flock mode's lock file.
 //! - `passfd`: the PassFd mode's parent loop and `SCM_RIGHTS` passing.
 //! - `board`: per-slot counts in shared memory.
 
 mod board;
-mod child;
 mod lock;
 mod passfd;
 mod supervisor;
@@ -105,19 +122,18 @@ mod supervisor;
 use std::fmt;
 use std::io;
 use std::net::{TcpListener, UdpSocket};
-use std::num::NonZeroUsize;
-use std::time::Duration;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use socklab_server_kit::{serve_datagrams, Context};
+use socklab_server_kit::config::check_workers;
+pub use socklab_server_kit::config::default_workers;
+use socklab_server_kit::process::REAP_INTERVAL;
+use socklab_server_kit::{serve_client, serve_datagrams, Client, Clients, Context};
 
-use board::Board;
-use lock::AcceptLock;
+use board::{Board, Slot};
 use supervisor::Supervisor;
 
-/// How often the parent reaps dead workers and starts replacements. Also the
-/// fastest a worker that keeps dying is restarted (20 times a second per slot).
-pub const REAP_INTERVAL: Duration = Duration::from_millis(50);
+/// The name this model logs under.
+const MODEL: &str = "prefork";
 
 /// How connections reach the workers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -147,11 +163,6 @@ impl Default for Options {
             mode: PreforkMode::default(),
         }
     }
-}
-
-/// One worker per CPU the process may run on (`available_parallelism`), or 1.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
 }
 
 /// Connections accepted per worker slot, in slot order. A replacement worker
@@ -189,7 +200,7 @@ pub fn serve_with_counts(
     cx: &Context,
     options: &Options,
 ) -> io::Result<WorkerCounts> {
-    check_workers(options.workers)?;
+    check_workers(options.workers, MODEL)?;
     let board = Board::new(options.workers)?;
     let result = {
         let mut workers = Supervisor::new(cx, &board, options.workers);
@@ -198,23 +209,13 @@ pub fn serve_with_counts(
                 socklab_server_kit::set_accept_timeout(&listener)?;
                 supervise(&mut workers, cx, |workers, slot| {
                     workers.start(slot, |cx| {
-                        child::accept_loop(&listener, None, board.slot(slot), cx)
+                        serve_clients(Clients::new(&listener, cx), board.slot(slot), cx)
                     })
                 });
                 Ok(())
             }
-            PreforkMode::Flock => {
-                socklab_server_kit::set_accept_timeout(&listener)?;
-                let lock = AcceptLock::create()?;
-                supervise(&mut workers, cx, |workers, slot| {
-                    workers.start(slot, |cx| {
-                        let mine = lock.reopen()?;
-                        child::accept_loop(&listener, Some(&mine), board.slot(slot), cx)
-                    })
-                });
-                Ok(())
-            }
-            PreforkMode::PassFd => passfd::serve(&listener, cx, &mut workers, &board),
+            PreforkMode::Flock => lock::serve(&listener, &mut workers),
+            PreforkMode::PassFd => passfd::serve(&listener, &mut workers),
         };
         // Stop accepting at once: the parent's descriptor closes now, the workers'
         // as they exit.
@@ -227,7 +228,7 @@ pub fn serve_with_counts(
 
 /// Serves UDP with `workers` preforked processes sharing one socket.
 pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Result<()> {
-    check_workers(options.workers)?;
+    check_workers(options.workers, MODEL)?;
     let board = Board::new(options.workers)?;
     let mut workers = Supervisor::new(cx, &board, options.workers);
     supervise(&mut workers, cx, |workers, slot| {
@@ -259,12 +260,20 @@ fn supervise(
     }
 }
 
-fn check_workers(workers: usize) -> io::Result<()> {
-    if workers == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socklab prefork: workers must be at least 1",
-        ));
+/// A worker that accepts for itself: the iterative server, one client at a time.
+fn serve_clients(
+    clients: impl Iterator<Item = Client>,
+    slot: &Slot,
+    cx: &Context,
+) -> io::Result<()> {
+    for client in clients {
+        serve_one(client, slot, cx);
     }
     Ok(())
+}
+
+/// Serves one client with the shared driver, its slot busy meanwhile.
+fn serve_one(Client { stream, open }: Client, slot: &Slot, cx: &Context) {
+    let _busy = slot.hold(open);
+    serve_client(stream, cx, MODEL);
 }

@@ -22,7 +22,32 @@ use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use socklab_server_kit::{accept_next, Next, Shutdown};
+use socklab_server_kit::accept::RESOURCE_BACKOFF;
+use socklab_server_kit::{accept_next, Clients, Next, Shutdown};
+
+use crate::supervisor::Supervisor;
+use crate::{serve_clients, supervise};
+
+/// The parent's loop for this mode: as NoLock's, but each worker opens the lock
+/// file anew and takes the lock around every `accept()`.
+pub(crate) fn serve(listener: &TcpListener, workers: &mut Supervisor) -> io::Result<()> {
+    let (cx, board) = (workers.cx(), workers.board());
+    socklab_server_kit::set_accept_timeout(listener)?;
+    let lock = AcceptLock::create()?;
+    supervise(workers, cx, |workers, slot| {
+        workers.start(slot, |cx| {
+            let mine = lock.reopen()?;
+            let accept =
+                |listener: &TcpListener, shutdown: &Shutdown| mine.accept(listener, shutdown);
+            serve_clients(
+                Clients::with_accept(listener, cx, accept),
+                board.slot(slot),
+                cx,
+            )
+        })
+    });
+    Ok(())
+}
 
 /// Tells lock files apart when one process runs several servers (tests do).
 static SEQUENCE: AtomicUsize = AtomicUsize::new(0);
@@ -64,21 +89,26 @@ impl ChildLock {
     /// `flock(LOCK_EX)`, `accept()`, `flock(LOCK_UN)`: one child at a time waits
     /// in `accept()`; the others wait for the lock. Two more syscalls per
     /// connection than no lock at all.
-    pub fn accept(&self, listener: &TcpListener, shutdown: &Shutdown) -> io::Result<Next> {
+    ///
+    /// `flock()` itself fails only for want of kernel memory for locks (ENOLCK):
+    /// like an `accept()` out of descriptors, that backs off and tries again.
+    pub fn accept(&self, listener: &TcpListener, shutdown: &Shutdown) -> Next {
         let fd = self.file.as_raw_fd();
         // SAFETY: `fd` is open for as long as `self`.
         while unsafe { libc::flock(fd, libc::LOCK_EX) } != 0 {
             let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(err);
-            }
             if shutdown.is_triggered() {
-                return Ok(Next::Shutdown);
+                return Next::Shutdown;
+            }
+            if err.kind() != io::ErrorKind::Interrupted {
+                eprintln!("socklab prefork: flock: {err}; backing off {RESOURCE_BACKOFF:?}");
+                std::thread::sleep(RESOURCE_BACKOFF);
+                return Next::Retry;
             }
         }
         let next = accept_next(listener, shutdown);
         // SAFETY: as above. Unlocking a lock we hold cannot fail.
         unsafe { libc::flock(fd, libc::LOCK_UN) };
-        Ok(next)
+        next
     }
 }

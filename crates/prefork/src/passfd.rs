@@ -17,12 +17,12 @@ use std::os::unix::net::UnixStream;
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, send, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
-use socklab_server_kit::{accept_next, Context, Next};
+use socklab_server_kit::process::REAP_INTERVAL;
+use socklab_server_kit::{accept_next, Client, Context, Next};
 
 use crate::board::Board;
-use crate::child;
+use crate::serve_one;
 use crate::supervisor::Supervisor;
-use crate::REAP_INTERVAL;
 
 /// The byte that travels with a passed descriptor, and the "idle again" reply.
 const TOKEN: [u8; 1] = [1];
@@ -34,12 +34,8 @@ struct Channel {
 }
 
 /// The parent's loop: accept while some worker is idle, pass, watch the channels.
-pub(crate) fn serve(
-    listener: &TcpListener,
-    cx: &Context,
-    workers: &mut Supervisor,
-    board: &Board,
-) -> io::Result<()> {
+pub(crate) fn serve(listener: &TcpListener, workers: &mut Supervisor) -> io::Result<()> {
+    let (cx, board) = (workers.cx(), workers.board());
     // Only the parent accepts, and only after poll() says a connection is there.
     listener.set_nonblocking(true)?;
     let mut channels: Vec<Option<Channel>> = (0..board.counts().len()).map(|_| None).collect();
@@ -47,7 +43,7 @@ pub(crate) fn serve(
     while !cx.shutdown.is_triggered() {
         // One waitpid() per worker: every REAP_INTERVAL, not on every connection,
         // so the cost measured for fd passing is the passing, not the bookkeeping.
-        if last_reap.is_none_or(|t| t.elapsed() >= crate::REAP_INTERVAL) {
+        if last_reap.is_none_or(|t| t.elapsed() >= REAP_INTERVAL) {
             workers.reap();
             last_reap = Some(std::time::Instant::now());
         }
@@ -256,7 +252,11 @@ fn receive_and_serve(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        child::serve_one(TcpStream::from(fd), board.slot(slot), cx);
+        let client = Client {
+            stream: TcpStream::from(fd),
+            open: cx.counters.open(),
+        };
+        serve_one(client, board.slot(slot), cx);
         // If the parent has gone away this fails (EPIPE); the next recvmsg() ends.
         let _ = send(channel.as_raw_fd(), &TOKEN, MsgFlags::MSG_NOSIGNAL);
     }

@@ -7,12 +7,18 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use crate::limits::Limits;
 
 /// The line sent to a client whose `lines` request exceeded [`Limits::max_line`],
 /// just before the server closes the connection.
 pub const LINE_TOO_LONG: &[u8] = b"ERR line too long\n";
+
+/// The line sent to a client whose unfinished `lines` request took longer than
+/// its request timeout to arrive (see [`Session::feed_at`]), just before the
+/// server closes the connection.
+pub const REQUEST_TIMED_OUT: &[u8] = b"ERR request timed out\n";
 
 /// How a TCP byte stream is cut into requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +63,11 @@ pub struct Fed {
 }
 
 /// One connection's protocol state. Input in, reply bytes out; no I/O.
+///
+/// Time is an input like the bytes (as in quinn-proto): the driver says when the
+/// bytes arrived ([`Session::feed_at`]), and the session, which reads no clock,
+/// applies the request timeout itself. So every model, blocking or not, gives a
+/// client that dribbles a request the same answer.
 #[derive(Debug, Clone)]
 pub struct Session {
     framing: Framing,
@@ -65,6 +76,10 @@ pub struct Session {
     /// `limits.max_line`.
     partial_line: Vec<u8>,
     closing: bool,
+    /// How long an unfinished request may take to arrive (`None`: forever).
+    request_timeout: Option<Duration>,
+    /// When the unfinished request's first bytes arrived.
+    request_began: Option<Instant>,
 }
 
 impl Session {
@@ -74,10 +89,54 @@ impl Session {
             limits,
             partial_line: Vec::new(),
             closing: false,
+            request_timeout: None,
+            request_began: None,
         }
     }
 
-    /// Feeds bytes the client sent; appends the reply bytes to `out`.
+    /// This session with a request timeout: an unfinished request must arrive
+    /// whole within `timeout` of its first byte (`None`: no limit).
+    pub fn with_request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Feeds bytes the client sent, which arrived at `now`; appends the reply
+    /// bytes to `out`. As [`Session::feed`], and the request timeout besides:
+    ///
+    /// A slowloris client is never silent — it sends one byte of a request, then
+    /// another just before the idle timeout, and never finishes — so a read
+    /// timeout never fires and it holds a thread, a process or a worker forever.
+    /// So an *unfinished* request must complete within the request timeout,
+    /// counted from its first byte. It is checked when bytes arrive, which is
+    /// exactly when a dribbler shows itself (a client that goes quiet mid-request
+    /// is the read timeout's). Past it the client gets what it asked for so far,
+    /// [`REQUEST_TIMED_OUT`], and a close: bad input, answered like an over-long
+    /// line, as an HTTP server answers `408 Request Timeout` — a client should
+    /// learn why it was cut off rather than see a connection die. In raw framing
+    /// every byte completes a request, so nothing is ever unfinished.
+    pub fn feed_at(&mut self, input: &[u8], now: Instant, out: &mut Vec<u8>) -> Fed {
+        let fed = self.feed(input, out);
+        if fed.closing || self.partial_line.is_empty() {
+            self.request_began = None;
+            return fed;
+        }
+        let began = if fed.requests > 0 {
+            // This input finished a request: the unfinished one began in it.
+            *self.request_began.insert(now)
+        } else {
+            *self.request_began.get_or_insert(now)
+        };
+        match self.request_timeout {
+            Some(limit) if now.saturating_duration_since(began) > limit => {
+                self.reject(out, REQUEST_TIMED_OUT, fed.requests)
+            }
+            _ => fed,
+        }
+    }
+
+    /// Feeds bytes the client sent; appends the reply bytes to `out`. The framing
+    /// alone, with no clock: no request timeout applies (see [`Session::feed_at`]).
     ///
     /// Bytes fed after the session started closing are ignored: the driver is
     /// about to close the connection.
@@ -116,7 +175,7 @@ impl Session {
         while let Some(newline) = input.iter().position(|&b| b == b'\n') {
             let (line, rest) = input.split_at(newline);
             if self.partial_line.len() + line.len() > self.limits.max_line {
-                return self.reject_long_line(out, requests);
+                return self.reject(out, LINE_TOO_LONG, requests);
             }
             out.extend(self.partial_line.drain(..).map(|b| b.to_ascii_uppercase()));
             out.extend(line.iter().map(u8::to_ascii_uppercase));
@@ -125,7 +184,7 @@ impl Session {
             input = &rest[1..];
         }
         if self.partial_line.len() + input.len() > self.limits.max_line {
-            return self.reject_long_line(out, requests);
+            return self.reject(out, LINE_TOO_LONG, requests);
         }
         self.partial_line.extend_from_slice(input);
         Fed {
@@ -134,10 +193,11 @@ impl Session {
         }
     }
 
-    fn reject_long_line(&mut self, out: &mut Vec<u8>, requests: usize) -> Fed {
+    /// Bad input: answer it with `error` and close.
+    fn reject(&mut self, out: &mut Vec<u8>, error: &[u8], requests: usize) -> Fed {
         self.closing = true;
         self.partial_line = Vec::new();
-        out.extend_from_slice(LINE_TOO_LONG);
+        out.extend_from_slice(error);
         Fed {
             requests,
             closing: true,
@@ -211,6 +271,54 @@ mod tests {
             assert!(session.buffered() <= 8);
         }
         assert!(session.is_closing());
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A lines session whose requests must arrive within 100 ms.
+    fn timed_lines() -> Session {
+        Session::new(Framing::Lines, Limits::default()).with_request_timeout(Some(ms(100)))
+    }
+
+    #[test]
+    fn a_line_dribbled_past_the_request_timeout_is_answered_and_closes() {
+        let (t0, mut session, mut out) = (Instant::now(), timed_lines(), Vec::new());
+        assert!(!session.feed_at(b"ok\nab", t0, &mut out).closing);
+        assert!(!session.feed_at(b"c", t0 + ms(100), &mut out).closing);
+        let fed = session.feed_at(b"d", t0 + ms(101), &mut out);
+        assert!(fed.closing && session.is_closing());
+        assert_eq!(out, [b"OK\n".as_slice(), REQUEST_TIMED_OUT].concat());
+        assert_eq!(session.buffered(), 0);
+    }
+
+    #[test]
+    fn the_request_timeout_counts_from_the_first_byte_of_each_request() {
+        let (t0, mut session, mut out) = (Instant::now(), timed_lines(), Vec::new());
+        // A fast client whose reads always end mid-line: each line is finished
+        // well within the limit, though a line has been unfinished ever since t0.
+        for i in 0..10 {
+            let fed = session.feed_at(b"x\ny", t0 + ms(60 * i), &mut out);
+            assert!(!fed.closing, "cut at read {i}");
+        }
+        // A finished request clears the clock: a pause between requests is the
+        // idle timeout's business.
+        session.feed_at(b"\n", t0 + ms(600), &mut out);
+        assert!(!session.feed_at(b"z", t0 + ms(5000), &mut out).closing);
+    }
+
+    #[test]
+    fn without_a_request_timeout_or_in_raw_framing_nothing_times_out() {
+        let later = Instant::now() + Duration::from_secs(3600);
+        let mut out = Vec::new();
+        let mut lines = Session::new(Framing::Lines, Limits::default());
+        lines.feed_at(b"partial", Instant::now(), &mut out);
+        assert!(!lines.feed_at(b"more", later, &mut out).closing);
+        let timeout = Some(Duration::from_millis(1));
+        let mut raw = Session::new(Framing::Raw, Limits::default()).with_request_timeout(timeout);
+        raw.feed_at(b"a", Instant::now(), &mut out);
+        assert!(!raw.feed_at(b"b", later, &mut out).closing);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Server configuration every model honours the same way.
 
+use std::io;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use socklab_protocol::{Framing, Limits, Work};
+use socklab_protocol::{Framing, Limits, Session, Work};
 
 /// How long a stopping server lets connections in flight finish, by default.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
@@ -21,9 +23,10 @@ pub struct Config {
     pub work: Work,
     /// Most clients served at once (threads, processes or registered sockets).
     pub max_conns: usize,
-    /// Disconnect a client that sends nothing for this long, or whose unfinished
-    /// request is older than this (a slowloris client, see [`crate::deadline`])
-    /// (`None`: never).
+    /// Disconnect a client that sends nothing for this long, and answer one whose
+    /// unfinished request is older than this with `ERR request timed out` and a
+    /// close (a slowloris client: the protocol's request timeout,
+    /// [`Session::feed_at`]) (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// After SIGTERM, how long connections in flight may take to finish.
     pub grace: Duration,
@@ -53,6 +56,12 @@ impl Default for Config {
 }
 
 impl Config {
+    /// A new connection's protocol session: this framing, these limits, and the
+    /// idle timeout as its request timeout. Every driver makes its sessions here.
+    pub fn session(&self) -> Session {
+        Session::new(self.framing, self.limits).with_request_timeout(self.idle_timeout)
+    }
+
     /// Crashes the process if chaos is on and `input` holds the trigger.
     /// Called by every driver on every chunk it reads, so every model crashes on the
     /// same input and the report can count who else was lost.
@@ -66,4 +75,21 @@ impl Config {
             std::process::abort();
         }
     }
+}
+
+/// The default size of a pool of workers (threads or processes): one per CPU the
+/// process may run on (`available_parallelism`), or 1.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+/// A pool needs at least one worker; `model` names it in the error.
+pub fn check_workers(workers: usize, model: &str) -> io::Result<()> {
+    if workers == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("socklab {model}: workers must be at least 1"),
+        ));
+    }
+    Ok(())
 }

@@ -51,12 +51,17 @@ impl Counters {
         }
     }
 
-    pub fn connection_opened(&self) {
+    /// Counts a new connection open (`accepted` and `active` go up) and returns
+    /// the guard that counts it closed when dropped.
+    pub fn open(&'static self) -> OpenConnection {
         self.accepted.fetch_add(1, Relaxed);
         self.active.fetch_add(1, Relaxed);
+        OpenConnection { counters: self }
     }
 
-    pub fn connection_closed(&self) {
+    /// Counts closed a connection whose guard died with its process: a prefork
+    /// worker killed while it held a client. The parent calls it after reaping.
+    pub fn close_orphan(&self) {
         self.active.fetch_sub(1, Relaxed);
     }
 
@@ -81,18 +86,6 @@ impl Counters {
         }
     }
 
-    /// Blocks while `max` connections are active: the connection cap. New clients
-    /// wait in the listen backlog meanwhile. Returns false if shutdown came first.
-    pub fn wait_for_slot(&self, max: usize, shutdown: &crate::Shutdown) -> bool {
-        while self.active() >= max as u64 {
-            if shutdown.is_triggered() {
-                return false;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        true
-    }
-
     /// Waits until no connection is active or `deadline` passes; true if idle.
     /// Used after shutdown to let connections in flight finish.
     pub fn wait_idle(&self, deadline: std::time::Instant) -> bool {
@@ -103,6 +96,23 @@ impl Counters {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         true
+    }
+}
+
+/// One open connection, counted: made by [`Counters::open`], it counts the
+/// connection closed when it is dropped — however the connection ends: the
+/// driver returns, a thread panics, a task is cancelled at an `.await`, an event
+/// loop removes the connection from its table, a forking parent reaps the child
+/// that served it. Guards, not paired calls: nobody has to remember "closed".
+#[derive(Debug)]
+#[must_use = "the connection counts as open only while its guard lives"]
+pub struct OpenConnection {
+    counters: &'static Counters,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.counters.active.fetch_sub(1, Relaxed);
     }
 }
 
@@ -124,6 +134,23 @@ impl std::fmt::Display for Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_guard_counts_its_connection_until_dropped() {
+        let counters = Counters::shared();
+        let first = counters.open();
+        let second = counters.open();
+        assert_eq!((counters.snapshot().accepted, counters.active()), (2, 2));
+        drop(first);
+        assert_eq!(counters.active(), 1);
+        // However it ends: a thread that panics still drops its guard.
+        let _ = std::thread::spawn(move || {
+            let _held = second;
+            panic!("a handler crashed");
+        })
+        .join();
+        assert_eq!((counters.snapshot().accepted, counters.active()), (2, 0));
+    }
 
     #[test]
     fn a_forked_child_counts_into_the_parents_page() {

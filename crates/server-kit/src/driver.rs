@@ -10,22 +10,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-use socklab_protocol::Session;
-
-use crate::{work, Config, Counters, RequestDeadline};
-
-/// Bytes read per `read()` call. 16 KiB is what one connection holds while its
-/// request is processed; larger reads cut syscalls for bulk transfers but cost
-/// memory per connection in the models that keep one buffer per client.
-pub const READ_BUF: usize = 16 * 1024;
-
-/// Reply bytes an event-loop connection may have waiting to be written before the
-/// loop stops reading from it (backpressure). A client that sends and never reads
-/// stalls at this point: its requests wait in the kernel's socket buffers (bounded
-/// by `net.ipv4.tcp_rmem`), not in the server. Without this bound one such client
-/// grows the server without limit. (A blocking driver needs no such bound: its
-/// `write()` blocks, so it stops reading by itself.)
-pub const MAX_PENDING_OUTPUT: usize = 256 * 1024;
+use crate::{log_client_error, work, Config, Context, Counters, READ_BUF};
 
 /// Socket options every model sets on every accepted connection.
 ///
@@ -40,20 +25,29 @@ pub fn prepare_stream(stream: &TcpStream, config: &Config) -> io::Result<()> {
     Ok(())
 }
 
+/// [`serve_connection`] for a model: serves one client, and logs how it failed
+/// if it did (`model` names the model in the log). A client's error never stops
+/// the server.
+pub fn serve_client(stream: TcpStream, cx: &Context, model: &str) {
+    if let Err(e) = serve_connection(stream, &cx.config, cx.counters) {
+        log_client_error(model, &e);
+    }
+}
+
 /// Serves one client until it closes, errs, sends bad input or idles out.
 ///
 /// Echoes with blocking `read()`/`write()`. A clean end (the client closed its
 /// side, or bad input was answered with an error) is `Ok`; the stream is closed
-/// when dropped. `counters.active` is the caller's business (it knows when the
-/// connection began); requests and bytes are counted here.
+/// when dropped. Whether the connection is open is counted by the caller's
+/// [`OpenConnection`](crate::OpenConnection) guard; requests and bytes are
+/// counted here.
 pub fn serve_connection(
     mut stream: TcpStream,
     config: &Config,
     counters: &Counters,
 ) -> io::Result<()> {
     prepare_stream(&stream, config)?;
-    let mut session = Session::new(config.framing, config.limits);
-    let mut deadline = RequestDeadline::default();
+    let mut session = config.session();
     let mut input = vec![0u8; READ_BUF];
     let mut output = Vec::with_capacity(READ_BUF);
     loop {
@@ -68,20 +62,15 @@ pub fn serve_connection(
         };
         config.maybe_crash(&input[..n]);
         output.clear();
-        let fed = session.feed(&input[..n], &mut output);
+        let fed = session.feed_at(&input[..n], Instant::now(), &mut output);
         work::perform(config.work.times(fed.requests));
         stream.write_all(&output)?;
         counters.served(fed.requests, n, output.len());
         if fed.closing {
-            // Bad input: the error line is sent; close without reading the rest.
+            // Bad input (a line too long, a request dribbled past its timeout):
+            // the error line is sent; close without reading the rest.
             let _ = stream.shutdown(std::net::Shutdown::Write);
             return Ok(());
-        }
-        if deadline.expired(&session, config.idle_timeout, Instant::now()) {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request dribbled past the idle timeout",
-            ));
         }
     }
 }

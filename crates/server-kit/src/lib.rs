@@ -5,43 +5,52 @@
 //!
 //! - [`config`]: the knobs every model honours the same way (framing, work, limits,
 //!   connection cap, idle timeout, grace period, chaos).
+//! - [`context`]: the [`Context`] every `serve` receives, and the one drain rule
+//!   ([`Context::drain`]): connections in flight get the grace period.
 //! - [`listen`]: socket creation with socket2 — `SO_REUSEADDR`, a large backlog,
 //!   IPv4 and IPv6, close-on-exec.
 //! - [`shutdown`]: the [`Shutdown`] handle: SIGINT/SIGTERM stop accepting; a second
 //!   signal exits at once.
-//! - [`accept`]: the blocking accept loop's one step, shared by the blocking models.
+//! - [`accept`]: the blocking accept loop ([`Clients`]: wait for a slot under the
+//!   cap, accept, count the client open), shared by the blocking models.
 //! - [`driver`]: the blocking per-connection driver (read, feed the protocol, do the
 //!   work, write) that every blocking model runs for each client.
+//! - [`buffers`]: the read buffer and backpressure sizes the blocking driver and
+//!   both event loops share.
 //! - [`work`]: performing per-request work on a blocking thread.
-//! - [`deadline`]: an unfinished request must complete within the idle timeout
-//!   (what stops a slowloris client that is never quite silent).
-//! - [`counters`]: accepted/active/requests/bytes, in memory that survives `fork()`.
+//! - [`counters`]: accepted/active/requests/bytes, in memory that survives `fork()`,
+//!   and the [`OpenConnection`] guard that counts a connection closed when dropped.
 //! - [`udp`]: the blocking datagram loop (one `recvfrom`, one `sendto`).
+//! - [`process`]: child processes for fork and prefork: the signal mask across
+//!   `fork()`, the stop protocol, reaping by pid, stopping after the grace period.
+//! - [`slab`]: the event loops' connection table (small reused indices, no hash).
 //! - [`loops`]: N independent event loops, one socket each (`--loops`).
 //! - `testing` (feature `testing`): the in-process harness the model crates' own
 //!   tests share.
 
 pub mod accept;
+pub mod buffers;
 pub mod config;
 pub mod context;
 pub mod counters;
-pub mod deadline;
 pub mod driver;
 pub mod listen;
 pub mod loops;
+pub mod process;
 pub mod shutdown;
+pub mod slab;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod udp;
 pub mod usage;
 pub mod work;
 
-pub use accept::{accept_next, set_accept_timeout, Next, SHUTDOWN_POLL};
+pub use accept::{accept_next, set_accept_timeout, Client, Clients, Next, SHUTDOWN_POLL};
+pub use buffers::{MAX_PENDING_OUTPUT, READ_BUF};
 pub use config::Config;
 pub use context::Context;
-pub use counters::Counters;
-pub use deadline::RequestDeadline;
-pub use driver::{prepare_stream, serve_connection};
+pub use counters::{Counters, OpenConnection};
+pub use driver::{prepare_stream, serve_client, serve_connection};
 pub use listen::{bind_tcp, bind_udp, BindOptions};
 pub use shutdown::Shutdown;
 pub use udp::serve_datagrams;

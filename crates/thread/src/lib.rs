@@ -9,22 +9,42 @@
 //!
 //! # What it costs
 //!
-//! - One `clone()` per connection (tens of µs: a stack is mapped, the kernel
-//!   creates a task) and one `exit` + `munmap` when it ends: the connection-churn
-//!   scenario shows this next to `fork()`'s much larger cost.
+//! Measured in the committed full run (`scripts/compare.sh --full --out
+//! results/2026-11-25-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
+//! tables are in that directory's `report.md`):
+//!
+//! - One `clone()` per connection (a stack is mapped, the kernel creates a task)
+//!   and one `exit` + `munmap` when it ends. churn: 74.3 µs [72.0–78.7] of server
+//!   CPU per connection, 16,030 connections/s [15,300–16,593] — against fork's
+//!   329 µs and 3,973/s, and 26 µs for a server that creates nothing.
 //! - Per connection: a task in the kernel and a stack — 2 MiB of address space
-//!   (std's default), of which only the touched pages (tens of KiB) are resident.
+//!   (std's default), of which only the touched pages are resident. scaling at
+//!   10,000 connections: 16.5 KiB [15.4–17.7] of PSS per connection, about 7,400
+//!   threads alive.
 //! - Per request: the kernel schedules. A thread blocked in `read()` is woken when
-//!   data arrives: a context switch per request, counted in the report. The
-//!   user-space work is the least of any model; the scheduler does the rest.
+//!   data arrives: a context switch per request (counted pass: 1.00, with 361
+//!   user-space instructions per request, the least of any model — the scheduler
+//!   does the rest).
+//! - sleep work blocks only its own thread: `sleep:2ms` at 100 connections, 43,159
+//!   requests/s [42,452–44,534], the most of any model. `std::thread::sleep` is a
+//!   `nanosleep`, whose wake-up the kernel may defer by the thread's timer slack
+//!   (50 µs by default): at 10 connections a 2 ms request takes min 2,041 µs, p50
+//!   2,155 µs (`taskset -c 0 socklab serve thread --work sleep:2ms --tcp
+//!   127.0.0.1:0`, then `taskset -c 1 socklab load ADDR --conns 10 --duration 5s`,
+//!   3 runs: min 2,039–2,048, p50 2,119–2,175; with the slack cut to 1 µs by
+//!   `prctl(PR_SET_TIMERSLACK)`, min 2,024 and p50 2,127).
 //!
 //! # When it breaks
 //!
 //! - At many connections, memory and scheduler work grow with every idle client
-//!   (10,000 idle clients are 10,000 threads).
+//!   (10,000 idle clients are 10,000 threads). scaling at 10,000 connections:
+//!   53,025 requests/s [49,245–60,871] with 1.62 context switches and 30.4 µs of
+//!   CPU per request, against the readiness loop's 85,797/s at 0.012 switches and
+//!   15.2 µs; p99 239 ms; and about 5,200 clients unanswered while the threads were
+//!   still being created.
 //! - A crash in one handler (a segfault, an `abort()`) kills the whole process:
-//!   threads share one address space. The fault-isolation scenario shows every
-//!   client lost, where `socklab-fork` loses one.
+//!   threads share one address space. The chaos scenario loses every client (the
+//!   server did not survive), where `socklab-fork` loses one.
 //! - Without a cap a connection flood exhausts threads or memory: past
 //!   `--max-conns` this server stops accepting until a client leaves.
 //!
@@ -37,43 +57,30 @@
 use std::io;
 use std::net::{TcpListener, UdpSocket};
 
-use socklab_server_kit::{accept_next, log_client_error, serve_connection, Context, Next};
+use socklab_server_kit::{Client, Clients, Context};
 
 /// Serves TCP with one thread per client until shutdown, then lets connections in
 /// flight finish for the grace period.
 pub fn serve(listener: TcpListener, cx: &Context) -> io::Result<()> {
     socklab_server_kit::set_accept_timeout(&listener)?;
-    loop {
-        if !cx.counters.wait_for_slot(cx.config.max_conns, &cx.shutdown) {
-            break;
-        }
-        match accept_next(&listener, &cx.shutdown) {
-            Next::Connection(stream, _peer) => spawn_handler(stream, cx),
-            Next::Retry => continue,
-            Next::Shutdown => break,
-        }
+    for client in Clients::new(&listener, cx) {
+        spawn_handler(client, cx);
     }
     cx.drain();
     Ok(())
 }
 
 /// Starts the thread that owns one client.
-fn spawn_handler(stream: std::net::TcpStream, cx: &Context) {
-    cx.counters.connection_opened();
+fn spawn_handler(client: Client, cx: &Context) {
     let handler_cx = cx.clone();
     let spawned = std::thread::Builder::new()
         .name("client".into())
-        .spawn(move || {
-            if let Err(e) = serve_connection(stream, &handler_cx.config, handler_cx.counters) {
-                log_client_error("thread", &e);
-            }
-            handler_cx.counters.connection_closed();
-        });
+        .spawn(move || client.serve(&handler_cx, "thread"));
     if let Err(e) = spawned {
-        // Out of threads or memory: this client is dropped (its stream was moved
-        // into the closure that never ran, and is closed with it); the server lives.
+        // Out of threads or memory: this client is dropped (its stream and guard
+        // were moved into the closure that never ran, and are dropped with it:
+        // the connection closes and is counted closed); the server lives.
         eprintln!("socklab thread: cannot spawn a thread: {e}");
-        cx.counters.connection_closed();
     }
 }
 

@@ -67,7 +67,7 @@
 //! pinning the pages on every operation. The price is recycling buffers by id,
 //! copying or holding a buffer while its reply waits, and handling "pool empty"
 //! (`ENOBUFS`). socklab keeps owned buffers because the ownership rule is the thing
-//! to read here; the memory-per-connection scenario shows what it costs.
+//! to read here; the scaling scenario's memory per connection shows what it costs.
 //!
 //! **Backpressure.** A connection whose queued output passes
 //! [`MAX_PENDING_OUTPUT`] gets no recv until it drains: a client that sends but
@@ -152,6 +152,23 @@
 //!   CQEs per loop, about 100 KiB shared with the kernel.
 //! - **CPU:** user-space scheduling as in every event loop — and `cpu` work stalls
 //!   every client of the loop for its whole duration.
+//! - **Timers are the kernel's**: `sleep` work is a `Timeout` operation, an
+//!   hrtimer in the kernel, so it is as precise as the readiness loop's timerfd.
+//!   `sleep:2ms` at 10 connections, server and load pinned apart (`taskset -c 0
+//!   socklab serve uring --work sleep:2ms --tcp 127.0.0.1:0`, then `taskset -c 1
+//!   socklab load ADDR --conns 10 --duration 5s`, 3 runs interleaved with the
+//!   other models'): min 2,035 µs [2,033–2,040], p50 2,125 [2,107–2,141]; thread
+//!   2,041 / 2,155, nonblocking 2,022 / 2,111, async (tokio's 1 ms wheel) 2,112 /
+//!   3,237.
+//!
+//! From the committed full run (`scripts/compare.sh --full --out
+//! results/2026-11-25-vm-full`; medians of 5 repeats, [min–max]; the tables are
+//! in that directory's `report.md`): scaling at 10,000 connections, 94,903
+//! requests/s [87,299–101,307] with the shortest tail of all the models (p99 121
+//! ms, nonblocking 137 ms) and 8.41 KiB of PSS per connection (nonblocking 0.30
+//! KiB: the pinned buffers); churn, 28.7 µs [28.0–29.7] of CPU per connection;
+//! cpu (50 µs per request, 10 connections), 17,388 requests/s, the most of any
+//! model, the batched syscalls leaving more of the one CPU for the work.
 //!
 //! # When it breaks
 //!
@@ -186,7 +203,7 @@ use socklab_server_kit::loops::{loop_count, per_loop, run_loops, shares};
 use socklab_server_kit::{bind_tcp, bind_udp, Context};
 
 /// The backpressure bound, shared with `socklab-nonblocking`.
-pub use socklab_server_kit::driver::MAX_PENDING_OUTPUT;
+pub use socklab_server_kit::MAX_PENDING_OUTPUT;
 
 /// How the io_uring server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,25 +1,27 @@
 //! The TCP loop: one ring, one listener, every connection in a slab.
 //!
-//! Each connection is a [`Conn`] in a `Box` in the slab, and the slab index is in
-//! the `user_data` of every operation submitted for it. Its buffers are owned by
-//! the `Conn`, so they stay alive and unmoved while the kernel works on them, and
-//! a `Conn` is freed only when none of its operations is in flight any more
-//! (`Conn::in_flight == 0`): a completion can never arrive for freed memory, and
-//! a recycled slab index never receives a stale completion.
+//! Each connection is a [`Connection`] in a `Box` in the slab (the readiness
+//! loop's table too: `socklab_server_kit::slab`), and the slab index is in the
+//! `user_data` of every operation submitted for it. The `Box` keeps its address
+//! put however the slab grows, and its buffers are owned by the `Connection`, so
+//! they stay alive and unmoved while the kernel works on them. A `Connection` is
+//! freed only when none of its operations is in flight any more
+//! (`Connection::in_flight == 0`): a completion can never arrive for freed memory,
+//! and a recycled slab index never receives a stale completion.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
+use std::time::Instant;
 
 use io_uring::{opcode, squeue, types};
 use socklab_protocol::{Session, Work};
 use socklab_server_kit::accept::{is_resource_exhaustion, RESOURCE_BACKOFF};
-use socklab_server_kit::driver::READ_BUF;
+use socklab_server_kit::slab::Slab;
 use socklab_server_kit::work::spin_for;
-use socklab_server_kit::{
-    log_client_error, prepare_stream, Config, Context, Counters, RequestDeadline,
-};
+use socklab_server_kit::READ_BUF;
+use socklab_server_kit::{log_client_error, Config, Context, Counters, OpenConnection};
 
 use crate::ring::{token, Completion, Features, Op, Ring};
 use crate::MAX_PENDING_OUTPUT;
@@ -38,7 +40,7 @@ enum Accept {
 pub(crate) struct TcpLoop<'a> {
     listener: TcpListener,
     cx: &'a Context,
-    conns: Slab<Conn>,
+    connections: Slab<Box<Connection>>,
     /// Connections a multishot accept took past the cap: the kernel accepts on
     /// our behalf until the cancel lands. They wait here, unserved and uncounted,
     /// exactly as they would have waited in the listen backlog.
@@ -74,7 +76,7 @@ impl<'a> TcpLoop<'a> {
             ring,
             listener,
             cx,
-            conns: Slab::default(),
+            connections: Slab::default(),
             parked: VecDeque::new(),
             accept: Accept::Idle,
             multishot: features.multishot_accept,
@@ -96,11 +98,11 @@ impl<'a> TcpLoop<'a> {
             .poll_shutdown(self.cx.shutdown.wake_fd().as_raw_fd());
         self.tend_accept();
         let mut completions = Vec::new();
-        while !(self.stopping && self.conns.is_empty() && self.ring.in_flight() == 0) {
+        while !(self.stopping && self.connections.is_empty() && self.ring.in_flight() == 0) {
             if let Err(e) = self.ring.enter() {
                 // The ring itself failed: we cannot learn when the kernel lets go
                 // of our buffers, so they are leaked rather than freed under it.
-                std::mem::forget(std::mem::take(&mut self.conns));
+                std::mem::forget(std::mem::take(&mut self.connections));
                 return Err(e);
             }
             self.ring.reap(&mut completions);
@@ -114,7 +116,7 @@ impl<'a> TcpLoop<'a> {
 
     fn complete(&mut self, c: Completion) {
         match c.op {
-            Op::ShutdownPoll => self.begin_stopping(),
+            Op::ShutdownPoll => self.begin_shutdown(),
             Op::Grace => {
                 self.grace_armed = false;
                 if c.result != -libc::ECANCELED {
@@ -133,7 +135,7 @@ impl<'a> TcpLoop<'a> {
         }
     }
 
-    fn begin_stopping(&mut self) {
+    fn begin_shutdown(&mut self) {
         self.stopping = true;
         // Never served: close them, as closing the listener would.
         self.parked.clear();
@@ -146,8 +148,8 @@ impl<'a> TcpLoop<'a> {
     /// The grace period is over: cancel every connection's operations; each
     /// connection is freed when its last completion arrives.
     fn close_all(&mut self) {
-        for (index, conn) in self.conns.iter_mut() {
-            conn.kill(&mut self.ring, index);
+        for (index, connection) in self.connections.iter_mut() {
+            connection.kill(&mut self.ring, index);
         }
     }
 
@@ -159,7 +161,7 @@ impl<'a> TcpLoop<'a> {
                 self.ring.cancel(token(Op::Accept, 0));
                 self.accept = Accept::Cancelling;
             }
-            if self.conns.is_empty() && !self.winding_down {
+            if self.connections.is_empty() && !self.winding_down {
                 self.wind_down();
             }
             return;
@@ -199,7 +201,7 @@ impl<'a> TcpLoop<'a> {
 
     /// Connections still holding a slot include those closing, until freed.
     fn below_cap(&self) -> bool {
-        self.conns.len() < self.cap
+        self.connections.len() < self.cap
     }
 
     fn arm_accept(&mut self) {
@@ -282,46 +284,51 @@ impl<'a> TcpLoop<'a> {
 
     /// Starts serving an accepted connection.
     fn open(&mut self, stream: TcpStream) {
-        if let Err(e) = prepare_stream(&stream, &self.cx.config) {
+        // The event loops set only TCP_NODELAY of `prepare_stream`'s options. Its
+        // SO_RCVTIMEO and SO_SNDTIMEO time out a *blocked* call, and the kernel
+        // never blocks a thread of ours on this socket: the ring polls it. The
+        // linked timeouts on each recv and send do their job.
+        if let Err(e) = stream.set_nodelay(true) {
             log_client_error("uring", &e);
             return;
         }
-        self.cx.counters.connection_opened();
-        let index = self.conns.insert(Conn::new(stream, &self.cx.config));
-        let conn = self.conns.get_mut(index).expect("just inserted");
-        conn.advance(&mut self.ring, index, self.idle.as_deref());
+        let index = self
+            .connections
+            .insert(Box::new(Connection::new(stream, self.cx)));
+        let connection = self.connections.get_mut(index).expect("just inserted");
+        connection.advance(&mut self.ring, index, self.idle.as_deref());
         self.release_if_done(index);
     }
 
     fn on_conn_op(&mut self, c: Completion) {
         let (config, counters) = (&*self.cx.config, self.cx.counters);
-        let conn = self
-            .conns
+        let connection = self
+            .connections
             .get_mut(c.index)
             .expect("a connection is freed only after its last completion");
-        conn.in_flight -= 1;
+        connection.in_flight -= 1;
         match c.op {
-            Op::Recv => conn.on_recv(c.result, &mut self.ring, c.index, config, counters),
-            Op::Send => conn.on_send(c.result, &mut self.ring, c.index),
-            Op::Sleep => conn.on_sleep(),
+            Op::Recv => connection.on_recv(c.result, &mut self.ring, c.index, config, counters),
+            Op::Send => connection.on_send(c.result, &mut self.ring, c.index),
+            Op::Sleep => connection.on_sleep(),
             // The timer linked to a recv or send: if it fired, that operation
             // completes with -ECANCELED and is handled there.
             _ => {}
         }
-        conn.advance(&mut self.ring, c.index, self.idle.as_deref());
+        connection.advance(&mut self.ring, c.index, self.idle.as_deref());
         self.release_if_done(c.index);
     }
 
     /// Frees a finished connection once the kernel holds none of its memory.
     fn release_if_done(&mut self, index: usize) {
         let done = self
-            .conns
+            .connections
             .get_mut(index)
-            .is_some_and(|conn| conn.dead && conn.in_flight == 0);
+            .is_some_and(|connection| connection.dead && connection.in_flight == 0);
         if done {
-            // Dropping the Conn closes the socket and frees its buffers.
-            self.conns.remove(index);
-            self.cx.counters.connection_closed();
+            // Dropping the Connection closes the socket, frees its buffers, and its
+            // guard counts it closed.
+            self.connections.remove(index);
         }
     }
 }
@@ -330,18 +337,16 @@ impl<'a> TcpLoop<'a> {
 /// memory it points at, and this code does not touch it:
 /// `input` during a recv, `sending[sent..]` during a send, `sleep` (until the
 /// timer is submitted; we keep it until completion).
-struct Conn {
+struct Connection {
     stream: TcpStream,
     session: Session,
-    /// When the unfinished request began, for the dribbling half of the idle timeout.
-    deadline: RequestDeadline,
     input: Vec<u8>,
     sending: Vec<u8>,
     sent: usize,
     /// Replies produced while a send was in flight; they go out next.
     pending: Vec<u8>,
     /// Replies held back by `sleep` work until its timer fires.
-    delayed: Vec<u8>,
+    held: Vec<u8>,
     sleep: types::Timespec,
     /// Operations of this connection the kernel still holds (linked timers included).
     in_flight: u32,
@@ -354,19 +359,21 @@ struct Conn {
     closing: bool,
     /// Finished or failed: no new operations; freed when `in_flight` reaches 0.
     dead: bool,
+    /// Counts the connection open until this struct is dropped.
+    _open: OpenConnection,
 }
 
-impl Conn {
-    fn new(stream: TcpStream, config: &Config) -> Conn {
-        Conn {
+impl Connection {
+    fn new(stream: TcpStream, cx: &Context) -> Connection {
+        let config = &cx.config;
+        Connection {
             stream,
-            session: Session::new(config.framing, config.limits),
-            deadline: RequestDeadline::default(),
+            session: config.session(),
             input: vec![0; READ_BUF],
             sending: Vec::new(),
             sent: 0,
             pending: Vec::new(),
-            delayed: Vec::new(),
+            held: Vec::new(),
             sleep: types::Timespec::new(),
             in_flight: 0,
             receiving: false,
@@ -375,12 +382,13 @@ impl Conn {
             eof: false,
             closing: false,
             dead: false,
+            _open: cx.counters.open(),
         }
     }
 
     /// Reply bytes not yet handed to the kernel for good: what backpressure bounds.
     fn unsent(&self) -> usize {
-        self.sending.len() - self.sent + self.pending.len() + self.delayed.len()
+        self.sending.len() - self.sent + self.pending.len() + self.held.len()
     }
 
     fn on_recv(
@@ -421,23 +429,19 @@ impl Conn {
     ) {
         let input = &self.input[..n];
         config.maybe_crash(input);
-        // `delayed` is empty here: no recv is armed while a sleep is pending.
-        let fed = self.session.feed(input, &mut self.delayed);
-        counters.served(fed.requests, n, self.delayed.len());
+        // `held` is empty here: no recv is armed while a sleep is pending.
+        let fed = self.session.feed_at(input, Instant::now(), &mut self.held);
+        counters.served(fed.requests, n, self.held.len());
+        // Bad input (a line too long, a request dribbled past its timeout): send
+        // what is queued, ending in the error line, then close.
         self.closing |= fed.closing;
-        // A request dribbled past the idle timeout (slowloris): send what is due, close.
-        self.closing |= self.deadline.expired(
-            &self.session,
-            config.idle_timeout,
-            std::time::Instant::now(),
-        );
         match config.work.times(fed.requests) {
             Work::Sleep(d) if !d.is_zero() => {
                 self.sleep = d.into();
                 let entry = opcode::Timeout::new(&self.sleep)
                     .build()
                     .user_data(token(Op::Sleep, index));
-                // SAFETY: `sleep` lives in this boxed Conn, which is freed only
+                // SAFETY: `sleep` lives in this boxed Connection, which is freed only
                 // after its last completion (this timer's included).
                 unsafe { ring.push(&[entry]) };
                 self.in_flight += 1;
@@ -446,9 +450,9 @@ impl Conn {
             Work::Cpu(d) => {
                 // The whole loop stops here, every client with it: that is the lesson.
                 spin_for(d);
-                self.pending.append(&mut self.delayed);
+                self.pending.append(&mut self.held);
             }
-            _ => self.pending.append(&mut self.delayed),
+            _ => self.pending.append(&mut self.held),
         }
     }
 
@@ -478,7 +482,7 @@ impl Conn {
     fn on_sleep(&mut self) {
         self.sleeping = false;
         if !self.dead {
-            self.pending.append(&mut self.delayed);
+            self.pending.append(&mut self.held);
         }
     }
 
@@ -524,7 +528,7 @@ impl Conn {
         )
         .build()
         .user_data(token(Op::Recv, index));
-        // SAFETY: `input` is owned by this boxed Conn, which is freed only after
+        // SAFETY: `input` is owned by this boxed Connection, which is freed only after
         // its last completion; nothing reads, resizes or replaces `input` while
         // `receiving` is set.
         self.in_flight += unsafe { push_linked(ring, recv, idle, token(Op::RecvTimeout, index)) };
@@ -541,7 +545,7 @@ impl Conn {
         .flags(libc::MSG_NOSIGNAL)
         .build()
         .user_data(token(Op::Send, index));
-        // SAFETY: `sending` is owned by this boxed Conn, which is freed only after
+        // SAFETY: `sending` is owned by this boxed Connection, which is freed only after
         // its last completion; while `send_armed` is set new replies go to
         // `pending`, and `sending` is neither written, swapped nor reallocated.
         self.in_flight += unsafe { push_linked(ring, send, idle, token(Op::SendTimeout, index)) };
@@ -599,66 +603,5 @@ unsafe fn push_linked(
             unsafe { ring.push(&[entry.flags(squeue::Flags::IO_LINK), link]) };
             2
         }
-    }
-}
-
-/// A minimal slab: boxed values (stable addresses for the kernel) under small
-/// reusable indices (the `user_data` of their operations).
-struct Slab<T> {
-    entries: Vec<Option<Box<T>>>,
-    free: Vec<usize>,
-    len: usize,
-}
-
-impl<T> Default for Slab<T> {
-    fn default() -> Self {
-        Slab {
-            entries: Vec::new(),
-            free: Vec::new(),
-            len: 0,
-        }
-    }
-}
-
-impl<T> Slab<T> {
-    fn insert(&mut self, value: T) -> usize {
-        self.len += 1;
-        let boxed = Some(Box::new(value));
-        match self.free.pop() {
-            Some(index) => {
-                self.entries[index] = boxed;
-                index
-            }
-            None => {
-                self.entries.push(boxed);
-                self.entries.len() - 1
-            }
-        }
-    }
-
-    fn get_mut(&mut self, index: usize) -> Option<&mut T> {
-        self.entries.get_mut(index)?.as_deref_mut()
-    }
-
-    fn remove(&mut self, index: usize) -> Option<Box<T>> {
-        let value = self.entries.get_mut(index)?.take()?;
-        self.len -= 1;
-        self.free.push(index);
-        Some(value)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
-        self.entries
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(i, e)| e.as_deref_mut().map(|v| (i, v)))
     }
 }
