@@ -9,7 +9,8 @@
 //! - [`client`]: the timed client side: one blocking round trip, one
 //!   connect-request-close, and [`client::Clients`], a small mio loop that keeps N
 //!   connections busy from one thread.
-//! - [`MODELS`]: the models every socket group benches, one `BenchmarkId` each.
+//! - [`models`]: the models every socket group benches, one `BenchmarkId` each,
+//!   read from the one model table.
 //!
 //! The bench targets (`protocol.rs`, `round_trip.rs`, `connect.rs`, `throughput.rs`,
 //! beside `Cargo.toml`) hold only the criterion groups. `benches/README.md` says what
@@ -44,7 +45,8 @@ pub fn criterion() -> Criterion {
 /// client waits for a worker that another client holds.
 pub const MAX_CLIENTS: usize = 128;
 
-/// One server model as the benches start it.
+/// One server model as the benches start it: a default row of the one model table
+/// (`socklab models` lists the variants; `socklab compare` measures them).
 #[derive(Debug, Clone, Copy)]
 pub struct Model {
     /// The name in every `BenchmarkId` and the `socklab serve` subcommand.
@@ -58,25 +60,13 @@ pub struct Model {
     pub fixed_workers: bool,
 }
 
-/// Every model, each with its default variant (`socklab models` lists the
-/// variants; `socklab compare` measures them).
-pub const MODELS: &[Model] = &[
-    model("iterative", true, false),
-    model("fork", false, false),
-    model("prefork", false, true),
-    model("thread", false, false),
-    model("pool", false, true),
-    model("nonblocking", false, false),
-    model("async", false, false),
-    model("uring", false, false),
-];
-
-const fn model(name: &'static str, one_at_a_time: bool, fixed_workers: bool) -> Model {
-    Model {
-        name,
-        one_at_a_time,
-        fixed_workers,
-    }
+/// Every model, each with its default variant.
+pub fn models() -> impl Iterator<Item = Model> {
+    socklab_models::defaults().map(|m| Model {
+        name: m.name,
+        one_at_a_time: m.shape == socklab_models::Shape::Serial,
+        fixed_workers: m.shape.pooled(),
+    })
 }
 
 impl Model {
@@ -96,9 +86,9 @@ impl Model {
 ///
 /// The server is stopped (SIGTERM, wait) as soon as `bench` returns.
 pub fn for_each_server(group: &str, mut bench: impl FnMut(&Model, &Server)) {
-    for model in MODELS {
-        match Server::start(model) {
-            Ok(server) => bench(model, &server),
+    for model in models() {
+        match Server::start(&model) {
+            Ok(server) => bench(&model, &server),
             Err(err) => eprintln!(
                 "{group}/{}: skipped, server did not start: {err}",
                 model.name
@@ -114,9 +104,9 @@ mod tests {
     /// Models with a fixed worker count get one worker per possible client.
     #[test]
     fn fixed_worker_models_get_max_clients_workers() {
-        let pool = MODELS.iter().find(|m| m.name == "pool").unwrap();
+        let pool = models().find(|m| m.name == "pool").unwrap();
         assert_eq!(pool.serve_args(), ["pool", "--workers", "128"]);
-        let thread = MODELS.iter().find(|m| m.name == "thread").unwrap();
+        let thread = models().find(|m| m.name == "thread").unwrap();
         assert_eq!(thread.serve_args(), ["thread"]);
     }
 }

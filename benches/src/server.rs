@@ -245,11 +245,9 @@ fn newer(
     }
 }
 
-/// The `tcp=IP:PORT` address in `serve`'s first line.
+/// The `tcp=IP:PORT` address in `serve`'s first line (its announce line).
 pub fn parse_tcp_addr(line: &str) -> Option<SocketAddr> {
-    line.split_whitespace()
-        .find_map(|word| word.strip_prefix("tcp="))
-        .and_then(|addr| addr.parse().ok())
+    socklab_models::Announce::parse(line)?.tcp
 }
 
 /// Reads the first stdout line on a thread (so the wait can time out), then keeps

@@ -7,7 +7,6 @@ mod args;
 mod client;
 mod compare;
 mod load_cmd;
-mod models;
 mod serve;
 mod soak;
 
@@ -53,7 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Models => {
-            models::print_table();
+            print_models();
             Ok(())
         }
         Command::Client(args) => client::run(args),
@@ -76,6 +75,21 @@ fn main() -> ExitCode {
             eprintln!("socklab: error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `socklab models`: every row of the model table, a line each.
+fn print_models() {
+    let rows = socklab_models::MODELS;
+    let width = rows.iter().map(|m| m.name.len()).max().unwrap_or(0);
+    for m in rows {
+        let udp = if m.udp { "tcp+udp" } else { "tcp    " };
+        let run = m.serve.join(" ");
+        let kind = if m.default { "       " } else { "variant" };
+        println!(
+            "{:width$}  {udp}  {kind}  {}  (socklab serve {run})",
+            m.name, m.summary
+        );
     }
 }
 

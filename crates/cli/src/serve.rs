@@ -25,7 +25,7 @@ use socklab_protocol::{Framing, Limits, Work};
 use socklab_server_kit::usage::TreeUsage;
 use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
 
-use crate::{args, models};
+use crate::args;
 
 /// The port the tutorial's TCP server listens on.
 const DEFAULT_TCP: &str = "127.0.0.1:7788";
@@ -305,11 +305,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let name = model.name();
     let common = model.common().clone();
     model.check()?;
-    if common.udp.is_some() && !models::info(name).udp {
+    let row = socklab_models::find(name).expect("every serve subcommand has a row in MODELS");
+    if common.udp.is_some() && !row.udp {
+        let with_udp: Vec<&str> = socklab_models::defaults()
+            .filter(|m| m.udp)
+            .map(|m| m.name)
+            .collect();
         bail!(
-            "the {name} model cannot serve UDP: UDP has no connections, so there is no client to give a {} \
-             (use iterative, or another model from `socklab models` marked tcp+udp)",
-            if name == "fork" { "process" } else { "thread" }
+            "the {name} model cannot serve UDP: UDP has no connections, so there is no client to \
+             give {} (use one of {}; `socklab models` marks them tcp+udp)",
+            row.per_client,
+            with_udp.join(", ")
         );
     }
     let tcp_addr = match (common.tcp, common.udp) {
@@ -353,16 +359,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Prints the bound addresses on one line, so `--tcp 127.0.0.1:0` works from scripts:
-/// `socklab: thread serving tcp=127.0.0.1:40123 udp=127.0.0.1:40124 pid=1234`.
+/// `socklab: thread serving tcp=127.0.0.1:40123 udp=127.0.0.1:40124 pid=1234`
+/// (the format is [`socklab_models::Announce`]'s).
 fn announce(name: &str, tcp: Option<&TcpListener>, udp: Option<&UdpSocket>) -> anyhow::Result<()> {
-    let mut line = format!("socklab: {name} serving");
-    if let Some(l) = tcp {
-        line += &format!(" tcp={}", l.local_addr()?);
-    }
-    if let Some(u) = udp {
-        line += &format!(" udp={}", u.local_addr()?);
-    }
-    line += &format!(" pid={}", std::process::id());
+    let line = socklab_models::Announce {
+        model: name.to_string(),
+        tcp: tcp.map(TcpListener::local_addr).transpose()?,
+        udp: udp.map(UdpSocket::local_addr).transpose()?,
+        pid: std::process::id() as i32,
+    };
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
     out.flush()?;

@@ -55,13 +55,7 @@ fn tutorial_udp_client_is_answered() {
         eprintln!("skipping: python3 not found");
         return;
     }
-    let server = Server::start(
-        &Spec {
-            args: &["iterative"],
-            udp: true,
-        },
-        &[],
-    );
+    let server = Server::start(socklab_models::find("iterative").unwrap(), &[]);
     let out = run_tutorial_client("udp_client.py", server.udp.unwrap(), "hello\nsocket 编程\n");
     assert!(out.contains("b'HELLO'"), "{out}");
     assert!(
@@ -88,10 +82,7 @@ fn tutorial_tcp_client_is_answered() {
 #[test]
 fn client_pipes_one_reply_per_line() {
     let server = Server::start(
-        &Spec {
-            args: &["thread"],
-            udp: false,
-        },
+        socklab_models::find("thread").unwrap(),
         &["--framing", "lines"],
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_socklab"))
@@ -114,13 +105,7 @@ fn client_pipes_one_reply_per_line() {
 /// `socklab client --udp` answers per datagram too.
 #[test]
 fn client_speaks_udp() {
-    let server = Server::start(
-        &Spec {
-            args: &["iterative"],
-            udp: true,
-        },
-        &[],
-    );
+    let server = Server::start(socklab_models::find("iterative").unwrap(), &[]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_socklab"))
         .args(["client", "--udp", &server.udp.unwrap().to_string()])
         .stdin(Stdio::piped())
@@ -205,33 +190,47 @@ fn models_lists_every_model() {
     }
 }
 
-/// `socklab compare` end to end on a tiny matrix: every cell measured, results.json,
-/// CSV, report and charts written, and `socklab report` rebuilds the report from
-/// results.json alone.
-#[test]
-fn compare_runs_a_tiny_matrix_end_to_end() {
-    let dir = std::env::temp_dir().join(format!("socklab-compare-{}", std::process::id()));
+/// Runs `socklab compare --models M --scenarios S --repeats 1 --cell C --conns N
+/// --no-counted` (`[M, S, C, N]`) into a fresh directory; returns it and its
+/// results.json.
+fn compare(
+    name: &str,
+    [models, scenarios, cell, conns]: &[&str; 4],
+) -> (std::path::PathBuf, serde_json::Value) {
+    let dir = std::env::temp_dir().join(format!("socklab-compare-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = socklab(&[
         "compare",
         "--models",
-        "thread,nonblocking",
+        models,
         "--scenarios",
-        "scaling,churn",
+        scenarios,
         "--repeats",
         "1",
         "--cell",
-        "200ms",
+        cell,
         "--conns",
-        "1,4",
+        conns,
         "--no-counted",
         "--out",
         dir.to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    let results: serde_json::Value =
+    let results =
         serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    (dir, results)
+}
+
+/// `socklab compare` end to end on a tiny matrix: every cell measured, results.json,
+/// CSV, report and charts written, and `socklab report` rebuilds the report from
+/// results.json alone.
+#[test]
+fn compare_runs_a_tiny_matrix_end_to_end() {
+    let (dir, results) = compare(
+        "tiny",
+        &["thread,nonblocking", "scaling,churn", "200ms", "1,4"],
+    );
     let cells = results["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 2 * 3, "2 models x (2 scaling + 1 churn)");
     for cell in cells {
@@ -273,28 +272,7 @@ fn compare_runs_a_tiny_matrix_end_to_end() {
 /// none for fork.
 #[test]
 fn compare_reads_server_usage_over_exactly_the_window() {
-    let dir = std::env::temp_dir().join(format!("socklab-usage-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let out = socklab(&[
-        "compare",
-        "--models",
-        "iterative,fork",
-        "--scenarios",
-        "scaling",
-        "--repeats",
-        "1",
-        "--cell",
-        "500ms",
-        "--conns",
-        "1",
-        "--no-counted",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let results: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let (dir, results) = compare("usage", &["iterative,fork", "scaling", "500ms", "1"]);
     let _ = std::fs::remove_dir_all(&dir);
     for cell in results["cells"].as_array().unwrap() {
         let server = &cell["server"];

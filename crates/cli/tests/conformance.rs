@@ -1,6 +1,7 @@
 //! The conformance suite: one body per behaviour, run against every server model
-//! through the real `socklab serve` binary (ripgrep's `rgtest!` habit). A new
-//! model gets every test by adding one line to the `conformance!` table at the end.
+//! and variant of the one model table (`socklab_models::MODELS`) through the real
+//! `socklab serve` binary (ripgrep's `rgtest!` habit). A new model gets every test
+//! from its row in the table.
 
 mod common;
 
@@ -74,12 +75,12 @@ fn udp_server(spec: &Spec) -> Option<Server> {
     }
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_socklab"))
         .arg("serve")
-        .args(spec.args)
+        .args(spec.serve)
         .args(["--udp", "127.0.0.1:0"])
         .output()
         .expect("run socklab");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{:?} accepted --udp", spec.args);
+    assert!(!out.status.success(), "{:?} accepted --udp", spec.serve);
     assert!(stderr.contains("cannot serve UDP"), "{stderr}");
     None
 }
@@ -340,42 +341,28 @@ mod cases {
     }
 }
 
-/// Expands every case for each `name => spec` row.
-macro_rules! conformance {
-    ($($model:ident => $spec:expr),* $(,)?) => {$(
-        mod $model {
-            use super::*;
-            const SPEC: Spec = $spec;
-            #[test] fn echo_bytes() { cases::echo_bytes(&SPEC) }
-            #[test] fn eight_mib_concurrently() { cases::eight_mib_concurrently(&SPEC) }
-            #[test] fn one_byte_at_a_time() { cases::one_byte_at_a_time(&SPEC) }
-            #[test] fn pipelined() { cases::pipelined(&SPEC) }
-            #[test] fn two_hundred_clients() { cases::two_hundred_clients(&SPEC) }
-            #[test] fn half_close() { cases::half_close(&SPEC) }
-            #[test] fn reset_mid_stream() { cases::reset_mid_stream(&SPEC) }
-            #[test] fn over_long_line() { cases::over_long_line(&SPEC) }
-            #[test] fn dribbling_client_is_timed_out() { cases::dribbling_client_is_timed_out(&SPEC) }
-            #[test] fn udp_extremes() { cases::udp_extremes(&SPEC) }
-            #[test] fn udp_burst() { cases::udp_burst(&SPEC) }
-            #[test] fn sigterm_exits_cleanly() { cases::sigterm_exits_cleanly(&SPEC) }
-            #[test] fn no_leaks_after_churn() { cases::no_leaks_after_churn(&SPEC) }
+/// One test per case, each run for every model (see `common::every_model`).
+macro_rules! for_every_model {
+    ($($case:ident),* $(,)?) => {$(
+        #[test]
+        fn $case() {
+            every_model(|spec| cases::$case(spec))
         }
     )*};
 }
 
-conformance! {
-    iterative => Spec { args: &["iterative"], udp: true },
-    fork => Spec { args: &["fork"], udp: false },
-    thread => Spec { args: &["thread"], udp: false },
-    prefork => Spec { args: &["prefork"], udp: true },
-    prefork_flock => Spec { args: &["prefork", "--mode", "flock"], udp: true },
-    prefork_passfd => Spec { args: &["prefork", "--mode", "passfd"], udp: true },
-    pool => Spec { args: &["pool"], udp: true },
-    pool_accept => Spec { args: &["pool", "--dispatch", "accept"], udp: true },
-    nonblocking => Spec { args: &["nonblocking"], udp: true },
-    nonblocking_two_loops => Spec { args: &["nonblocking", "--loops", "2"], udp: true },
-    async_multi_thread => Spec { args: &["async"], udp: true },
-    async_current_thread => Spec { args: &["async", "--runtime", "current-thread"], udp: true },
-    uring => Spec { args: &["uring"], udp: true },
-    uring_two_loops => Spec { args: &["uring", "--loops", "2"], udp: true },
+for_every_model! {
+    echo_bytes,
+    eight_mib_concurrently,
+    one_byte_at_a_time,
+    pipelined,
+    two_hundred_clients,
+    half_close,
+    reset_mid_stream,
+    over_long_line,
+    dribbling_client_is_timed_out,
+    udp_extremes,
+    udp_burst,
+    sigterm_exits_cleanly,
+    no_leaks_after_churn,
 }

@@ -62,8 +62,11 @@ const LOAD_DURATION: &str = "300ms";
 const LOAD_WARMUP: &str = "100ms";
 /// Most requests (or churn connections) a counted `socklab load` makes in the test.
 const MAX_REQUESTS: u64 = 500;
-/// The models, in teaching order: the guide's sections follow the report's order.
-const MODELS: &[&str] = socklab_report::aggregate::KNOWN_MODELS;
+/// The models (no variants), in teaching order: the guide's sections follow the
+/// model table's order.
+fn models() -> Vec<&'static str> {
+    socklab_models::defaults().map(|m| m.name).collect()
+}
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -507,10 +510,7 @@ impl Server {
             let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
         let announced = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
-        let pid = announced
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("pid="))
-            .and_then(|p| p.parse().ok());
+        let pid = socklab_models::Announce::parse(&announced).map(|a| a.pid);
         match pid {
             Some(pid) => Ok(Server {
                 line: line.to_string(),
@@ -767,13 +767,14 @@ fn guide_covers_every_model_in_teaching_order() {
             words.get(at + 1).map(|m| m.to_string())
         })
         .collect();
-    for &model in MODELS {
+    let models = models();
+    for &model in &models {
         assert!(
             served.contains(model),
             "no `socklab serve {model}` in GUIDE.md"
         );
     }
-    let headings: Vec<usize> = MODELS
+    let headings: Vec<usize> = models
         .iter()
         .map(|m| {
             text.find(&format!("\n### {m}:"))
@@ -782,7 +783,7 @@ fn guide_covers_every_model_in_teaching_order() {
         .collect();
     assert!(
         headings.windows(2).all(|w| w[0] < w[1]),
-        "model sections are not in teaching order {MODELS:?}"
+        "model sections are not in teaching order {models:?}"
     );
 }
 

@@ -11,20 +11,6 @@ use std::collections::BTreeMap;
 
 use crate::schema::{Cell, Results};
 
-/// Models in teaching order: from one client at a time to completion-based I/O.
-/// A model the report does not know goes after these, in the order it first
-/// appears; variants (`prefork-lock`) sort with their family.
-pub const KNOWN_MODELS: &[&str] = &[
-    "iterative",
-    "fork",
-    "prefork",
-    "thread",
-    "pool",
-    "nonblocking",
-    "async",
-    "uring",
-];
-
 /// Scenarios in the order the report teaches them.
 pub const KNOWN_SCENARIOS: &[&str] = &["scaling", "churn", "cpu", "sleep", "slow", "chaos", "udp"];
 
@@ -501,12 +487,10 @@ impl Summary {
     pub fn from_results(results: &Results) -> Summary {
         let names = results.cells.iter().map(|c| c.model.as_str());
         let counted = results.counted.iter().map(|c| c.model.as_str());
-        let models = teaching_order(names.chain(counted), KNOWN_MODELS, family);
-        let scenarios = teaching_order(
-            results.cells.iter().map(|c| c.scenario.as_str()),
-            KNOWN_SCENARIOS,
-            |s| s,
-        );
+        let models = teaching_order(names.chain(counted), &model_rank);
+        let scenarios = teaching_order(results.cells.iter().map(|c| c.scenario.as_str()), &|s| {
+            KNOWN_SCENARIOS.iter().position(|k| *k == s)
+        });
         let mut cells: BTreeMap<Key, Vec<&Cell>> = BTreeMap::new();
         for c in &results.cells {
             let key = (
@@ -655,27 +639,20 @@ fn group((model, scenario, conns, work, server_cpus, _): Key, cells: &[&Cell]) -
     }
 }
 
-/// The known family a model name belongs to: `prefork-lock` -> `prefork`.
-fn family(model: &str) -> &str {
-    KNOWN_MODELS
-        .iter()
-        .copied()
-        .filter(|k| {
-            model == *k
-                || model
-                    .strip_prefix(k)
-                    .is_some_and(|rest| rest.starts_with(['-', ':', '_', '/']))
-        })
-        .max_by_key(|k| k.len())
-        .unwrap_or(model)
+/// A model's place in teaching order: its row in the one model table
+/// (`socklab_models::MODELS`), or for a name the table does not know, its family's
+/// row (a variant sorts with its family); `None` for a stranger.
+fn model_rank(name: &str) -> Option<usize> {
+    let rows = socklab_models::MODELS;
+    let row = |n: &str| rows.iter().position(|m| m.name == n);
+    row(name).or_else(|| row(socklab_models::family(name)))
 }
 
-/// Distinct names, known ones first in `known` order, then the rest in order of
-/// first appearance.
+/// Distinct names, the ones `rank` knows first in its order, then the rest in order
+/// of first appearance.
 fn teaching_order<'a>(
     names: impl Iterator<Item = &'a str>,
-    known: &[&str],
-    family: impl Fn(&str) -> &str,
+    rank: &dyn Fn(&str) -> Option<usize>,
 ) -> Vec<String> {
     let mut seen: Vec<&str> = Vec::new();
     for n in names {
@@ -683,16 +660,10 @@ fn teaching_order<'a>(
             seen.push(n);
         }
     }
-    let rank = |n: &str| {
-        known
-            .iter()
-            .position(|k| *k == family(n))
-            .unwrap_or(known.len())
-    };
     let mut ordered: Vec<(usize, usize, &str)> = seen
         .iter()
         .enumerate()
-        .map(|(i, n)| (rank(n), i, *n))
+        .map(|(i, n)| (rank(n).unwrap_or(usize::MAX), i, *n))
         .collect();
     ordered.sort();
     ordered.into_iter().map(|(_, _, n)| n.to_string()).collect()
@@ -717,7 +688,7 @@ mod tests {
     #[test]
     fn models_in_teaching_order() {
         let names = ["zeta", "uring", "thread", "prefork-lock", "fork", "alpha"];
-        let got = teaching_order(names.into_iter(), KNOWN_MODELS, family);
+        let got = teaching_order(names.into_iter(), &model_rank);
         assert_eq!(
             got,
             ["fork", "prefork-lock", "thread", "uring", "zeta", "alpha"]

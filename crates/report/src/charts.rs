@@ -38,18 +38,8 @@ const LOG_PAD: f64 = 1.6;
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
 type DrawResult = Result<(), Box<dyn Error>>;
 
-/// The known models' colours (Tableau 10), fixed so that a model looks the same
-/// in every report; other models take the spare colours in order.
-const KNOWN_COLOURS: &[(&str, RGBColor)] = &[
-    ("iterative", RGBColor(0x9C, 0x75, 0x5F)),
-    ("fork", RGBColor(0xE1, 0x57, 0x59)),
-    ("prefork", RGBColor(0xFF, 0x9D, 0xA7)),
-    ("thread", RGBColor(0x4E, 0x79, 0xA7)),
-    ("pool", RGBColor(0x76, 0xB7, 0xB2)),
-    ("nonblocking", RGBColor(0x59, 0xA1, 0x4F)),
-    ("async", RGBColor(0xF2, 0x8E, 0x2B)),
-    ("uring", RGBColor(0xB0, 0x7A, 0xA1)),
-];
+/// Colours for models the model table does not know, taken in order. A known
+/// model keeps its table colour (`socklab_models::Model::colour`) in every report.
 const SPARE_COLOURS: &[RGBColor] = &[
     RGBColor(0xED, 0xC9, 0x48),
     RGBColor(0x17, 0xBE, 0xCF),
@@ -72,7 +62,10 @@ impl Palette {
         let colours = models
             .iter()
             .map(|m| {
-                let known = KNOWN_COLOURS.iter().find(|(k, _)| k == m).map(|(_, c)| *c);
+                let known = socklab_models::find(m).map(|r| {
+                    let (red, green, blue) = r.colour;
+                    RGBColor(red, green, blue)
+                });
                 (
                     m.clone(),
                     known.unwrap_or_else(|| *spare.next().expect("cycle")),

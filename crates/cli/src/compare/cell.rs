@@ -46,8 +46,7 @@ impl Bench<'_> {
     /// How to start the server of `job`, pinned where its placement says (and the
     /// load generator, this process, moved to its own CPUs).
     pub fn launch(&self, job: &Job) -> anyhow::Result<Launch> {
-        let mut serve_args: Vec<String> =
-            job.model.serve_args.iter().map(|s| s.to_string()).collect();
+        let mut serve_args: Vec<String> = super::matrix::serve_args(job.model);
         serve_args.extend(["--work".into(), job.scenario.work().into()]);
         if job.scenario == Scenario::Chaos {
             serve_args.extend(["--chaos".into(), "--framing".into(), "lines".into()]);

@@ -96,7 +96,7 @@ impl CountedPass<'_> {
             bail!("interrupted");
         }
         let launch = Launch {
-            serve_args: model.serve_args.iter().map(|s| s.to_string()).collect(),
+            serve_args: super::matrix::serve_args(model),
             udp: false,
             cpus: self.server_cpu.into_iter().collect(),
             wrapper,

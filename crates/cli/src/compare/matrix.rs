@@ -6,82 +6,20 @@
 
 use std::time::Duration;
 
-/// One model as the comparison runs it.
-#[derive(Debug, Clone)]
-pub struct ModelRun {
-    pub name: &'static str,
-    /// `socklab serve` arguments besides addresses and work.
-    pub serve_args: &'static [&'static str],
-    /// Part of the default run; the others are variants run only when named.
-    pub default: bool,
-}
+/// One model as the comparison runs it: a row of the one model table.
+pub type ModelRun = socklab_models::Model;
+pub use socklab_models::MODELS;
 
-/// The models, in teaching order. Pools get four workers: with one CPU pinned
-/// to the server the default (one per CPU the server may use) would be a pool
-/// of one, indistinguishable from the iterative server.
-pub const MODELS: &[ModelRun] = &[
-    ModelRun {
-        name: "iterative",
-        serve_args: &["iterative"],
-        default: true,
-    },
-    ModelRun {
-        name: "fork",
-        serve_args: &["fork"],
-        default: true,
-    },
-    ModelRun {
-        name: "prefork",
-        serve_args: &["prefork", "--workers", "4"],
-        default: true,
-    },
-    ModelRun {
-        name: "thread",
-        serve_args: &["thread"],
-        default: true,
-    },
-    ModelRun {
-        name: "pool",
-        serve_args: &["pool", "--workers", "4"],
-        default: true,
-    },
-    ModelRun {
-        name: "nonblocking",
-        serve_args: &["nonblocking"],
-        default: true,
-    },
-    ModelRun {
-        name: "async",
-        serve_args: &["async"],
-        default: true,
-    },
-    ModelRun {
-        name: "uring",
-        serve_args: &["uring"],
-        default: true,
-    },
-    // Variants, run only when named with --models: the design choices inside a model.
-    ModelRun {
-        name: "async-current-thread",
-        serve_args: &["async", "--runtime", "current-thread"],
-        default: false,
-    },
-    ModelRun {
-        name: "prefork-flock",
-        serve_args: &["prefork", "--workers", "4", "--mode", "flock"],
-        default: false,
-    },
-    ModelRun {
-        name: "prefork-passfd",
-        serve_args: &["prefork", "--workers", "4", "--mode", "passfd"],
-        default: false,
-    },
-    ModelRun {
-        name: "pool-accept",
-        serve_args: &["pool", "--workers", "4", "--dispatch", "accept"],
-        default: false,
-    },
-];
+/// The `socklab serve` arguments compare runs `model` with: its row's, then
+/// compare's tuning (four workers for the pools).
+pub fn serve_args(model: &ModelRun) -> Vec<String> {
+    model
+        .serve
+        .iter()
+        .chain(model.compare_args)
+        .map(|s| s.to_string())
+        .collect()
+}
 
 /// The scenarios the report teaches from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,13 +53,6 @@ pub const ALL_SCENARIOS: &[Scenario] = &[
     Scenario::Chaos,
     Scenario::Udp,
 ];
-
-impl ModelRun {
-    /// Whether the model serves UDP: the CLI's model table says (`socklab models`).
-    pub fn udp(&self) -> bool {
-        crate::models::info(self.serve_args[0]).udp
-    }
-}
 
 impl Scenario {
     pub fn name(self) -> &'static str {
@@ -322,7 +253,7 @@ pub fn jobs(plan: &Plan, models: &[&'static ModelRun], scenarios: &[Scenario]) -
             for conns in plan.conns(scenario) {
                 for server_cpus in plan.cpus(scenario) {
                     for &model in models {
-                        if scenario == Scenario::Udp && !model.udp() {
+                        if scenario == Scenario::Udp && !model.udp {
                             continue;
                         }
                         out.push(Job {
@@ -369,24 +300,12 @@ mod tests {
         let jobs = jobs(&Plan::quick(), &models, &[Scenario::Udp, Scenario::Chaos]);
         assert!(jobs
             .iter()
-            .all(|j| j.scenario != Scenario::Udp || j.model.udp()));
+            .all(|j| j.scenario != Scenario::Udp || j.model.udp));
         assert_eq!(
             jobs.iter()
                 .filter(|j| j.scenario == Scenario::Chaos)
                 .count(),
             MODELS.len()
         );
-    }
-
-    #[test]
-    fn model_names_are_unique_and_variants_are_not_default() {
-        let mut names: Vec<_> = MODELS.iter().map(|m| m.name).collect();
-        names.sort_unstable();
-        names.dedup();
-        assert_eq!(names.len(), MODELS.len());
-        assert!(MODELS
-            .iter()
-            .filter(|m| !m.default)
-            .all(|m| m.name.contains('-')));
     }
 }

@@ -321,7 +321,7 @@ fn soak_model(
     model: &matrix::ModelRun,
     length: std::time::Duration,
 ) -> anyhow::Result<socklab_report::soak::Soak> {
-    let mut serve_args: Vec<String> = model.serve_args.iter().map(|s| s.to_string()).collect();
+    let mut serve_args = matrix::serve_args(model);
     serve_args.extend(["--framing".into(), "lines".into()]);
     let target = crate::soak::Target::Started(crate::soak::start(serve_args)?);
     let soak = crate::soak::soak(model.name, &target, length, crate::soak::ROUND);

@@ -9,6 +9,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
+use socklab_models::announce::field;
+use socklab_models::Announce;
 use socklab_server_kit::usage::TreeUsage;
 
 use super::interrupt::{own_group, Registered};
@@ -102,19 +104,13 @@ impl Launch {
             .with_context(|| format!("starting {}", argv.join(" ")))?;
         let wrapper = Registered::new(child.id() as i32);
         let (line, usage_lines) = read_announce(&mut child, &self.stderr)?;
-        let field = |name: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .map(str::to_string)
-        };
-        let parse = |s: Option<String>| s.map(|a| a.parse::<SocketAddr>()).transpose();
-        let pid = field("pid=")
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| anyhow!("no pid in {line:?}"))?;
+        let announced =
+            Announce::parse(&line).ok_or_else(|| anyhow!("not an announce line: {line:?}"))?;
+        let pid = announced.pid;
         Ok(RunningServer {
             pid,
-            tcp: parse(field("tcp="))?,
-            udp: parse(field("udp="))?,
+            tcp: announced.tcp,
+            udp: announced.udp,
             child,
             stderr: self.stderr.clone(),
             usage_lines,
@@ -141,7 +137,7 @@ fn read_announce(
         }
     });
     match rx.recv_timeout(START_TIMEOUT) {
-        Ok(line) if line.contains(" serving ") => Ok((line, rx)),
+        Ok(line) if Announce::parse(&line).is_some() => Ok((line, rx)),
         _ => {
             let _ = child.kill();
             let _ = child.wait();
@@ -181,8 +177,7 @@ impl RunningServer {
         };
         let own: TreeUsage = line.parse().map_err(|e: String| anyhow!(e))?;
         let counter = |key: &str| -> anyhow::Result<u64> {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+            field(&line, key)
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| anyhow!("no {key}= in {line:?}"))
         };

@@ -52,17 +52,20 @@ pub fn descendants(root: i32) -> Vec<i32> {
     tree
 }
 
+/// The processes under `root` (`root` included) with their /proc stat, those gone
+/// meanwhile left out, and zombies too unless `zombies`.
+fn processes(root: i32, zombies: bool) -> impl Iterator<Item = (Process, procfs::process::Stat)> {
+    descendants(root).into_iter().filter_map(move |pid| {
+        let process = Process::new(pid).ok()?;
+        let stat = process.stat().ok()?;
+        (zombies || stat.state != 'Z').then_some((process, stat))
+    })
+}
+
 /// Samples the tree under `root` once.
 pub fn sample(root: i32) -> TreeSample {
     let mut total = TreeSample::default();
-    for pid in descendants(root) {
-        let Ok(process) = Process::new(pid) else {
-            continue;
-        };
-        let Ok(stat) = process.stat() else { continue };
-        if stat.state == 'Z' {
-            continue;
-        }
+    for (process, stat) in processes(root, false) {
         total.processes += 1;
         total.threads += stat.num_threads.max(0) as u64;
         total.rss_bytes += stat.rss * procfs::page_size();
@@ -81,11 +84,9 @@ pub fn sample(root: i32) -> TreeSample {
 /// A child reaped between the server's line and this scan is counted in neither.
 pub fn live_children(root: i32) -> TreeUsage {
     let mut total = TreeUsage::default();
-    for pid in descendants(root).into_iter().filter(|&p| p != root) {
-        let Ok(process) = Process::new(pid) else {
-            continue;
-        };
-        let Ok(stat) = process.stat() else { continue };
+    // A zombie counts: it has exited, but its time reaches the server's own
+    // getrusage only once the server reaps it.
+    for (process, stat) in processes(root, true).filter(|(p, _)| p.pid != root) {
         let (mut cpu_ns, mut vol, mut invol) = (0u64, 0u64, 0u64);
         let mut add = |sched: Option<u64>, status: Option<(u64, u64)>| {
             cpu_ns += sched.unwrap_or(0);
@@ -135,14 +136,7 @@ pub struct Resources {
 
 pub fn resources(root: i32) -> Resources {
     let mut total = Resources::default();
-    for pid in descendants(root) {
-        let Ok(process) = Process::new(pid) else {
-            continue;
-        };
-        let Ok(stat) = process.stat() else { continue };
-        if stat.state == 'Z' {
-            continue;
-        }
+    for (process, stat) in processes(root, false) {
         total.processes += 1;
         total.threads += stat.num_threads.max(0) as u64;
         total.rss_bytes += stat.rss * procfs::page_size();

@@ -86,8 +86,7 @@ pub fn run(args: SoakArgs) -> anyhow::Result<bool> {
                 let known: Vec<_> = MODELS.iter().map(|m| m.name).collect();
                 format!("unknown model {model:?}; known: {}", known.join(", "))
             })?;
-            let mut serve_args: Vec<String> =
-                spec.serve_args.iter().map(|s| s.to_string()).collect();
+            let mut serve_args = crate::compare::matrix::serve_args(spec);
             serve_args.extend(["--framing".into(), "lines".into()]);
             (model.clone(), Target::Started(start(serve_args)?))
         }

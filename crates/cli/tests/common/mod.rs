@@ -16,11 +16,33 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a server may take to print its address.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How a conformance suite names one model: its `serve` arguments and whether it has UDP.
-#[derive(Clone, Copy, Debug)]
-pub struct Spec {
-    pub args: &'static [&'static str],
-    pub udp: bool,
+/// One model under test: a row of the one model table (its `serve` arguments, UDP
+/// or not, its shape).
+pub type Spec = socklab_models::Model;
+
+/// Runs `case` for every row of the model table, each model's panic caught, then
+/// fails naming every model that failed, so that one model's failure never hides
+/// another's. A new model or variant gets every suite by its row in the table.
+pub fn every_model(case: impl Fn(&'static Spec)) {
+    let mut failed = Vec::new();
+    for model in socklab_models::MODELS {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(model)));
+        if let Err(panic) = outcome {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            failed.push(format!("{}: {why}", model.name));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "failed for {} of {} models:\n{}",
+        failed.len(),
+        socklab_models::MODELS.len(),
+        failed.join("\n")
+    );
 }
 
 /// A running `socklab serve` child process.
@@ -36,7 +58,7 @@ impl Server {
     /// Starts `socklab serve <spec.args> <extra>` on ephemeral ports with a short grace.
     pub fn start(spec: &Spec, extra: &[&str]) -> Server {
         let mut args: Vec<&str> = vec!["serve"];
-        args.extend_from_slice(spec.args);
+        args.extend_from_slice(spec.serve);
         args.extend_from_slice(&["--tcp", "127.0.0.1:0", "--grace", "2s"]);
         if spec.udp {
             args.extend_from_slice(&["--udp", "127.0.0.1:0"]);
@@ -54,7 +76,7 @@ impl Server {
     /// (set in the child between `fork` and `exec`), for descriptor-exhaustion tests.
     pub fn start_with_fd_limit(spec: &Spec, extra: &[&str], limit: u64) -> Server {
         let mut args: Vec<&str> = vec!["serve"];
-        args.extend_from_slice(spec.args);
+        args.extend_from_slice(spec.serve);
         args.extend_from_slice(&["--tcp", "127.0.0.1:0", "--grace", "2s"]);
         if spec.udp {
             args.extend_from_slice(&["--udp", "127.0.0.1:0"]);
@@ -91,9 +113,15 @@ impl Server {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(line) if line.contains("tcp=") => line,
-            other => {
+        let line = rx.recv_timeout(START_TIMEOUT);
+        let announced = line
+            .as_ref()
+            .ok()
+            .and_then(|l| socklab_models::Announce::parse(l))
+            .filter(|a| a.tcp.is_some());
+        let announced = match (announced, line) {
+            (Some(a), _) => a,
+            (None, other) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
@@ -103,15 +131,10 @@ impl Server {
                 ));
             }
         };
-        let field = |name: &str| -> Option<SocketAddr> {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(name))
-                .map(|a| a.parse().expect("address"))
-        };
         Ok(Server {
             pid,
-            tcp: field("tcp=").expect("tcp address"),
-            udp: field("udp="),
+            tcp: announced.tcp.expect("filtered above"),
+            udp: announced.udp,
             child: Some(child),
             stderr_path,
         })
