@@ -10,10 +10,11 @@ use std::borrow::Cow;
 
 use crate::aggregate::{Range, Unit, Words};
 use crate::compare::{self, Basis, Entry, Expect, Quantity};
-use crate::figures::{Bar, Ctx, Figure, Plot};
-use crate::format;
+use crate::figures::{Bar, Figure, Plot};
 use crate::lessons;
+use crate::page::Ctx;
 use crate::schema::Counted;
+use crate::sentences::trade;
 
 /// A counted metric: one exact value per model.
 struct CountedMetric {
@@ -126,37 +127,4 @@ pub fn figures(ctx: &Ctx) -> Vec<Figure> {
             })
         })
         .collect()
-}
-
-/// The thread vs event loop trade: fewer instructions, more context switches.
-/// Stated as a lesson only when this run's counts show it.
-fn trade(counted: &[&Counted]) -> Option<String> {
-    let both = |m: &str| {
-        let c = counted.iter().find(|c| c.model == m)?;
-        Some((c.instructions_per_request?, c.ctx_per_request()?))
-    };
-    let (ti, tc) = both("thread")?;
-    let (lp, (li, lc)) = ["nonblocking", "async"]
-        .iter()
-        .find_map(|m| Some((*m, both(m)?)))?;
-    let facts = format!(
-        "thread ran {} user-space instructions per request to {lp}'s {}, and made {} context \
-         switches per request to {lp}'s {}",
-        format::num(ti),
-        format::num(li),
-        format::num(tc),
-        format::num(lc)
-    );
-    Some(if ti < li && tc > lc {
-        format!(
-            "{facts}: the kernel does the thread model's scheduling (context switches), the \
-             event loop does its own in user space (instructions). Neither number alone is \
-             the cost."
-        )
-    } else {
-        format!(
-            "{facts}. This run does not show the usual trade (threads: fewer instructions, \
-             more context switches), so no explanation is offered."
-        )
-    })
 }

@@ -278,7 +278,7 @@ fn mark(g: &crate::aggregate::Group, cells: &[&Cell]) -> crate::figures::Mark {
 /// The curve's two charts for every connection count and server CPU count it ran
 /// at: p99 against the rate achieved (the hockey stick), and server CPU per
 /// request against it.
-pub fn figures(ctx: &crate::figures::Ctx) -> Vec<crate::figures::Figure> {
+pub fn figures(ctx: &crate::page::Ctx) -> Vec<crate::figures::Figure> {
     use crate::aggregate::Metric;
     use crate::figures::{Figure, Plot, Series, XAxis};
     let steps = &ctx.summary.steps;
@@ -346,13 +346,13 @@ pub fn figures(ctx: &crate::figures::Ctx) -> Vec<crate::figures::Figure> {
                 (
                     format!("curve-p99-{suffix}"),
                     format!("curve: p99 latency vs requests per second, {at}"),
-                    vec![knee_sentence(&rows)],
+                    vec![crate::sentences::knee_sentence(&rows)],
                 )
             } else {
                 (
                     format!("curve-cpu-per-request-{suffix}"),
                     format!("curve: server CPU per request vs requests per second, {at}"),
-                    cost_sentence(ctx, conns, cpus),
+                    crate::sentences::cost_sentence(ctx, conns, cpus),
                 )
             };
             let log_y = metric == Metric::P99;
@@ -372,151 +372,3 @@ pub fn figures(ctx: &crate::figures::Ctx) -> Vec<crate::figures::Figure> {
     }
     out
 }
-
-/// "Sustained …: nonblocking up to 20,972 req/s offered, …; iterative not even at
-/// 2,000."
-fn knee_sentence(rows: &[&KneeRow]) -> String {
-    use crate::aggregate::Unit;
-    use crate::format;
-    let mut held = Vec::new();
-    let mut none = Vec::new();
-    let mut bounded = Vec::new();
-    for r in rows {
-        match &r.offered {
-            Some(o) => {
-                let rate = format::range_with_unit(o, Unit::Rate);
-                if r.lower_bound {
-                    bounded.push(format!("{} ≥ {rate}", r.model));
-                } else {
-                    held.push(format!("{} up to {rate}", r.model));
-                }
-            }
-            None => none.push(r.model.as_str()),
-        }
-    }
-    let list =
-        |v: &[String]| crate::compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut parts = Vec::new();
-    if !held.is_empty() {
-        parts.push(list(&held));
-    }
-    if !bounded.is_empty() {
-        parts.push(format!(
-            "{} (a lower bound: the load generator fell behind or ran out of CPU first, \
-             so the step past it measured the client, not the server)",
-            list(&bounded)
-        ));
-    }
-    let mut s = format!(
-        "Offered rates sustained (every client answered, at least {:.0} % of the rate \
-         achieved, p99 within {}, the load generator on schedule): {}.",
-        SUSTAINED_SHARE * 100.0,
-        format::with_unit(P99_BOUND_US, Unit::Micros),
-        if parts.is_empty() {
-            "none".to_string()
-        } else {
-            parts.join("; ")
-        }
-    );
-    if !none.is_empty() {
-        s += &format!(
-            " {} sustained not even the first step, {}: with more clients than workers, \
-             the others wait however low the rate.",
-            crate::compare::list(&none),
-            format::with_unit(crate::curve::FIRST_STEP_RPS, Unit::Rate)
-        );
-    }
-    s
-}
-
-/// Whether server CPU per request falls as the load rises (several ready sockets
-/// per `epoll_wait`), stays, or rises, per model: from the lowest step to the knee.
-fn cost_sentence(ctx: &crate::figures::Ctx, conns: usize, cpus: usize) -> Vec<String> {
-    use crate::aggregate::{Metric, Unit};
-    use crate::format;
-    let mut fell = Vec::new();
-    let mut flat = Vec::new();
-    let mut rose = Vec::new();
-    for row in knees(ctx.results, &ctx.summary.models)
-        .iter()
-        .filter(|k| k.conns == conns && k.server_cpus == cpus)
-    {
-        let Some(knee) = row.offered.map(|r| r.median) else {
-            continue;
-        };
-        let steps: Vec<&crate::aggregate::Group> = ctx
-            .summary
-            .steps
-            .iter()
-            .filter(|g| g.model == row.model && g.conns == conns && g.server_cpus == cpus)
-            .collect();
-        let cpu = |g: &&crate::aggregate::Group| g.get(Metric::CpuPerRequest).map(|r| r.median);
-        let (Some(first), Some(last)) = (
-            steps.first().and_then(cpu),
-            steps
-                .iter()
-                .rfind(|g| g.offered_rps.is_some_and(|o| o <= knee))
-                .and_then(cpu),
-        ) else {
-            continue;
-        };
-        if steps.len() < 3 || first <= 0.0 {
-            continue;
-        }
-        let change = last / first - 1.0;
-        let text = format!(
-            "{} ({} → {})",
-            row.model,
-            format::with_unit(first, Unit::Micros),
-            format::with_unit(last, Unit::Micros)
-        );
-        if change < -COST_CHANGE {
-            fell.push(text);
-        } else if change > COST_CHANGE {
-            rose.push(text);
-        } else {
-            flat.push(text);
-        }
-    }
-    let list =
-        |v: &[String]| crate::compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut parts = Vec::new();
-    if !fell.is_empty() {
-        parts.push(format!(
-            "fell by more than {:.0} % for {}",
-            COST_CHANGE * 100.0,
-            list(&fell)
-        ));
-    }
-    if !flat.is_empty() {
-        parts.push(format!(
-            "stayed within ±{:.0} % for {}",
-            COST_CHANGE * 100.0,
-            list(&flat)
-        ));
-    }
-    if !rose.is_empty() {
-        parts.push(format!("rose for {}", list(&rose)));
-    }
-    if parts.is_empty() {
-        return Vec::new();
-    }
-    let mut out = vec![format!(
-        "From the lowest step to the knee, server CPU per request {}.",
-        parts.join("; ")
-    )];
-    if !fell.is_empty() {
-        out.push(
-            "At a low rate every model wakes once per request and pays the same kernel \
-             path; as the rate rises an event loop finds several sockets ready per wake-up \
-             (`epoll_wait`, `io_uring_enter`) and pays for the wake-up once among them, \
-             while a blocked thread is woken for each request."
-                .to_string(),
-        );
-    }
-    out
-}
-
-/// Change in CPU per request between the lowest step and the knee that counts as
-/// a change (timed figures on this machine move by ±20–30 %).
-const COST_CHANGE: f64 = 0.25;

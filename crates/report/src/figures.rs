@@ -6,15 +6,14 @@
 //! so that a new model or scenario shows up without code changes: figures are
 //! planned from whatever models and scenarios the results contain.
 
-use crate::aggregate::{Group, Metric, Range, Summary, Unit, Words};
-use crate::compare::{self, Basis, Entry, Expect, Quantity};
+use crate::aggregate::{Group, Metric, Range, Unit, Words};
+use crate::compare::{self, Basis, Quantity};
 use crate::format;
 use crate::lessons;
-use crate::schema::Results;
-
-/// Most comparisons between named pairs printed under one chart: with the
-/// extremes sentence that makes the "2–3 sentences" a reader will actually read.
-const MAX_PAIRS: usize = 2;
+use crate::page::{entries_at, Ctx};
+use crate::sentences::{
+    self, extremes_at, missing_at, pairs_at, single_core_note, tail_growth, unanswered_at,
+};
 
 /// Latency spreads wider than this (max / min) get a logarithmic axis.
 const LOG_AXIS_SPREAD: f64 = 30.0;
@@ -150,38 +149,6 @@ impl Target {
             Target::Metric(m) => m.higher_is_better(),
             Target::Extra(name) => lessons::extra_info(name).words.verb == "served",
         }
-    }
-}
-
-/// What the planner reads.
-pub struct Ctx<'a> {
-    pub results: &'a Results,
-    pub summary: &'a Summary,
-}
-
-impl Ctx<'_> {
-    /// Whether the server could use more than one CPU: not pinned, several CPUs.
-    pub fn multicore(&self) -> bool {
-        self.results.run.server_cpu.is_none() && self.results.machine.cpus > 1
-    }
-
-    /// Groups of one scenario and work.
-    fn groups<'s>(&'s self, scenario: &'s str, work: &'s str) -> impl Iterator<Item = &'s Group> {
-        self.summary
-            .in_scenario(scenario)
-            .filter(move |g| g.work == work)
-    }
-
-    fn group(&self, model: &str, scenario: &str, work: &str, conns: usize) -> Option<&Group> {
-        self.summary.groups.iter().find(|g| {
-            g.scenario == scenario && g.work == work && g.model == model && g.conns == conns
-        })
-    }
-
-    /// The largest connection count where at least two models measured `target`.
-    fn key_conns(&self, scenario: &str, work: &str, target: &Target) -> Option<usize> {
-        self.summary
-            .key_conns(scenario, |g| g.work == work && target.get(g).is_some())
     }
 }
 
@@ -358,38 +325,7 @@ fn speedup(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
     if bars.is_empty() {
         return None;
     }
-    let (mut used, mut partly, mut not) = (Vec::new(), Vec::new(), Vec::new());
-    for b in &bars {
-        let text = format!("{} ({})", b.model, format::ratio_x(b.range.median));
-        if b.range.min >= USES_ANOTHER_CPU {
-            used.push(text);
-        } else if b.range.max < USES_ANOTHER_CPU {
-            not.push(text);
-        } else {
-            partly.push(text);
-        }
-    }
-    let list = |v: &[String]| compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut parts = Vec::new();
-    if !used.is_empty() {
-        parts.push(format!("{} used the other CPUs", list(&used)));
-    }
-    if !not.is_empty() {
-        parts.push(format!("{} did not", list(&not)));
-    }
-    if !partly.is_empty() {
-        parts.push(format!(
-            "for {} the repeats are too far apart to tell",
-            list(&partly)
-        ));
-    }
-    let mut sentences = vec![format!(
-        "With the server on {cpus} CPUs instead of one, requests per second went up: {}.",
-        parts.join("; ")
-    )];
-    if !used.is_empty() && !not.is_empty() {
-        sentences.push(format!("The difference is {}.", lessons::CORES));
-    }
+    let sentences = sentences::speedup(&bars, cpus);
     Some(Figure {
         file: format!("{}-speedup", slug(scenario)),
         title: format!("{scenario}: requests per second on {cpus} CPUs ÷ on one"),
@@ -398,20 +334,6 @@ fn speedup(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
         plot: Plot::Bars { bars, log_y: false },
         sentences,
     })
-}
-
-/// A model "used" another CPU when it served at least this much more on several.
-const USES_ANOTHER_CPU: f64 = 1.3;
-
-fn single_core_note(ctx: &Ctx) -> String {
-    let how = match ctx.results.run.server_cpu {
-        Some(cpu) => format!("the server was pinned to CPU {cpu}"),
-        None => "the machine has one CPU".to_string(),
-    };
-    format!(
-        "In this run {how}, so no model could spread CPU-bound work over several cores: \
-         differences here come from scheduling, not parallelism."
-    )
 }
 
 /// A line per model over connection counts (log x).
@@ -506,57 +428,9 @@ fn fairness(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
     let target = Target::Metric(Metric::Fairness);
     let mut fig = at_key_conns(ctx, scenario, work, target.clone())?;
     let conns = ctx.key_conns(scenario, work, &target)?;
-    let entries = entries_at(ctx, scenario, work, &target, conns);
-    let group = |m: &str| ctx.group(m, scenario, work, conns);
-    let (mut even, mut uneven, mut starving) = (Vec::new(), Vec::new(), Vec::new());
-    for e in &entries {
-        let Some(g) = group(e.model) else { continue };
-        let index = format::num(e.range.median);
-        if g.starved() {
-            let served = g.get(Metric::Served).map_or(0.0, |r| r.median);
-            starving.push(format!(
-                "{} ({} of {})",
-                e.model,
-                format::num(served),
-                format::num(conns as f64)
-            ));
-        } else if e.range.median >= EVEN_SHARE {
-            even.push(format!("{} ({index})", e.model));
-        } else {
-            uneven.push(format!("{} ({index})", e.model));
-        }
-    }
-    let list = |v: &[String]| compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut parts = Vec::new();
-    if !even.is_empty() {
-        parts.push(format!(
-            "{} shared the requests evenly among every client",
-            list(&even)
-        ));
-    }
-    if !uneven.is_empty() {
-        parts.push(format!(
-            "{} served every client but unevenly: some were answered far more often than \
-             others, which the latency over all clients shows as a longer tail",
-            list(&uneven)
-        ));
-    }
-    if !starving.is_empty() {
-        parts.push(format!(
-            "{} served only some clients, and the rest got nothing",
-            list(&starving)
-        ));
-    }
-    fig.sentences = vec![format!(
-        "At {}, Jain's fairness index of requests per client (1 = even): {}.",
-        format::conns(conns),
-        parts.join("; ")
-    )];
+    fig.sentences = vec![sentences::fairness(ctx, scenario, work, conns)];
     Some(fig)
 }
-
-/// Above this fairness index every client got about the same share.
-const EVEN_SHARE: f64 = 0.9;
 
 /// The latency percentiles of every model at the key connection count.
 fn spectrum(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
@@ -613,32 +487,6 @@ fn spectrum(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
         },
         sentences,
     })
-}
-
-/// "The tail grows most for X (p99.99 is N× its p50) and least for Y (M×)."
-fn tail_growth(ctx: &Ctx, scenario: &str, work: &str, conns: usize) -> Option<String> {
-    let growth: Vec<(&str, f64)> = ctx
-        .summary
-        .models
-        .iter()
-        .filter(|m| rankable(ctx, m, scenario, work, conns))
-        .filter_map(|m| {
-            let g = ctx.group(m, scenario, work, conns)?;
-            let (p50, tail) = (g.get(Metric::P50)?.median, g.get(Metric::P9999)?.median);
-            (p50 > 0.0).then_some((m.as_str(), tail / p50))
-        })
-        .collect();
-    if growth.len() < 2 {
-        return None;
-    }
-    let most = growth.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
-    let least = growth.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
-    Some(format!(
-        "Comparing medians, the tail grows most for {} (p99.99 is {:.1}× its p50) and least \
-         for {} ({:.1}×): a long tail means some requests waited behind others, for a \
-         scheduler turn, a busy loop or a free worker.",
-        most.0, most.1, least.0, least.1
-    ))
 }
 
 /// Which models survived the crash, from the 0/1 `server_survived` extra.
@@ -698,99 +546,6 @@ fn survival(ctx: &Ctx, scenario: &str, work: &str) -> Option<Figure> {
     })
 }
 
-/// Every model's range of `target` at `conns`, in model order.
-fn entries_at<'c>(
-    ctx: &'c Ctx,
-    scenario: &str,
-    work: &str,
-    target: &Target,
-    conns: usize,
-) -> Vec<Entry<'c>> {
-    ctx.summary
-        .models
-        .iter()
-        .filter_map(|m| {
-            let range = target.get(ctx.group(m, scenario, work, conns)?)?;
-            Some(Entry {
-                model: m.as_str(),
-                range,
-            })
-        })
-        .collect()
-}
-
-fn context(conns: usize) -> String {
-    format!("At {}", format::conns(conns))
-}
-
-fn extremes_at(
-    ctx: &Ctx,
-    scenario: &str,
-    work: &str,
-    target: &Target,
-    conns: usize,
-) -> Option<String> {
-    let mut entries = entries_at(ctx, scenario, work, target, conns);
-    entries.retain(|e| rankable(ctx, e.model, scenario, work, conns));
-    compare::extremes(&target.quantity(), &context(conns), &entries)
-}
-
-/// Whether `model` may be named best or worst, or compared, at `conns`: only if it
-/// answered every client in every repeat, and no client saw an error. A model that
-/// left clients unserved is fast for the few it served: ranking it would reward
-/// starving the rest (4 workers serving 4 of 10,000 connections fast "serve more
-/// requests per second" than a loop serving all of them); the caveat names it
-/// instead. In chaos, lost clients are the point, and everyone is ranked.
-pub fn rankable(ctx: &Ctx, model: &str, scenario: &str, work: &str, conns: usize) -> bool {
-    let Some(g) = ctx.group(model, scenario, work, conns) else {
-        return true;
-    };
-    scenario == "chaos" || (!g.starved() && g.get(Metric::Errors).is_none_or(|e| e.median == 0.0))
-}
-
-/// The design's predicted pairs that both ran, compared by the overlap rule, when
-/// both may be compared (see [`rankable`]).
-fn pairs_at(ctx: &Ctx, scenario: &str, work: &str, target: &Target, conns: usize) -> Vec<String> {
-    let entries = entries_at(ctx, scenario, work, target, conns);
-    let find = |m: &str| {
-        entries
-            .iter()
-            .find(|e| e.model == m && rankable(ctx, m, scenario, work, conns))
-            .copied()
-    };
-    let expected: Vec<Expect> = lessons::expectations(scenario, target.key(), ctx.multicore());
-    expected
-        .iter()
-        .filter_map(|e| Some((find(e.lower)?, find(e.higher)?, e)))
-        .take(MAX_PAIRS)
-        .map(|(lower, higher, e)| {
-            compare::pair(&target.quantity(), &context(conns), lower, higher, Some(e))
-        })
-        .collect()
-}
-
-/// Models that ran at `conns` but yielded no value (every repeat failed).
-fn missing_at(
-    ctx: &Ctx,
-    scenario: &str,
-    work: &str,
-    target: &Target,
-    conns: usize,
-) -> Option<String> {
-    let missing: Vec<&str> = ctx
-        .groups(scenario, work)
-        .filter(|g| g.conns == conns && target.get(g).is_none() && g.failed > 0)
-        .map(|g| g.model.as_str())
-        .collect();
-    (!missing.is_empty()).then(|| {
-        format!(
-            "No data for {} at {}: every repeat failed (see Failed cells).",
-            compare::list(&missing),
-            format::conns(conns)
-        )
-    })
-}
-
 /// Charts show bytes in KiB, as their axis label and the tables say; sentences
 /// keep the bytes and pick their own unit.
 pub fn shown(r: Range, unit: Unit) -> Range {
@@ -805,69 +560,6 @@ pub fn shown(r: Range, unit: Unit) -> Range {
         mean: r.mean / k,
         n: r.n,
     }
-}
-
-/// Models that left clients unserved, or whose clients saw errors, at `conns`:
-/// said so with how many, as the reason they are not ranked. Not said in chaos,
-/// where lost clients are the point.
-fn unanswered_at(ctx: &Ctx, scenario: &str, work: &str, conns: usize) -> Option<String> {
-    if scenario == "chaos" {
-        return None;
-    }
-    let counted = |metric: Metric| -> Vec<(&str, f64)> {
-        ctx.summary
-            .models
-            .iter()
-            .filter_map(|m| {
-                let n = ctx.group(m, scenario, work, conns)?.get(metric)?.median;
-                (n > 0.0).then_some((m.as_str(), n))
-            })
-            .collect()
-    };
-    let mut parts = Vec::new();
-    let unserved = counted(Metric::Unserved);
-    if !unserved.is_empty() {
-        parts.push(format!(
-            "{} left clients unserved ({} of {} got no reply in the window, median of the \
-             repeats): {} latency is the wait of clients never answered, a lower bound, and {} \
-             not ranked",
-            compare::list(&names(&unserved)),
-            counts(&unserved),
-            format::num(conns as f64),
-            if unserved.len() == 1 { "its" } else { "their" },
-            if unserved.len() == 1 {
-                "it is"
-            } else {
-                "they are"
-            },
-        ));
-    }
-    let errors = counted(Metric::Errors);
-    if !errors.is_empty() {
-        parts.push(format!(
-            "{} had clients that saw errors ({} of {}), so {} not ranked either",
-            compare::list(&names(&errors)),
-            counts(&errors),
-            format::num(conns as f64),
-            if errors.len() == 1 {
-                "it is"
-            } else {
-                "they are"
-            },
-        ));
-    }
-    (!parts.is_empty()).then(|| format!("At {}, {}.", format::conns(conns), parts.join("; ")))
-}
-
-fn names<'a>(counted: &[(&'a str, f64)]) -> Vec<&'a str> {
-    counted.iter().map(|(m, _)| *m).collect()
-}
-
-/// `999`, or `996 and 999` (each model's median, in the order of the names).
-fn counts(counted: &[(&str, f64)]) -> String {
-    let all: Vec<String> = counted.iter().map(|(_, n)| format::num(*n)).collect();
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    compare::list(&refs)
 }
 
 fn wide<'r>(ranges: impl Iterator<Item = &'r Range>) -> bool {

@@ -9,8 +9,11 @@
 //! - [`schema`]: the versioned results format `socklab compare` writes and this
 //!   crate reads, with per-cell derived figures (CPU µs per request, PSS per
 //!   connection) computed in one place.
+//! - [`metric`]: the metric catalog: every figure a cell yields, its unit and words.
 //! - [`aggregate`]: repeats -> median with min–max per model x scenario x
 //!   connections; failed cells kept aside with their reasons.
+//! - [`page`]: the page's context (results, summary, the lookups everyone shares).
+//! - [`sentences`]: every sentence computed from the data, in one place.
 //! - [`compare`]: the overlap rule and every sentence that ranks two models. A
 //!   claim is printed only when the min–max ranges are apart; otherwise "no
 //!   measurable difference here".
@@ -44,7 +47,10 @@ pub mod figures;
 pub mod format;
 pub mod lessons;
 pub mod markdown;
+pub mod metric;
+pub mod page;
 pub mod schema;
+pub mod sentences;
 pub mod soak;
 
 use std::fs;
@@ -52,7 +58,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use aggregate::Summary;
-use figures::Ctx;
+use page::Ctx;
 use schema::{Results, SCHEMA};
 
 /// File names inside a run directory.

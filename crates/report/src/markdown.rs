@@ -10,10 +10,12 @@ use std::fmt::Write as _;
 
 use crate::aggregate::{Group, Metric, Range, Unit, LOADGEN_BUSY};
 use crate::compare::NO_DIFFERENCE;
-use crate::figures::{self, Ctx, Figure, Target};
+use crate::figures::{self, Figure, Target};
 use crate::format;
 use crate::lessons;
-use crate::schema::{Cell, Counted, STATUS_INTERRUPTED};
+use crate::page::Ctx;
+use crate::schema::{Counted, STATUS_INTERRUPTED};
+use crate::sentences;
 use crate::{CHARTS_DIR, CSV_FILE, RESULTS_FILE};
 
 const MISSING: &str = "—";
@@ -183,7 +185,7 @@ fn floor_and_loadgen(md: &mut String, ctx: &Ctx) {
                 format::with_unit(f.p50_round_trip_us, Unit::Micros),
                 format::with_unit(f.p99_round_trip_us, Unit::Micros)
             );
-            if let Some(s) = at_floor(ctx, f.p50_round_trip_us) {
+            if let Some(s) = sentences::at_floor(ctx, f.p50_round_trip_us) {
                 md.push_str(&s);
             }
             md.push_str("\n\n");
@@ -245,134 +247,17 @@ fn floor_and_loadgen(md: &mut String, ctx: &Ctx) {
     }
 }
 
-/// Little's law in a closed loop: measured mean ÷ predicted mean within this band.
-const LITTLE_BAND: (f64, f64) = (0.8, 1.25);
-/// Server CPU over the window may exceed the CPUs it was given by this much
-/// (two readings a few hundred µs from the window's edges).
-const CPU_SLACK: f64 = 1.05;
-
-/// Two checks every run must pass before its numbers are believed, computed: in a
-/// closed loop the mean latency is what Little's law predicts, and no server used
-/// more CPU than it was given.
+/// Two checks every run must pass before its numbers are believed (see
+/// [`sentences::checks`]).
 fn checks(md: &mut String, ctx: &Ctx) {
-    let _ = writeln!(
-        md,
-        "## Checks on the numbers
-"
-    );
-    let cells: Vec<&Cell> = ctx.results.cells.iter().filter(|c| c.is_ok()).collect();
-    let name = |c: &Cell| format!("{} {} {} r{}", c.model, c.scenario, c.conns, c.repeat);
-    // Little's law, where every client was served and none saw an error.
-    let little: Vec<(&Cell, f64)> = cells
-        .iter()
-        .filter(|c| c.scenario != "chaos")
-        .filter_map(|c| {
-            let l = c.load.as_ref()?;
-            let clean = l.errors.unserved_conns == 0 && l.errors.clients == 0;
-            Some((*c, l.little.filter(|_| clean)?.ratio()))
-        })
-        .collect();
-    let off: Vec<String> = little
-        .iter()
-        .filter(|(_, r)| !(LITTLE_BAND.0..=LITTLE_BAND.1).contains(r))
-        .map(|(c, r)| format!("{} ({:.2}×)", name(c), r))
-        .collect();
-    if !little.is_empty() {
-        let _ = write!(
-            md,
-            "**Little's law.** In a closed loop every client has one request in flight, so the \
-             mean latency must be about clients ÷ throughput. Over the {} closed-loop cells where \
-             every client was served without error, the measured mean was {}–{}× the prediction",
-            little.len(),
-            format::num(little.iter().map(|x| x.1).fold(f64::INFINITY, f64::min)),
-            format::num(little.iter().map(|x| x.1).fold(0.0, f64::max)),
-        );
-        if off.is_empty() {
-            let _ = writeln!(
-                md,
-                "; every one is within {}–{}×.\n",
-                LITTLE_BAND.0, LITTLE_BAND.1
-            );
-        } else {
-            let _ = writeln!(
-                md,
-                "; outside {}–{}×: {}. A gap means the clients spent time not waiting (a busy \
-                 load generator, reconnects) or requests were left out.\n",
-                LITTLE_BAND.0,
-                LITTLE_BAND.1,
-                off.join(", ")
-            );
-        }
+    let paragraphs = sentences::checks(ctx);
+    if paragraphs.is_empty() {
+        return;
     }
-    // Server CPU over the window against the CPUs it was given.
-    let given = match ctx.results.run.server_cpu {
-        Some(_) => 1.0,
-        None => ctx.results.machine.cpus.max(1) as f64,
-    };
-    let used: Vec<(&Cell, f64)> = cells
-        .iter()
-        .filter_map(|c| Some((*c, c.server_cpus_used()?)))
-        .collect();
-    if let Some((top, most)) = used.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)) {
-        let over: Vec<String> = used
-            .iter()
-            .filter(|(_, u)| *u > given * CPU_SLACK)
-            .map(|(c, u)| format!("{} ({u:.2})", name(c)))
-            .collect();
-        let _ = write!(
-            md,
-            "**Server CPU.** Measured over exactly the window, the server never used more than \
-             {most:.2} CPUs ({}), with {} CPU{} to use",
-            name(top),
-            format::num(given),
-            if given == 1.0 { "" } else { "s" }
-        );
-        if over.is_empty() {
-            md.push_str(".\n\n");
-        } else {
-            let _ = writeln!(
-                md,
-                ". More than {CPU_SLACK}× that is impossible and marks a measuring error: {}.\n",
-                over.join(", ")
-            );
-        }
+    let _ = writeln!(md, "## Checks on the numbers\n");
+    for p in paragraphs {
+        let _ = writeln!(md, "{p}\n");
     }
-}
-
-/// How close the one-connection p50s came to the floor.
-fn at_floor(ctx: &Ctx, floor_us: f64) -> Option<String> {
-    let scenario = "scaling";
-    let conns = *ctx.summary.conns_in(scenario).first()?;
-    let p50: Vec<(&str, f64)> = ctx
-        .summary
-        .in_scenario(scenario)
-        .filter(|g| g.conns == conns)
-        .filter_map(|g| Some((g.model.as_str(), g.get(Metric::P50)?.median)))
-        .collect();
-    let lo = p50.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
-    let hi = p50.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
-    if floor_us <= 0.0 {
-        return None;
-    }
-    if format::num(lo.1) == format::num(hi.1) {
-        return Some(format!(
-            "With {} in the scaling scenario, every model's median p50 was {}: {:.1}× the floor.",
-            format::conns(conns),
-            format::with_unit(lo.1, Unit::Micros),
-            lo.1 / floor_us
-        ));
-    }
-    Some(format!(
-        "With {} in the scaling scenario, the models' median p50 ranged from {} ({}) to {} ({}): \
-         {:.1}–{:.1}× the floor.",
-        format::conns(conns),
-        format::with_unit(lo.1, Unit::Micros),
-        lo.0,
-        format::with_unit(hi.1, Unit::Micros),
-        hi.0,
-        lo.1 / floor_us,
-        hi.1 / floor_us
-    ))
 }
 
 /// The metric columns a scenario's table offers, before dropping empty ones.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use socklab_report::aggregate::{Metric, Range, Summary};
 use socklab_report::compare::{self, Entry, Expect, Quantity, NO_DIFFERENCE};
-use socklab_report::figures::Ctx;
+use socklab_report::page::Ctx;
 use socklab_report::schema::{Cell, Results};
 use socklab_report::{load, markdown, write_all, write_results, ReportError, Written};
 

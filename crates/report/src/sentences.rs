@@ -1,0 +1,603 @@
+//! Every sentence the report computes from the data, in one place: the ones under
+//! the charts (extremes, the design's predicted pairs, who was not ranked and why,
+//! fairness, speedup, the curve's knee and cost), the checks on the numbers, and
+//! the first screen's lessons.
+//!
+//! The rules they follow: a ranking only where min–max ranges are apart
+//! ([`crate::compare`]); no model that left clients unserved is ranked, named best
+//! or compared, except to say that it did and how many ([`rankable`]); a reason
+//! ("because …") only when the measured direction is the one the design predicts
+//! ([`crate::lessons`]).
+
+use crate::aggregate::{Metric, Unit};
+use crate::compare::{self, Expect};
+use crate::figures::Target;
+use crate::format;
+use crate::lessons;
+
+/// Most comparisons between named pairs printed under one chart: with the
+/// extremes sentence that makes the "2–3 sentences" a reader will actually read.
+const MAX_PAIRS: usize = 2;
+use crate::curve::{knees, KneeRow, P99_BOUND_US, SUSTAINED_SHARE};
+use crate::page::{context, entries_at, Ctx};
+use crate::schema::{Cell, Counted};
+
+pub fn extremes_at(
+    ctx: &Ctx,
+    scenario: &str,
+    work: &str,
+    target: &Target,
+    conns: usize,
+) -> Option<String> {
+    let mut entries = entries_at(ctx, scenario, work, target, conns);
+    entries.retain(|e| rankable(ctx, e.model, scenario, work, conns));
+    compare::extremes(&target.quantity(), &context(conns), &entries)
+}
+
+/// Whether `model` may be named best or worst, or compared, at `conns`: only if it
+/// answered every client in every repeat, and no client saw an error. A model that
+/// left clients unserved is fast for the few it served: ranking it would reward
+/// starving the rest (4 workers serving 4 of 10,000 connections fast "serve more
+/// requests per second" than a loop serving all of them); the caveat names it
+/// instead. In chaos, lost clients are the point, and everyone is ranked.
+pub fn rankable(ctx: &Ctx, model: &str, scenario: &str, work: &str, conns: usize) -> bool {
+    let Some(g) = ctx.group(model, scenario, work, conns) else {
+        return true;
+    };
+    scenario == "chaos" || (!g.starved() && g.get(Metric::Errors).is_none_or(|e| e.median == 0.0))
+}
+
+/// The design's predicted pairs that both ran, compared by the overlap rule, when
+/// both may be compared (see [`rankable`]).
+pub fn pairs_at(
+    ctx: &Ctx,
+    scenario: &str,
+    work: &str,
+    target: &Target,
+    conns: usize,
+) -> Vec<String> {
+    let entries = entries_at(ctx, scenario, work, target, conns);
+    let find = |m: &str| {
+        entries
+            .iter()
+            .find(|e| e.model == m && rankable(ctx, m, scenario, work, conns))
+            .copied()
+    };
+    let expected: Vec<Expect> = lessons::expectations(scenario, target.key(), ctx.multicore());
+    expected
+        .iter()
+        .filter_map(|e| Some((find(e.lower)?, find(e.higher)?, e)))
+        .take(MAX_PAIRS)
+        .map(|(lower, higher, e)| {
+            compare::pair(&target.quantity(), &context(conns), lower, higher, Some(e))
+        })
+        .collect()
+}
+
+/// Models that ran at `conns` but yielded no value (every repeat failed).
+pub fn missing_at(
+    ctx: &Ctx,
+    scenario: &str,
+    work: &str,
+    target: &Target,
+    conns: usize,
+) -> Option<String> {
+    let missing: Vec<&str> = ctx
+        .groups(scenario, work)
+        .filter(|g| g.conns == conns && target.get(g).is_none() && g.failed > 0)
+        .map(|g| g.model.as_str())
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "No data for {} at {}: every repeat failed (see Failed cells).",
+            compare::list(&missing),
+            format::conns(conns)
+        )
+    })
+}
+
+/// Models that left clients unserved, or whose clients saw errors, at `conns`:
+/// said so with how many, as the reason they are not ranked. Not said in chaos,
+/// where lost clients are the point.
+pub fn unanswered_at(ctx: &Ctx, scenario: &str, work: &str, conns: usize) -> Option<String> {
+    if scenario == "chaos" {
+        return None;
+    }
+    let counted = |metric: Metric| -> Vec<(&str, f64)> {
+        ctx.summary
+            .models
+            .iter()
+            .filter_map(|m| {
+                let n = ctx.group(m, scenario, work, conns)?.get(metric)?.median;
+                (n > 0.0).then_some((m.as_str(), n))
+            })
+            .collect()
+    };
+    let mut parts = Vec::new();
+    let unserved = counted(Metric::Unserved);
+    if !unserved.is_empty() {
+        parts.push(format!(
+            "{} left clients unserved ({} of {} got no reply in the window, median of the \
+             repeats): {} latency is the wait of clients never answered, a lower bound, and {} \
+             not ranked",
+            compare::list(&names(&unserved)),
+            counts(&unserved),
+            format::num(conns as f64),
+            if unserved.len() == 1 { "its" } else { "their" },
+            if unserved.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            },
+        ));
+    }
+    let errors = counted(Metric::Errors);
+    if !errors.is_empty() {
+        parts.push(format!(
+            "{} had clients that saw errors ({} of {}), so {} not ranked either",
+            compare::list(&names(&errors)),
+            counts(&errors),
+            format::num(conns as f64),
+            if errors.len() == 1 {
+                "it is"
+            } else {
+                "they are"
+            },
+        ));
+    }
+    (!parts.is_empty()).then(|| format!("At {}, {}.", format::conns(conns), parts.join("; ")))
+}
+
+pub fn names<'a>(counted: &[(&'a str, f64)]) -> Vec<&'a str> {
+    counted.iter().map(|(m, _)| *m).collect()
+}
+
+/// `999`, or `996 and 999` (each model's median, in the order of the names).
+pub fn counts(counted: &[(&str, f64)]) -> String {
+    let all: Vec<String> = counted.iter().map(|(_, n)| format::num(*n)).collect();
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    compare::list(&refs)
+}
+
+/// "The tail grows most for X (p99.99 is N× its p50) and least for Y (M×)."
+pub fn tail_growth(ctx: &Ctx, scenario: &str, work: &str, conns: usize) -> Option<String> {
+    let growth: Vec<(&str, f64)> = ctx
+        .summary
+        .models
+        .iter()
+        .filter(|m| rankable(ctx, m, scenario, work, conns))
+        .filter_map(|m| {
+            let g = ctx.group(m, scenario, work, conns)?;
+            let (p50, tail) = (g.get(Metric::P50)?.median, g.get(Metric::P9999)?.median);
+            (p50 > 0.0).then_some((m.as_str(), tail / p50))
+        })
+        .collect();
+    if growth.len() < 2 {
+        return None;
+    }
+    let most = growth.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let least = growth.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some(format!(
+        "Comparing medians, the tail grows most for {} (p99.99 is {:.1}× its p50) and least \
+         for {} ({:.1}×): a long tail means some requests waited behind others, for a \
+         scheduler turn, a busy loop or a free worker.",
+        most.0, most.1, least.0, least.1
+    ))
+}
+
+pub fn single_core_note(ctx: &Ctx) -> String {
+    let how = match ctx.results.run.server_cpu {
+        Some(cpu) => format!("the server was pinned to CPU {cpu}"),
+        None => "the machine has one CPU".to_string(),
+    };
+    format!(
+        "In this run {how}, so no model could spread CPU-bound work over several cores: \
+         differences here come from scheduling, not parallelism."
+    )
+}
+
+/// "Sustained …: nonblocking up to 20,972 req/s offered, …; iterative not even at
+/// 2,000."
+pub fn knee_sentence(rows: &[&KneeRow]) -> String {
+    use crate::aggregate::Unit;
+    use crate::format;
+    let mut held = Vec::new();
+    let mut none = Vec::new();
+    let mut bounded = Vec::new();
+    for r in rows {
+        match &r.offered {
+            Some(o) => {
+                let rate = format::range_with_unit(o, Unit::Rate);
+                if r.lower_bound {
+                    bounded.push(format!("{} ≥ {rate}", r.model));
+                } else {
+                    held.push(format!("{} up to {rate}", r.model));
+                }
+            }
+            None => none.push(r.model.as_str()),
+        }
+    }
+    let list =
+        |v: &[String]| crate::compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut parts = Vec::new();
+    if !held.is_empty() {
+        parts.push(list(&held));
+    }
+    if !bounded.is_empty() {
+        parts.push(format!(
+            "{} (a lower bound: the load generator fell behind or ran out of CPU first, \
+             so the step past it measured the client, not the server)",
+            list(&bounded)
+        ));
+    }
+    let mut s = format!(
+        "Offered rates sustained (every client answered, at least {:.0} % of the rate \
+         achieved, p99 within {}, the load generator on schedule): {}.",
+        SUSTAINED_SHARE * 100.0,
+        format::with_unit(P99_BOUND_US, Unit::Micros),
+        if parts.is_empty() {
+            "none".to_string()
+        } else {
+            parts.join("; ")
+        }
+    );
+    if !none.is_empty() {
+        s += &format!(
+            " {} sustained not even the first step, {}: with more clients than workers, \
+             the others wait however low the rate.",
+            crate::compare::list(&none),
+            format::with_unit(crate::curve::FIRST_STEP_RPS, Unit::Rate)
+        );
+    }
+    s
+}
+
+/// Whether server CPU per request falls as the load rises (several ready sockets
+/// per `epoll_wait`), stays, or rises, per model: from the lowest step to the knee.
+/// Change in CPU per request between the lowest step and the knee that counts as
+/// a change (timed figures on this machine move by ±20–30 %).
+const COST_CHANGE: f64 = 0.25;
+
+pub fn cost_sentence(ctx: &Ctx, conns: usize, cpus: usize) -> Vec<String> {
+    use crate::aggregate::{Metric, Unit};
+    use crate::format;
+    let mut fell = Vec::new();
+    let mut flat = Vec::new();
+    let mut rose = Vec::new();
+    for row in knees(ctx.results, &ctx.summary.models)
+        .iter()
+        .filter(|k| k.conns == conns && k.server_cpus == cpus)
+    {
+        let Some(knee) = row.offered.map(|r| r.median) else {
+            continue;
+        };
+        let steps: Vec<&crate::aggregate::Group> = ctx
+            .summary
+            .steps
+            .iter()
+            .filter(|g| g.model == row.model && g.conns == conns && g.server_cpus == cpus)
+            .collect();
+        let cpu = |g: &&crate::aggregate::Group| g.get(Metric::CpuPerRequest).map(|r| r.median);
+        let (Some(first), Some(last)) = (
+            steps.first().and_then(cpu),
+            steps
+                .iter()
+                .rfind(|g| g.offered_rps.is_some_and(|o| o <= knee))
+                .and_then(cpu),
+        ) else {
+            continue;
+        };
+        if steps.len() < 3 || first <= 0.0 {
+            continue;
+        }
+        let change = last / first - 1.0;
+        let text = format!(
+            "{} ({} → {})",
+            row.model,
+            format::with_unit(first, Unit::Micros),
+            format::with_unit(last, Unit::Micros)
+        );
+        if change < -COST_CHANGE {
+            fell.push(text);
+        } else if change > COST_CHANGE {
+            rose.push(text);
+        } else {
+            flat.push(text);
+        }
+    }
+    let list =
+        |v: &[String]| crate::compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut parts = Vec::new();
+    if !fell.is_empty() {
+        parts.push(format!(
+            "fell by more than {:.0} % for {}",
+            COST_CHANGE * 100.0,
+            list(&fell)
+        ));
+    }
+    if !flat.is_empty() {
+        parts.push(format!(
+            "stayed within ±{:.0} % for {}",
+            COST_CHANGE * 100.0,
+            list(&flat)
+        ));
+    }
+    if !rose.is_empty() {
+        parts.push(format!("rose for {}", list(&rose)));
+    }
+    if parts.is_empty() {
+        return Vec::new();
+    }
+    let mut out = vec![format!(
+        "From the lowest step to the knee, server CPU per request {}.",
+        parts.join("; ")
+    )];
+    if !fell.is_empty() {
+        out.push(
+            "At a low rate every model wakes once per request and pays the same kernel \
+             path; as the rate rises an event loop finds several sockets ready per wake-up \
+             (`epoll_wait`, `io_uring_enter`) and pays for the wake-up once among them, \
+             while a blocked thread is woken for each request."
+                .to_string(),
+        );
+    }
+    out
+}
+
+/// The thread vs event loop trade: fewer instructions, more context switches.
+/// Stated as a lesson only when this run's counts show it.
+pub fn trade(counted: &[&Counted]) -> Option<String> {
+    let both = |m: &str| {
+        let c = counted.iter().find(|c| c.model == m)?;
+        Some((c.instructions_per_request?, c.ctx_per_request()?))
+    };
+    let (ti, tc) = both("thread")?;
+    let (lp, (li, lc)) = ["nonblocking", "async"]
+        .iter()
+        .find_map(|m| Some((*m, both(m)?)))?;
+    let facts = format!(
+        "thread ran {} user-space instructions per request to {lp}'s {}, and made {} context \
+         switches per request to {lp}'s {}",
+        format::num(ti),
+        format::num(li),
+        format::num(tc),
+        format::num(lc)
+    );
+    Some(if ti < li && tc > lc {
+        format!(
+            "{facts}: the kernel does the thread model's scheduling (context switches), the \
+             event loop does its own in user space (instructions). Neither number alone is \
+             the cost."
+        )
+    } else {
+        format!(
+            "{facts}. This run does not show the usual trade (threads: fewer instructions, \
+             more context switches), so no explanation is offered."
+        )
+    })
+}
+
+/// How close the one-connection p50s came to the floor.
+pub fn at_floor(ctx: &Ctx, floor_us: f64) -> Option<String> {
+    let scenario = "scaling";
+    let conns = *ctx.summary.conns_in(scenario).first()?;
+    let p50: Vec<(&str, f64)> = ctx
+        .summary
+        .in_scenario(scenario)
+        .filter(|g| g.conns == conns)
+        .filter_map(|g| Some((g.model.as_str(), g.get(Metric::P50)?.median)))
+        .collect();
+    let lo = p50.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1))?;
+    let hi = p50.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    if floor_us <= 0.0 {
+        return None;
+    }
+    if format::num(lo.1) == format::num(hi.1) {
+        return Some(format!(
+            "With {} in the scaling scenario, every model's median p50 was {}: {:.1}× the floor.",
+            format::conns(conns),
+            format::with_unit(lo.1, Unit::Micros),
+            lo.1 / floor_us
+        ));
+    }
+    Some(format!(
+        "With {} in the scaling scenario, the models' median p50 ranged from {} ({}) to {} ({}): \
+         {:.1}–{:.1}× the floor.",
+        format::conns(conns),
+        format::with_unit(lo.1, Unit::Micros),
+        lo.0,
+        format::with_unit(hi.1, Unit::Micros),
+        hi.0,
+        lo.1 / floor_us,
+        hi.1 / floor_us
+    ))
+}
+
+/// A model "used" another CPU when it served at least this much more on several.
+const USES_ANOTHER_CPU: f64 = 1.3;
+
+/// "With the server on 2 CPUs instead of one, requests per second went up: thread
+/// (1.9×) used the other CPUs; nonblocking (1.0×) did not."
+pub fn speedup(bars: &[crate::figures::Bar], cpus: usize) -> Vec<String> {
+    let (mut used, mut partly, mut not) = (Vec::new(), Vec::new(), Vec::new());
+    for b in bars {
+        let text = format!("{} ({})", b.model, format::ratio_x(b.range.median));
+        if b.range.min >= USES_ANOTHER_CPU {
+            used.push(text);
+        } else if b.range.max < USES_ANOTHER_CPU {
+            not.push(text);
+        } else {
+            partly.push(text);
+        }
+    }
+    let list = |v: &[String]| compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut parts = Vec::new();
+    if !used.is_empty() {
+        parts.push(format!("{} used the other CPUs", list(&used)));
+    }
+    if !not.is_empty() {
+        parts.push(format!("{} did not", list(&not)));
+    }
+    if !partly.is_empty() {
+        parts.push(format!(
+            "for {} the repeats are too far apart to tell",
+            list(&partly)
+        ));
+    }
+    let mut sentences = vec![format!(
+        "With the server on {cpus} CPUs instead of one, requests per second went up: {}.",
+        parts.join("; ")
+    )];
+    if !used.is_empty() && !not.is_empty() {
+        sentences.push(format!("The difference is {}.", lessons::CORES));
+    }
+    sentences
+}
+
+/// Above this fairness index every client got about the same share.
+const EVEN_SHARE: f64 = 0.9;
+
+/// Who shared the requests evenly among every client, who served every client
+/// unevenly, and who served only some.
+pub fn fairness(ctx: &Ctx, scenario: &str, work: &str, conns: usize) -> String {
+    let target = Target::Metric(Metric::Fairness);
+    let entries = entries_at(ctx, scenario, work, &target, conns);
+    let group = |m: &str| ctx.group(m, scenario, work, conns);
+    let (mut even, mut uneven, mut starving) = (Vec::new(), Vec::new(), Vec::new());
+    for e in &entries {
+        let Some(g) = group(e.model) else { continue };
+        let index = format::num(e.range.median);
+        if g.starved() {
+            let served = g.get(Metric::Served).map_or(0.0, |r| r.median);
+            starving.push(format!(
+                "{} ({} of {})",
+                e.model,
+                format::num(served),
+                format::num(conns as f64)
+            ));
+        } else if e.range.median >= EVEN_SHARE {
+            even.push(format!("{} ({index})", e.model));
+        } else {
+            uneven.push(format!("{} ({index})", e.model));
+        }
+    }
+    let list = |v: &[String]| compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut parts = Vec::new();
+    if !even.is_empty() {
+        parts.push(format!(
+            "{} shared the requests evenly among every client",
+            list(&even)
+        ));
+    }
+    if !uneven.is_empty() {
+        parts.push(format!(
+            "{} served every client but unevenly: some were answered far more often than \
+             others, which the latency over all clients shows as a longer tail",
+            list(&uneven)
+        ));
+    }
+    if !starving.is_empty() {
+        parts.push(format!(
+            "{} served only some clients, and the rest got nothing",
+            list(&starving)
+        ));
+    }
+    format!(
+        "At {}, Jain's fairness index of requests per client (1 = even): {}.",
+        format::conns(conns),
+        parts.join("; ")
+    )
+}
+
+/// Little's law in a closed loop: measured mean ÷ predicted mean within this band.
+pub const LITTLE_BAND: (f64, f64) = (0.8, 1.25);
+/// Server CPU over the window may exceed the CPUs it was given by this much
+/// (two readings a few hundred µs from the window's edges).
+pub const CPU_SLACK: f64 = 1.05;
+
+/// Two checks every run must pass before its numbers are believed, as paragraphs:
+/// in a closed loop the mean latency is what Little's law predicts, and no server
+/// used more CPU than it was given.
+pub fn checks(ctx: &Ctx) -> Vec<String> {
+    let mut out = Vec::new();
+    let cells: Vec<&Cell> = ctx.results.cells.iter().filter(|c| c.is_ok()).collect();
+    let name = |c: &Cell| format!("{} {} {} r{}", c.model, c.scenario, c.conns, c.repeat);
+    // Little's law, where every client was served and none saw an error.
+    let little: Vec<(&Cell, f64)> = cells
+        .iter()
+        .filter(|c| c.scenario != "chaos")
+        .filter_map(|c| {
+            let l = c.load.as_ref()?;
+            let clean = l.errors.unserved_conns == 0 && l.errors.clients == 0;
+            Some((*c, l.little.filter(|_| clean)?.ratio()))
+        })
+        .collect();
+    if !little.is_empty() {
+        let off: Vec<String> = little
+            .iter()
+            .filter(|(_, r)| !(LITTLE_BAND.0..=LITTLE_BAND.1).contains(r))
+            .map(|(c, r)| format!("{} ({:.2}×)", name(c), r))
+            .collect();
+        let mut p = format!(
+            "**Little's law.** In a closed loop every client has one request in flight, so the \
+             mean latency must be about clients ÷ throughput. Over the {} closed-loop cells where \
+             every client was served without error, the measured mean was {}–{}× the prediction",
+            little.len(),
+            format::num(little.iter().map(|x| x.1).fold(f64::INFINITY, f64::min)),
+            format::num(little.iter().map(|x| x.1).fold(0.0, f64::max)),
+        );
+        if off.is_empty() {
+            p += &format!(
+                "; every one is within {}–{}×.",
+                LITTLE_BAND.0, LITTLE_BAND.1
+            );
+        } else {
+            p += &format!(
+                "; outside {}–{}×: {}. A gap means the clients spent time not waiting (a busy \
+                 load generator, reconnects) or requests were left out.",
+                LITTLE_BAND.0,
+                LITTLE_BAND.1,
+                off.join(", ")
+            );
+        }
+        out.push(p);
+    }
+    // Server CPU over the window against the CPUs it was given.
+    let pinned = ctx.results.run.server_cpu.is_some();
+    let given = |c: &Cell| {
+        if pinned {
+            c.server_cpus as f64
+        } else {
+            ctx.results.machine.cpus.max(1) as f64
+        }
+    };
+    let used: Vec<(&Cell, f64)> = cells
+        .iter()
+        .filter_map(|c| Some((*c, c.server_cpus_used()? / given(c))))
+        .collect();
+    if let Some((top, share)) = used.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)) {
+        let over: Vec<String> = used
+            .iter()
+            .filter(|(_, u)| *u > CPU_SLACK)
+            .map(|(c, u)| format!("{} ({:.2} of {})", name(c), u * given(c), given(c)))
+            .collect();
+        let mut p = format!(
+            "**Server CPU.** Measured over exactly the window, no server used more of the CPUs \
+             it was given than {} ({}: {:.2} CPUs of {})",
+            format::with_unit(share, Unit::Share),
+            name(top),
+            share * given(top),
+            format::num(given(top)),
+        );
+        if over.is_empty() {
+            p.push('.');
+        } else {
+            p += &format!(
+                ". More than {CPU_SLACK}× is impossible and marks a measuring error: {}.",
+                over.join(", ")
+            );
+        }
+        out.push(p);
+    }
+    out
+}
