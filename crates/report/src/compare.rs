@@ -91,12 +91,14 @@ pub struct Expect {
 /// - ranges overlap: both values and "no measurable difference here";
 /// - against `expect`: the measured direction, flagged, no explanation.
 pub fn pair(q: &Quantity, context: &str, a: Entry, b: Entry, expect: Option<&Expect>) -> String {
+    // Both in one unit, the larger's: "12.5 ms and 9.04 ms", not "9,039 µs".
+    let reference = a.range.median.abs().max(b.range.median.abs());
     let values = format!(
         "{context}, {} measured {} and {} {}",
         a.model,
-        format::range_with_unit(&a.range, q.unit),
+        format::range_scaled_like(&a.range, q.unit, reference),
         b.model,
-        format::range_with_unit(&b.range, q.unit)
+        format::range_scaled_like(&b.range, q.unit, reference)
     );
     let (hi, lo) = match order(&a.range, &b.range, q.basis) {
         Order::Higher => (a, b),
@@ -156,12 +158,13 @@ pub fn extremes(q: &Quantity, context: &str, entries: &[Entry]) -> Option<String
     };
     let hi = pick(|a, b| a > b)?;
     let lo = pick(|a, b| a < b)?;
+    let reference = hi.range.median.abs().max(lo.range.median.abs());
     let values = format!(
         "{context}, {} ranged from {} for {} to {} for {}",
         q.words.subject,
-        format::range_with_unit(&lo.range, q.unit),
+        format::range_scaled_like(&lo.range, q.unit, reference),
         lo.model,
-        format::range_with_unit(&hi.range, q.unit),
+        format::range_scaled_like(&hi.range, q.unit, reference),
         hi.model
     );
     match order(&hi.range, &lo.range, q.basis) {

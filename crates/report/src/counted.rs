@@ -55,13 +55,27 @@ fn counted_metrics() -> [CountedMetric; 3] {
     ]
 }
 
-/// Bar charts of syscalls, context switches and instructions per request.
+/// Bar charts of syscalls, context switches and instructions per request, for each
+/// connection count the counted pass ran at.
 pub fn figures(ctx: &Ctx) -> Vec<Figure> {
+    let mut conns: Vec<usize> = ctx.results.counted.iter().map(|c| c.conns).collect();
+    conns.sort_unstable();
+    conns.dedup();
+    conns.into_iter().flat_map(|n| figures_at(ctx, n)).collect()
+}
+
+fn figures_at(ctx: &Ctx, conns: usize) -> Vec<Figure> {
     let models = &ctx.summary.models;
     let ordered: Vec<&Counted> = models
         .iter()
-        .filter_map(|m| ctx.results.counted.iter().find(|c| &c.model == m))
+        .filter_map(|m| {
+            ctx.results
+                .counted
+                .iter()
+                .find(|c| &c.model == m && c.conns == conns)
+        })
         .collect();
+    let context = format!("At {}", crate::format::conns(conns));
     counted_metrics()
         .into_iter()
         .filter_map(|cm| {
@@ -82,10 +96,9 @@ pub fn figures(ctx: &Ctx) -> Vec<Figure> {
                 unit: Unit::Plain,
                 basis: Basis::Counted,
             };
-            let mut sentences: Vec<String> =
-                compare::extremes(&q, "Over the counted pass", &entries)
-                    .into_iter()
-                    .collect();
+            let mut sentences: Vec<String> = compare::extremes(&q, &context, &entries)
+                .into_iter()
+                .collect();
             let find = |m: &str| entries.iter().find(|e| e.model == m).copied();
             match cm.file {
                 "counted-syscalls" => {
@@ -93,23 +106,25 @@ pub fn figures(ctx: &Ctx) -> Vec<Figure> {
                         let e = Expect {
                             higher: "nonblocking",
                             lower: "uring",
-                            because: lessons::URING_BATCHES,
+                            because: if conns == 1 {
+                                lessons::URING_NO_READINESS
+                            } else {
+                                lessons::URING_BATCHES
+                            },
                         };
-                        sentences.push(compare::pair(
-                            &q,
-                            "Over the counted pass",
-                            uring,
-                            loop_,
-                            Some(&e),
-                        ));
+                        sentences.push(compare::pair(&q, &context, uring, loop_, Some(&e)));
                     }
                 }
-                "counted-instructions" => sentences.extend(trade(&ordered)),
+                "counted-instructions" => sentences.extend(trade(&ordered, conns)),
                 _ => {}
             }
             Some(Figure {
-                file: format!("{}.svg", cm.file),
-                title: format!("counted: {}", cm.words.noun),
+                file: format!("{}-{conns}.svg", cm.file),
+                title: format!(
+                    "counted: {} at {}",
+                    cm.words.noun,
+                    crate::format::conns(conns)
+                ),
                 x_label: "model".to_string(),
                 y_label: cm.words.axis.to_string(),
                 plot: Plot::Bars {

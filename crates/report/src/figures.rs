@@ -136,7 +136,13 @@ impl Target {
                 Quantity {
                     words: info.words,
                     unit: info.unit,
-                    basis: Basis::Timed,
+                    // A counted outcome (clients lost, a crash survived) repeats
+                    // exactly: it is compared on one repeat as well as on five.
+                    basis: if info.counted {
+                        Basis::Counted
+                    } else {
+                        Basis::Timed
+                    },
                 }
             }
         }

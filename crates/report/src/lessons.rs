@@ -111,6 +111,9 @@ const PAGE_TABLES: &str = "each process has its own page tables, kernel task and
      costs little more than its stack";
 const THREAD_VS_TASK: &str = "a thread needs a stack and a kernel task, while the event-driven \
      model keeps only a buffer and a small state machine per connection";
+const TASK_BUFFER: &str = "each async connection's task owns a 16 KiB read buffer (and its \
+     future's state) for as long as the connection lives, while the epoll loop reads every \
+     connection into one buffer it shares among them";
 const WAKEUPS: &str = "the kernel has to switch to whichever thread owns a ready socket, while \
      the event loop picks up many ready sockets per `epoll_wait` and sleeps only when none is ready";
 const FORK_COST: &str = "`fork()` copies the parent's page tables for every connection and the \
@@ -154,6 +157,12 @@ const EXPECTATIONS: &[(&str, &str, bool, Expect)] = &[
         "pss_per_conn",
         false,
         expect("fork", "thread", PAGE_TABLES),
+    ),
+    (
+        "scaling",
+        "pss_per_conn",
+        false,
+        expect("async", "nonblocking", TASK_BUFFER),
     ),
     (
         "scaling",
@@ -302,6 +311,9 @@ pub struct ExtraInfo {
     pub unit: Unit,
     /// 0/1 per repeat (e.g. `server_survived`): shown as "k/n repeats".
     pub flag: bool,
+    /// An outcome that repeats exactly (clients lost in a crash): compared on one
+    /// repeat, unlike a timed figure.
+    pub counted: bool,
     /// One line for the report's notes under the table.
     pub explain: Cow<'static, str>,
 }
@@ -309,7 +321,8 @@ pub struct ExtraInfo {
 /// Names and units for the extras the report knows; anything else is shown under
 /// its own name, with a unit guessed from its suffix (`_us`, `_rps`, `_bytes`).
 pub fn extra_info(name: &str) -> ExtraInfo {
-    let known = |header, verb, comparative, noun, unit, flag, explain| ExtraInfo {
+    let known = |header: &'static str, verb, comparative, noun, unit, flag, explain| ExtraInfo {
+        counted: matches!(header, "other clients lost" | "server survived"),
         words: Words {
             header: Cow::Borrowed(header),
             axis: Cow::Borrowed(header),
@@ -410,6 +423,7 @@ fn generic_extra(name: &str) -> ExtraInfo {
         Unit::Plain | Unit::Share => "",
     };
     ExtraInfo {
+        counted: false,
         words: Words {
             header: Cow::Owned(format!("{name}{suffix}")),
             axis: Cow::Owned(format!("{name}{suffix}")),
@@ -427,9 +441,15 @@ fn generic_extra(name: &str) -> ExtraInfo {
 }
 
 /// Why io_uring needs fewer syscalls than an epoll loop.
-pub const URING_BATCHES: &str = "io_uring submits and reaps many operations per \
-     `io_uring_enter`, where the epoll loop makes a `read` and a `write` per request \
-     besides `epoll_wait`";
+pub const URING_BATCHES: &str = "with many connections busy, one `io_uring_enter` submits \
+     the sends and reaps the completions of many requests at once, where the epoll loop makes \
+     a `read` and a `write` for every request besides its `epoll_wait`";
+/// At one connection there is nothing to batch: what io_uring saves is the
+/// readiness call.
+pub const URING_NO_READINESS: &str = "with one connection there is nothing to batch: an \
+     io_uring loop asks for the completion of a receive and submits the send in the same \
+     `io_uring_enter`, while the epoll loop first asks which socket is ready (`epoll_wait`), \
+     then reads and writes it";
 
 /// The counted-metrics lesson: what instructions, syscalls and context switches
 /// per request teach side by side.
@@ -438,7 +458,9 @@ pub const COUNTED_INTRO: &str = "These numbers are counted, not timed, so they r
      come from `strace -f -c` over a fixed number of requests (whole process tree), \
      context switches from /proc over an untraced pass, user-space instructions from \
      valgrind's callgrind (marginal: the difference between two run lengths, divided by \
-     the extra requests). Read them together: threads do the least user-space work \
-     because the kernel schedules them (context switches); an event loop does its \
-     scheduling in user space (more instructions, fewer switches); io_uring batches \
-     its I/O into fewer syscalls. Neither number alone is the cost.";
+     the extra requests). They are counted at one connection, where every model does one \
+     request at a time and the differences are the design's fixed costs, and at 100, where \
+     the usual trade appears: a blocked thread is woken by the kernel for every request (a \
+     context switch each), an event loop finds many ready sockets per wake-up and schedules \
+     them in user space (more instructions, fewer switches). Neither number alone is the \
+     cost.";

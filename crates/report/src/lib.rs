@@ -12,6 +12,7 @@
 //! - [`metric`]: the metric catalog: every figure a cell yields, its unit and words.
 //! - [`aggregate`]: repeats -> median with min–max per model x scenario x
 //!   connections; failed cells kept aside with their reasons.
+//! - [`glance`]: the first screen: one row per model, what each design costs.
 //! - [`page`]: the page's context (results, summary, the lookups everyone shares).
 //! - [`sentences`]: every sentence computed from the data, in one place.
 //! - [`compare`]: the overlap rule and every sentence that ranks two models. A
@@ -45,6 +46,7 @@ pub mod csv;
 pub mod curve;
 pub mod figures;
 pub mod format;
+pub mod glance;
 pub mod lessons;
 pub mod markdown;
 pub mod metric;

@@ -52,10 +52,8 @@ pub fn plan(ctx: &Ctx) -> Vec<Section> {
 pub fn render(ctx: &Ctx, sections: &[Section]) -> String {
     let mut md = String::new();
     header(&mut md, ctx);
-    machine(&mut md, ctx);
-    run(&mut md, ctx);
-    reading(&mut md);
-    floor_and_loadgen(&mut md, ctx);
+    glance(&mut md, ctx);
+    limits(&mut md, ctx);
     checks(&mut md, ctx);
     for section in sections {
         match &section.scenario {
@@ -65,13 +63,161 @@ pub fn render(ctx: &Ctx, sections: &[Section]) -> String {
     }
     soak(&mut md, ctx);
     failures(&mut md, ctx);
+    let _ = writeln!(md, "## About this run\n");
+    machine(&mut md, ctx);
+    run(&mut md, ctx);
+    reading(&mut md);
+    floor(&mut md, ctx);
+    appendix_loadgen(&mut md, ctx);
+    appendix_repeats(&mut md, ctx);
     raw_data(&mut md, ctx);
     md
+}
+
+/// The first screen: one row per model, each figure linking to its evidence, and
+/// the lessons computed from the rows.
+fn glance(md: &mut String, ctx: &Ctx) {
+    let rows = crate::glance::costs(ctx);
+    if rows.is_empty() {
+        return;
+    }
+    let largest = rows.iter().find_map(|r| r.served.map(|(_, n)| n));
+    let counted_at = rows.iter().find_map(|r| r.counted.map(|c| c.conns));
+    let _ = writeln!(md, "## At a glance\n");
+    let head = [
+        "model".to_string(),
+        "one client costs".to_string(),
+        match largest {
+            Some(n) => format!("served of {}", format::num(n as f64)),
+            None => "served".to_string(),
+        },
+        format!("p99, {} conns", crate::glance::P99_CONNS),
+        "req/s per core".to_string(),
+        "memory / conn".to_string(),
+        "churn: conn/s, CPU/conn".to_string(),
+        "sleep: of ideal".to_string(),
+        "beside slow clients".to_string(),
+        "others lost in a crash".to_string(),
+        match counted_at {
+            Some(n) => format!("syscalls · switches · instr. / req ({n} conns)"),
+            None => "syscalls · switches · instr. / req".to_string(),
+        },
+    ];
+    let _ = writeln!(md, "| {} |", head.join(" | "));
+    let _ = writeln!(md, "|---|---|{}", "---:|".repeat(head.len() - 2));
+    let link = |text: String, anchor: &str| {
+        if text == MISSING {
+            text
+        } else {
+            format!("[{text}](#{anchor})")
+        }
+    };
+    for r in &rows {
+        let served = r
+            .served
+            .map_or(MISSING.to_string(), |(s, _)| format::num(s));
+        let p99 = r.p99.map_or(MISSING.to_string(), |(v, lower)| {
+            format!(
+                "{}{}",
+                if lower { "≥ " } else { "" },
+                format::with_unit(v.median, Unit::Micros)
+            )
+        });
+        let per_core = r.per_core.map_or(MISSING.to_string(), |(v, lower)| {
+            format!(
+                "{}{}",
+                if lower { "≥ " } else { "" },
+                format::num(v.median.round())
+            )
+        });
+        let memory = r.memory.map_or(MISSING.to_string(), |m| {
+            format::with_unit(m.median, Unit::Bytes)
+        });
+        let churn = match (r.churn_rate, r.churn_cpu) {
+            (Some(rate), Some(cpu)) => format!(
+                "{}, {}",
+                format::num(rate.median.round()),
+                format::with_unit(cpu.median, Unit::Micros)
+            ),
+            (Some(rate), None) => format::num(rate.median.round()),
+            _ => MISSING.to_string(),
+        };
+        let sleep = r.sleep.map_or(MISSING.to_string(), |(share, _)| {
+            format::with_unit(share.median, Unit::Share)
+        });
+        let slow = r.beside_slow.map_or(MISSING.to_string(), |ok| {
+            if ok { "yes" } else { "no" }.to_string()
+        });
+        let crash = r.crash.map_or(MISSING.to_string(), |(lost, n, survived)| {
+            format!(
+                "{} of {}{}",
+                format::num(lost),
+                format::num(n as f64),
+                if survived { "" } else { ", server down" }
+            )
+        });
+        let counted = r.counted.map_or(MISSING.to_string(), |c| {
+            let show = |v: Option<f64>| v.map_or(MISSING.to_string(), format::sig3);
+            format!(
+                "{} · {} · {}",
+                show(c.syscalls),
+                show(c.ctx_switches),
+                show(c.instructions)
+            )
+        });
+        let cells = [
+            r.model.clone(),
+            r.per_client.clone(),
+            link(served, "scenario-scaling"),
+            link(p99, "scenario-scaling"),
+            link(per_core, "scenario-curve"),
+            link(memory, "scenario-scaling"),
+            link(churn, "scenario-churn"),
+            link(sleep, "scenario-sleep"),
+            link(slow, "scenario-slow"),
+            link(crash, "scenario-chaos"),
+            link(counted, "counted-metrics"),
+        ];
+        let _ = writeln!(md, "| {} |", cells.join(" | "));
+    }
+    md.push_str(
+        "\nEach figure links to its section. p99 is over every client (a client never \
+         answered counts with its wait, so `≥`); req/s per core is capacity at the knee of the \
+         latency-vs-load curve (`≥`: the load generator's limit came first); memory is PSS per \
+         connection the server held; sleep is requests per second against every client asleep \
+         at once.\n\n",
+    );
+    for lesson in sentences::lessons(&rows) {
+        let _ = writeln!(md, "- {lesson}");
+    }
+    md.push('\n');
+}
+
+/// What this run could not show, computed.
+fn limits(md: &mut String, ctx: &Ctx) {
+    let limits = sentences::limits(ctx);
+    if limits.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## What this run could not show\n");
+    for l in limits {
+        let _ = writeln!(md, "- {l}");
+    }
+    md.push('\n');
 }
 
 fn header(md: &mut String, ctx: &Ctx) {
     let r = ctx.results;
     let _ = writeln!(md, "# socklab report: {}\n", r.machine.hostname);
+    let _ = writeln!(
+        md,
+        "{} mode on {} ({} CPUs), `{}`; how it was run and how to read it: [About this \
+         run](#about-this-run).\n",
+        or_unknown(&r.run.mode),
+        or_unknown(&r.machine.hostname),
+        r.machine.cpus,
+        r.run.command
+    );
     let _ = writeln!(
         md,
         "The same uppercase-echo service under {} server models ({}), loaded identically. \
@@ -173,80 +319,6 @@ fn reading(md: &mut String) {
     );
 }
 
-fn floor_and_loadgen(md: &mut String, ctx: &Ctx) {
-    let _ = writeln!(md, "## The floor and the load generator\n");
-    match &ctx.results.floor {
-        Some(f) => {
-            let _ = write!(
-                md,
-                "The loopback floor, measured with `{}` ping-pong on the same machine: one round \
-                 trip takes {} at p50 and {} at p99. No server can answer faster than that. ",
-                f.tool,
-                format::with_unit(f.p50_round_trip_us, Unit::Micros),
-                format::with_unit(f.p99_round_trip_us, Unit::Micros)
-            );
-            if let Some(s) = sentences::at_floor(ctx, f.p50_round_trip_us) {
-                md.push_str(&s);
-            }
-            md.push_str("\n\n");
-        }
-        None => md.push_str(
-            "No loopback floor was measured (sockperf was not available), so latencies \
-             below cannot be set against the bare round-trip time.\n\n",
-        ),
-    }
-    let busy: Vec<_> = ctx
-        .results
-        .cells
-        .iter()
-        .filter(|c| c.is_ok())
-        .filter_map(|c| Some((c, c.load.as_ref()?.loadgen_cpu_util)))
-        .filter(|(_, u)| *u > LOADGEN_BUSY)
-        .collect();
-    let max_util = ctx
-        .results
-        .cells
-        .iter()
-        .filter(|c| c.is_ok())
-        .filter_map(|c| Some(c.load.as_ref()?.loadgen_cpu_util))
-        .fold(None, |m: Option<f64>, u| Some(m.map_or(u, |m| m.max(u))));
-    let threshold = format::with_unit(LOADGEN_BUSY, Unit::Share);
-    match (busy.is_empty(), max_util) {
-        (_, None) => md.push_str("The load generator reported no CPU use.\n\n"),
-        (true, Some(u)) => {
-            let _ = writeln!(
-                md,
-                "The load generator used at most {} of its CPUs in any cell, below the {threshold} \
-                 mark: it was not the bottleneck.\n",
-                format::with_unit(u, Unit::Share)
-            );
-        }
-        (false, Some(_)) => {
-            let _ = writeln!(
-                md,
-                "In {} cell{} the load generator used more than {threshold} of its CPUs, so it may \
-                 have been the bottleneck there: their throughput is marked † in the tables and \
-                 measures the client as much as the server.\n\n\
-                 | model | scenario | conns | repeat | loadgen CPU |\n|---|---|---:|---:|---:|",
-                busy.len(),
-                if busy.len() == 1 { "" } else { "s" }
-            );
-            for (c, u) in &busy {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} |",
-                    c.model,
-                    c.scenario,
-                    c.conns,
-                    c.repeat,
-                    format::with_unit(*u, Unit::Share)
-                );
-            }
-            md.push('\n');
-        }
-    }
-}
-
 /// Two checks every run must pass before its numbers are believed (see
 /// [`sentences::checks`]).
 fn checks(md: &mut String, ctx: &Ctx) {
@@ -263,6 +335,9 @@ fn checks(md: &mut String, ctx: &Ctx) {
 /// The metric columns a scenario's table offers, before dropping empty ones.
 fn metric_columns(scenario: &str) -> &'static [Metric] {
     match scenario {
+        // A server that crashed has no throughput or latency worth printing: the
+        // outcome is who was lost (the extras) and who saw errors.
+        "chaos" => &[Metric::Errors],
         "churn" => &[
             Metric::ConnectsPerS,
             Metric::ConnectP50,
@@ -544,11 +619,19 @@ fn figure(md: &mut String, fig: &Figure) {
 
 fn counted(md: &mut String, ctx: &Ctx, figs: &[Figure]) {
     let _ = writeln!(md, "## Counted metrics\n\n{}\n", lessons::COUNTED_INTRO);
-    let rows: Vec<&Counted> = ctx
-        .summary
-        .models
+    let mut conns: Vec<usize> = ctx.results.counted.iter().map(|c| c.conns).collect();
+    conns.sort_unstable();
+    conns.dedup();
+    let rows: Vec<&Counted> = conns
         .iter()
-        .filter_map(|m| ctx.results.counted.iter().find(|c| &c.model == m))
+        .flat_map(|&n| {
+            ctx.summary.models.iter().filter_map(move |m| {
+                ctx.results
+                    .counted
+                    .iter()
+                    .find(|c| &c.model == m && c.conns == n)
+            })
+        })
         .collect();
     if rows.is_empty() {
         md.push_str("No counted pass ran in this run (strace, valgrind or the counted mode were not available).\n\n");
@@ -706,10 +789,130 @@ fn soak(md: &mut String, ctx: &Ctx) {
     }
 }
 
+/// The loopback floor: what one request at a time on an idle connection costs.
+fn floor(md: &mut String, ctx: &Ctx) {
+    let _ = writeln!(md, "### The loopback floor\n");
+    match &ctx.results.floor {
+        Some(f) => {
+            let _ = write!(
+                md,
+                "The loopback floor, measured with `{}` ping-pong on the same machine: one \
+                 request at a time on one idle connection takes {} at p50 and {} at p99 — what \
+                 the kernel's network stack costs a round trip before any server does any work. \
+                 It is the floor of a one-connection request; with many in flight, queueing \
+                 comes on top. ",
+                f.tool,
+                format::with_unit(f.p50_round_trip_us, Unit::Micros),
+                format::with_unit(f.p99_round_trip_us, Unit::Micros)
+            );
+            if let Some(s) = sentences::at_floor(ctx, f.p50_round_trip_us) {
+                md.push_str(&s);
+            }
+            md.push_str("\n\n");
+        }
+        None => md.push_str(
+            "No loopback floor was measured (sockperf was not available), so latencies \
+             below cannot be set against the bare round-trip time.\n\n",
+        ),
+    }
+}
+
+/// Appendix A: every cell in which the load generator may have been the limit.
+fn appendix_loadgen(md: &mut String, ctx: &Ctx) {
+    let _ = writeln!(md, "## Appendix A: the load generator's CPU\n");
+    let busy: Vec<_> = ctx
+        .results
+        .cells
+        .iter()
+        .filter(|c| c.is_ok())
+        .filter_map(|c| Some((c, c.load.as_ref()?.loadgen_cpu_util)))
+        .filter(|(_, u)| *u > LOADGEN_BUSY)
+        .collect();
+    let max_util = ctx
+        .results
+        .cells
+        .iter()
+        .filter(|c| c.is_ok())
+        .filter_map(|c| Some(c.load.as_ref()?.loadgen_cpu_util))
+        .fold(None, |m: Option<f64>, u| Some(m.map_or(u, |m| m.max(u))));
+    let threshold = format::with_unit(LOADGEN_BUSY, Unit::Share);
+    match (busy.is_empty(), max_util) {
+        (_, None) => md.push_str("The load generator reported no CPU use.\n\n"),
+        (true, Some(u)) => {
+            let _ = writeln!(
+                md,
+                "The load generator used at most {} of its CPUs in any cell, below the {threshold} \
+                 mark: it was not the bottleneck.\n",
+                format::with_unit(u, Unit::Share)
+            );
+        }
+        (false, Some(_)) => {
+            let _ = writeln!(
+                md,
+                "In {} cell{} the load generator used more than {threshold} of its CPUs, so it may \
+                 have been the bottleneck there: their throughput is marked † in the tables and \
+                 measures the client as much as the server.\n\n\
+                 <details><summary>The cells, with the load generator's CPU</summary>\n\n\
+                 | model | scenario | conns | repeat | loadgen CPU |\n|---|---|---:|---:|---:|",
+                busy.len(),
+                if busy.len() == 1 { "" } else { "s" }
+            );
+            for (c, u) in &busy {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} |",
+                    c.model,
+                    c.scenario,
+                    c.conns,
+                    c.repeat,
+                    format::with_unit(*u, Unit::Share)
+                );
+            }
+            md.push_str("\n</details>\n\n");
+        }
+    }
+}
+
+/// Appendix B: every repeat of every cell, the figures the tables give as medians.
+fn appendix_repeats(md: &mut String, ctx: &Ctx) {
+    let cells: Vec<&crate::schema::Cell> = ctx.results.cells.iter().filter(|c| c.is_ok()).collect();
+    if cells.is_empty() {
+        return;
+    }
+    md.push_str(
+        "## Appendix B: every repeat\n\n<details><summary>One row per cell and repeat \
+         (the tables above show their medians and ranges)</summary>\n\n\
+         | scenario | model | conns | CPUs | offered | repeat | req/s | p50 (µs) | p99 (µs) | served | server CPU (µs/req) | loadgen CPU |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for c in cells {
+        let l = c.load.as_ref().expect("ok cells have a load");
+        let opt = |v: Option<f64>| v.map_or(MISSING.to_string(), format::sig3);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            c.scenario,
+            c.model,
+            format::num(c.conns as f64),
+            c.server_cpus,
+            c.offered_rps.map_or(MISSING.to_string(), format::num),
+            c.repeat,
+            format::num(l.throughput_rps.round()),
+            format::num(l.latency_us.p50),
+            format::num(l.latency_us.p99),
+            l.clients
+                .map_or(MISSING.to_string(), |k| format!("{}/{}", k.served, k.conns)),
+            opt(c.cpu_us_per_request()),
+            format::with_unit(l.loadgen_cpu_util, Unit::Share),
+        );
+    }
+    md.push_str("\n</details>\n\n");
+}
+
 fn raw_data(md: &mut String, ctx: &Ctx) {
     let _ = writeln!(
         md,
-        "## Raw data\n\n\
+        "## Appendix C: raw data\n\n\
          - [`{RESULTS_FILE}`]({RESULTS_FILE}): everything measured, with the machine and command.\n\
          - [`{CSV_FILE}`]({CSV_FILE}): one row per cell and repeat, for spreadsheets.\n"
     );

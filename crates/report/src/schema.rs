@@ -78,6 +78,21 @@ pub struct RunInfo {
     /// The arguments after `socklab compare`, which `--resume` runs again.
     #[serde(default)]
     pub args: Vec<String>,
+    /// The outside tools compare uses, and whether they were there.
+    #[serde(default)]
+    pub tools: Vec<Tool>,
+}
+
+/// An outside tool a run uses: what it measures, and its version (`None`: it was
+/// missing, so that is not measured).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct Tool {
+    pub name: String,
+    pub version: Option<String>,
+    /// What it measures, for the report's "could not show" section.
+    pub measures: String,
+    /// Whether this run wanted it (valgrind only in full mode or with --callgrind).
+    pub wanted: bool,
 }
 
 /// One timed measurement: one model, one scenario, one connection count, one repeat.

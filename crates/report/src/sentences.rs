@@ -346,7 +346,7 @@ pub fn cost_sentence(ctx: &Ctx, conns: usize, cpus: usize) -> Vec<String> {
 
 /// The thread vs event loop trade: fewer instructions, more context switches.
 /// Stated as a lesson only when this run's counts show it.
-pub fn trade(counted: &[&Counted]) -> Option<String> {
+pub fn trade(counted: &[&Counted], conns: usize) -> Option<String> {
     let both = |m: &str| {
         let c = counted.iter().find(|c| c.model == m)?;
         Some((c.instructions_per_request?, c.ctx_per_request()?))
@@ -356,18 +356,24 @@ pub fn trade(counted: &[&Counted]) -> Option<String> {
         .iter()
         .find_map(|m| Some((*m, both(m)?)))?;
     let facts = format!(
-        "thread ran {} user-space instructions per request to {lp}'s {}, and made {} context \
-         switches per request to {lp}'s {}",
+        "At {}, thread ran {} user-space instructions per request to {lp}'s {}, and made {} \
+         context switches per request to {lp}'s {}",
+        format::conns(conns),
         format::num(ti),
         format::num(li),
         format::num(tc),
         format::num(lc)
     );
-    Some(if ti < li && tc > lc {
+    Some(if ti < li && tc > 2.0 * lc {
         format!(
-            "{facts}: the kernel does the thread model's scheduling (context switches), the \
-             event loop does its own in user space (instructions). Neither number alone is \
-             the cost."
+            "{facts}: the kernel does the thread model's scheduling (a context switch per \
+             request), the event loop does its own in user space (instructions). Neither \
+             number alone is the cost."
+        )
+    } else if conns == 1 {
+        format!(
+            "{facts}: with one connection every model, event loops included, sleeps and is \
+             woken once per request, so the trade shows at more connections."
         )
     } else {
         format!(
@@ -598,6 +604,258 @@ pub fn checks(ctx: &Ctx) -> Vec<String> {
             );
         }
         out.push(p);
+    }
+    out
+}
+
+/// The first screen's lessons: three to six sentences, each computed from the
+/// glance rows and stating its numbers; a lesson whose data is missing, or does not
+/// point the way the sentence says, is left out.
+pub fn lessons(rows: &[crate::glance::Costs]) -> Vec<String> {
+    use crate::glance::Costs;
+    let mut out = Vec::new();
+    let list = |v: &[String]| compare::list(&v.iter().map(String::as_str).collect::<Vec<_>>());
+    // Who served every client at the largest count.
+    let served: Vec<(&Costs, f64, usize)> = rows
+        .iter()
+        .filter_map(|r| r.served.map(|(s, n)| (r, s, n)))
+        .collect();
+    if let Some(&(_, _, n)) = served.first() {
+        let all: Vec<String> = served
+            .iter()
+            .filter(|(_, s, n)| *s >= *n as f64)
+            .map(|(r, _, _)| r.model.clone())
+            .collect();
+        let some: Vec<String> = served
+            .iter()
+            .filter(|(_, s, n)| *s < *n as f64)
+            .map(|(r, s, _)| format!("{} {}", r.model, format::num(*s)))
+            .collect();
+        if !some.is_empty() && !all.is_empty() {
+            out.push(format!(
+                "At {}, {} answered every client; {} served only that many, and the others \
+                 waited through the whole window for a worker, a process or a turn.",
+                format::conns(n),
+                list(&all),
+                list(&some)
+            ));
+        }
+    }
+    // Memory per held connection: the cheapest and the dearest.
+    let mem: Vec<(&str, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.model.as_str(), r.memory?.median)))
+        .filter(|(_, m)| *m > 0.0)
+        .collect();
+    if let (Some(lo), Some(hi)) = (
+        mem.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)),
+        mem.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)),
+    ) {
+        if hi.1 >= 4.0 * lo.1 {
+            let cost = |m: &str| {
+                rows.iter()
+                    .find(|r| r.model == m)
+                    .map_or(String::new(), |r| r.per_client.clone())
+            };
+            out.push(format!(
+                "Holding one more connection cost {} {} of memory ({}) and {} {} ({}): \
+                 {}× apart.",
+                lo.0,
+                format::with_unit(lo.1, Unit::Bytes),
+                cost(lo.0),
+                hi.0,
+                format::with_unit(hi.1, Unit::Bytes),
+                cost(hi.0),
+                format::num((hi.1 / lo.1).round())
+            ));
+        }
+    }
+    // Connection setup: fork against the cheapest.
+    let churn: Vec<(&str, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r.model.as_str(), r.churn_cpu?.median)))
+        .collect();
+    if let (Some(fork), Some(cheap)) = (
+        churn.iter().find(|(m, _)| *m == "fork").copied(),
+        churn.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)),
+    ) {
+        if fork.1 >= 2.0 * cheap.1 && cheap.0 != "fork" {
+            out.push(format!(
+                "Setting up a connection cost fork {} of server CPU (a `fork()` and a reap per \
+                 client) against {} for {}.",
+                format::with_unit(fork.1, Unit::Micros),
+                format::with_unit(cheap.1, Unit::Micros),
+                cheap.0
+            ));
+        }
+    }
+    // Sleep work against the ideal.
+    let sleep: Vec<(&str, f64, f64)> = rows
+        .iter()
+        .filter_map(|r| {
+            r.sleep
+                .map(|(s, ideal)| (r.model.as_str(), s.median, ideal))
+        })
+        .collect();
+    if let Some(&(_, _, ideal)) = sleep.first() {
+        let near: Vec<String> = sleep
+            .iter()
+            .filter(|(_, s, _)| *s >= 0.8)
+            .map(|(m, _, _)| m.to_string())
+            .collect();
+        let far: Vec<String> = sleep
+            .iter()
+            .filter(|(_, s, _)| *s < 0.2)
+            .map(|(m, s, _)| format!("{m} {}", format::with_unit(*s, Unit::Share)))
+            .collect();
+        if !near.is_empty() && !far.is_empty() {
+            out.push(format!(
+                "With requests that sleep instead of computing, {} came within 20 % of the \
+                 ideal {} (every client asleep at once); {} did not: a worker asleep in one \
+                 request cannot take another.",
+                list(&near),
+                format::with_unit(ideal, Unit::Rate),
+                list(&far)
+            ));
+        }
+    }
+    // Fault isolation.
+    let crash: Vec<(&str, f64, usize, bool)> = rows
+        .iter()
+        .filter_map(|r| r.crash.map(|(l, n, s)| (r.model.as_str(), l, n, s)))
+        .collect();
+    let kept: Vec<String> = crash
+        .iter()
+        .filter(|(_, l, _, s)| *l == 0.0 && *s)
+        .map(|(m, ..)| m.to_string())
+        .collect();
+    let lost: Vec<String> = crash
+        .iter()
+        .filter(|(_, l, _, _)| *l > 0.0)
+        .map(|(m, ..)| m.to_string())
+        .collect();
+    if !kept.is_empty() && !lost.is_empty() {
+        out.push(format!(
+            "When one handler crashed, {} lost no other client: the crash ended one process. \
+             {} lost every other client with it: they share one process.",
+            list(&kept),
+            list(&lost)
+        ));
+    }
+    // The counted trade, at the most connections counted.
+    let thread = rows
+        .iter()
+        .find(|r| r.model == "thread")
+        .and_then(|r| r.counted);
+    let looped = rows
+        .iter()
+        .find(|r| r.model == "nonblocking")
+        .and_then(|r| r.counted);
+    if let (Some(t), Some(l)) = (thread, looped) {
+        let (n, ti, li) = (t.conns, t.instructions, l.instructions);
+        let (Some(tc), Some(lc)) = (t.ctx_switches, l.ctx_switches) else {
+            return out;
+        };
+        if tc > 4.0 * lc {
+            let instr = match (ti, li) {
+                (Some(t), Some(l)) => format!(
+                    " and {} against {} user-space instructions",
+                    format::num(t.round()),
+                    format::num(l.round())
+                ),
+                _ => String::new(),
+            };
+            out.push(format!(
+                "At {}, thread made {} context switches per request against nonblocking's {}{}: \
+                 the kernel schedules threads, an event loop schedules itself.",
+                format::conns(n),
+                format::num(tc),
+                format::num(lc),
+                instr
+            ));
+        }
+    }
+    out
+}
+
+/// What a reader cannot learn from this run, and why: cells the load generator
+/// may have limited, curves that hit its limit, the CPUs the server had, tools
+/// that were missing.
+pub fn limits(ctx: &Ctx) -> Vec<String> {
+    use crate::aggregate::LOADGEN_BUSY;
+    let mut out = Vec::new();
+    let ok: Vec<&Cell> = ctx.results.cells.iter().filter(|c| c.is_ok()).collect();
+    let busy = ok
+        .iter()
+        .filter(|c| {
+            c.load
+                .as_ref()
+                .is_some_and(|l| l.loadgen_cpu_util > LOADGEN_BUSY)
+        })
+        .count();
+    if busy > 0 {
+        out.push(format!(
+            "In {} of {} cells the load generator used more than {} of its CPUs (marked † in \
+             the tables and charts; listed in [appendix A](#appendix-a-the-load-generators-cpu)): \
+             their throughput is a lower bound, the client's limit as much as the server's. On \
+             loopback the sender pays the receive work for its own segments, so with one CPU \
+             each the load generator is as busy as the server.",
+            format::num(busy as f64),
+            format::num(ok.len() as f64),
+            format::with_unit(LOADGEN_BUSY, Unit::Share)
+        ));
+    }
+    let bounded: Vec<String> = knees(ctx.results, &ctx.summary.models)
+        .iter()
+        .filter(|k| k.lower_bound)
+        .map(|k| k.model.clone())
+        .collect();
+    if !bounded.is_empty() {
+        out.push(format!(
+            "The latency-vs-load curve of {} reached the load generator's limit before the \
+             server's: their knee and capacity per core are lower bounds.",
+            compare::list(&bounded.iter().map(String::as_str).collect::<Vec<_>>())
+        ));
+    }
+    let m = &ctx.results.machine;
+    let most = ctx
+        .results
+        .cells
+        .iter()
+        .map(|c| c.server_cpus)
+        .max()
+        .unwrap_or(1);
+    match ctx.results.run.server_cpu {
+        Some(_) => out.push(format!(
+            "The server was pinned to one CPU{}; the machine has {}. How the models scale past \
+             {} cores is not shown here: `scripts/compare.sh --server-cpus 1,2,4,8` on a \
+             bigger machine measures it.",
+            if most > 1 {
+                format!(" (to {most} in the cpu and curve scenarios)")
+            } else {
+                String::new()
+            },
+            m.cpus,
+            most
+        )),
+        None => out.push(format!(
+            "Server and load generator shared the machine's {} CPU{} (not pinned).",
+            m.cpus,
+            if m.cpus == 1 { "" } else { "s" }
+        )),
+    }
+    for t in ctx
+        .results
+        .run
+        .tools
+        .iter()
+        .filter(|t| t.wanted && t.version.is_none())
+    {
+        out.push(format!(
+            "`{}` was not installed, so {} was not measured (`scripts/compare.sh` installs it \
+             when run as root with apt-get).",
+            t.name, t.measures
+        ));
     }
     out
 }

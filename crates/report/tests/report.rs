@@ -230,16 +230,134 @@ fn claims_follow_the_overlap_rule() {
     );
 }
 
-/// Counted metrics show per-request syscalls, the top syscalls and the notes.
+/// Counted metrics show per-request syscalls, the top syscalls and the notes, at
+/// one connection and at 100, each explained as its own row says.
 #[test]
 fn counted_section_teaches_the_trade() {
     let (md, _) = report("counted", &fixture());
     let counted = section(&md, "## Counted metrics");
-    assert!(row(counted, "uring", "10,000").contains("| 0.150 |"));
-    assert!(row(counted, "nonblocking", "10,000").contains("`read` 2"));
+    let at_100 = |m: &str| {
+        counted
+            .lines()
+            .find(|l| l.starts_with(&format!("| {m} | 10,000 | 100 |")))
+            .unwrap_or_else(|| panic!("no {m} row at 100"))
+    };
+    assert!(at_100("uring").contains("| 0.150 |"));
+    assert!(at_100("nonblocking").contains("`read` 2"));
+    assert!(
+        counted.contains("| nonblocking | 10,000 | 1 | 3.00 |"),
+        "{counted}"
+    );
     assert!(counted.contains("valgrind does not model io_uring"));
+    // At 100 connections the trade shows and is explained; at one it is not.
+    assert!(counted.contains(
+        "At 100 connections, thread ran 200 user-space instructions per request to nonblocking's 600"
+    ));
     assert!(counted.contains("the kernel does the thread model's scheduling"));
-    assert!(counted.contains("because io_uring submits and reaps many operations"));
+    assert!(
+        counted.contains("so the trade shows at more connections"),
+        "{counted}"
+    );
+    // io_uring's saving: batching at 100 connections, the missing readiness call at one.
+    assert!(counted.contains("because with many connections busy, one `io_uring_enter`"));
+    assert!(counted.contains("because with one connection there is nothing to batch"));
+}
+
+/// The floor is said to be the floor of one request on an idle connection, not a
+/// bound no server can beat.
+#[test]
+fn the_floor_says_what_it_is_the_floor_of() {
+    let (md, _) = report("floor", &fixture());
+    assert!(md.contains("one request at a time on one idle connection takes 24.5 µs"));
+    assert!(!md.contains("No server can answer faster"));
+}
+
+/// Chaos compares the counted outcome on a single repeat (a crash lost 0 or 19
+/// clients: that is not noise), and prints no throughput or latency for servers
+/// that crashed.
+#[test]
+fn chaos_compares_counted_outcomes_and_shows_no_timings() {
+    let mut results = fixture();
+    results
+        .cells
+        .retain(|c| c.scenario != "chaos" || c.repeat == 0);
+    let (md, _) = report("chaos1", &results);
+    let chaos = section(&md, "## Scenario: chaos\n");
+    assert!(!chaos.contains("fewer than two repeats"), "{chaos}");
+    assert!(
+        chaos.contains("other clients lost ranged from 0 for fork to 19 for"),
+        "{chaos}"
+    );
+    assert!(!chaos.contains("throughput (req/s)"), "{chaos}");
+    assert!(!chaos.contains("p99 (µs)"), "{chaos}");
+}
+
+/// Two figures compared in one sentence are in one unit.
+#[test]
+fn a_comparison_uses_one_unit_for_both_figures() {
+    let q = Quantity::of(Metric::P99);
+    let r = |x: f64| Range::from_samples(&[x * 0.95, x, x * 1.06]).unwrap();
+    let (a, b) = (
+        Entry {
+            model: "nonblocking",
+            range: r(12_500.0),
+        },
+        Entry {
+            model: "thread",
+            range: r(9_039.0),
+        },
+    );
+    let s = compare::pair(&q, "At 1,000 connections", a, b, None);
+    assert!(s.contains("nonblocking measured 12.5 ms"), "{s}");
+    assert!(s.contains("thread 9.04 ms"), "{s}");
+    assert!(!s.contains("µs"), "{s}");
+}
+
+/// async's memory per connection against nonblocking's is explained by its buffer.
+#[test]
+fn async_memory_is_explained_by_its_read_buffer() {
+    let mut results = fixture();
+    for c in results
+        .cells
+        .iter_mut()
+        .filter(|c| c.scenario == "scaling" && c.model == "async")
+    {
+        if let Some(s) = c.server.as_mut() {
+            s.pss_max_bytes = s.pss_idle_bytes + 24 * 1024 * c.conns as u64;
+        }
+    }
+    let (md, _) = report("async-pss", &results);
+    assert!(
+        md.contains("async used") && md.contains("16 KiB read buffer"),
+        "{}",
+        section(&md, "## Scenario: scaling\n")
+    );
+}
+
+/// The first screen: one row per model with linked figures and computed lessons,
+/// then what the run could not show (here: valgrind was missing).
+#[test]
+fn the_first_screen_is_one_table_and_its_lessons() {
+    let (md, _) = report("glance", &fixture());
+    let glance = section(&md, "## At a glance");
+    for m in MODELS {
+        assert!(glance.contains(&format!("\n| {m} |")), "{m}: {glance}");
+    }
+    assert!(
+        glance.contains("[≥ "),
+        "starving models are lower bounds: {glance}"
+    );
+    assert!(glance.contains("(#scenario-churn)") && glance.contains("(#counted-metrics)"));
+    assert!(glance.contains("- At 1,000 connections,"), "{glance}");
+    let first = md.find("## At a glance").unwrap();
+    assert!(first < md.find("## Scenario:").unwrap());
+    assert!(first < md.find("## About this run").unwrap());
+    let limits = section(&md, "## What this run could not show");
+    assert!(limits.contains("`valgrind` was not installed"), "{limits}");
+    assert!(
+        limits.contains("load generator used more than 90 %"),
+        "{limits}"
+    );
 }
 
 /// The report states the machine, the command, the floor and the busy load generator.
@@ -253,6 +371,8 @@ fn context_is_reported() {
     assert!(md.contains("| uring | scaling | 100 | 1 | 93 % |"));
     assert!(row(section(&md, "## Scenario: scaling\n"), "uring", "100").contains(" † |"));
     assert!(md.contains("[1](hdr/scaling-thread-1000-r0.hlog)"));
+    assert!(md.contains("## Appendix A: the load generator's CPU"));
+    assert!(md.contains("## Appendix B: every repeat"));
 }
 
 /// results.csv has a header and one row per cell, the failed one included.

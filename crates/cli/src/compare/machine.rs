@@ -48,6 +48,38 @@ pub fn describe() -> Machine {
 }
 
 /// The first line a command prints, if it runs.
+/// The outside tools compare uses, each with its version or `None` when missing.
+pub fn tools(callgrind: bool) -> Vec<socklab_report::schema::Tool> {
+    let tool = |name: &str, version_flag: &str, measures: &str, wanted: bool| {
+        socklab_report::schema::Tool {
+            name: name.to_string(),
+            version: command_line(name, &[version_flag]),
+            measures: measures.to_string(),
+            wanted,
+        }
+    };
+    vec![
+        tool(
+            "sockperf",
+            "--version",
+            "the loopback floor (an idle ping-pong's round trip)",
+            true,
+        ),
+        tool(
+            "strace",
+            "-V",
+            "syscalls per request (the counted pass)",
+            true,
+        ),
+        tool(
+            "valgrind",
+            "--version",
+            "user-space instructions per request (callgrind, in the counted pass)",
+            callgrind,
+        ),
+    ]
+}
+
 pub fn command_line(program: &str, args: &[&str]) -> Option<String> {
     let out = Command::new(program).args(args).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -138,7 +138,7 @@ impl Plan {
             scenario_conns: 10,
             slow_clients: 4,
             counted_requests: 2000,
-            counted_conns: vec![1],
+            counted_conns: vec![1, 100],
             callgrind: false,
             curve_conns: vec![100],
             curve_repeats: 1,

@@ -63,7 +63,7 @@ pub struct CompareArgs {
     /// Skip the counted pass (strace, context switches, callgrind).
     #[arg(long)]
     no_counted: bool,
-    /// Connection counts for the counted pass (comma-separated; default 1).
+    /// Connection counts for the counted pass (comma-separated; default 1,100).
     #[arg(long, value_delimiter = ',')]
     counted_conns: Vec<usize>,
     /// Server CPU counts for the scenarios that span CPUs (cpu, curve), e.g.
@@ -160,6 +160,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
             planned_cells: jobs.len(),
             interrupted: false,
             args: compare_args(),
+            tools: machine::tools(plan.callgrind),
         },
         cells: Vec::new(),
         counted: Vec::new(),
