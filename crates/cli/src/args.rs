@@ -3,7 +3,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-/// Parses `2ms`, `5s`, `500us` with the one duration syntax of every socklab flag.
+/// Parses `2ms`, `5s`, `500us`, `2m` with the one duration syntax of every socklab flag.
 pub fn duration(s: &str) -> Result<Duration, String> {
     socklab_protocol::parse_duration(s).map_err(|e| e.to_string())
 }

@@ -138,6 +138,7 @@ pub struct LoadArgs {
 pub enum LoadAction {
     /// Add up HdrHistogram interval logs (e.g. from several load hosts) and print
     /// the merged percentiles.
+    #[command(after_help = "Example: socklab load merge host1.hlog host2.hlog")]
     Merge(MergeArgs),
 }
 

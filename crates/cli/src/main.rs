@@ -18,7 +18,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "socklab",
     version,
-    about = "One tiny service (uppercase echo) under every classic server concurrency model, measured."
+    about = "One tiny service (uppercase echo) under every classic server concurrency model, measured.",
+    after_help = "Examples:\n  socklab serve thread            # serve on 127.0.0.1:7788\n  socklab load 127.0.0.1:7788 -c 100 -d 10s\n  socklab compare                  # every model, every scenario (scripts/compare.sh)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -28,19 +29,32 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one server model (prints its bound addresses on one line, then serves until SIGINT/SIGTERM).
+    #[command(
+        after_help = "Example: socklab serve nonblocking --tcp 127.0.0.1:7788 --udp 127.0.0.1:7789"
+    )]
     Serve(serve::ServeArgs),
     /// List the server models, one line each.
+    #[command(after_help = "Example: socklab models")]
     Models,
     /// Talk to a server by hand, like the Python tutorial's `>>>` client.
+    #[command(after_help = "Example: socklab client --tcp 127.0.0.1:7788")]
     Client(client::ClientArgs),
     /// Drive a server with the load generator and print what it measured.
+    #[command(
+        after_help = "Example: socklab load 127.0.0.1:7788 --conns 100 --duration 2m --json load.json"
+    )]
     Load(load_cmd::LoadArgs),
     /// Run every model through every scenario; write results/<date>-<host>/report.md.
+    #[command(
+        after_help = "Example: socklab compare --models thread,nonblocking --scenarios scaling"
+    )]
     Compare(compare::CompareArgs),
     /// Run one server under a long mix of clients; fail if its descriptors, memory,
     /// threads or processes grow.
+    #[command(after_help = "Example: socklab soak thread --duration 3m --json soak.json")]
     Soak(soak::SoakArgs),
     /// Rebuild report.md, results.csv and charts/ of a run from its results.json alone.
+    #[command(after_help = "Example: socklab report results/latest")]
     Report {
         /// A run directory written by `socklab compare`.
         dir: std::path::PathBuf,
@@ -102,4 +116,48 @@ fn report(dir: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("writing the report in {}", dir.display()))?;
     println!("{}", dir.join("report.md").display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every command a user can ask `--help` of ends with an example line.
+    #[test]
+    fn every_help_has_an_example() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            if cmd.get_name() != "help" {
+                let after = cmd.get_after_help().map(|s| s.to_string());
+                if !after.is_some_and(|s| s.contains("Example")) {
+                    missing.push(path.clone());
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "no example line in --help of {missing:?}"
+        );
+    }
+
+    /// Defaults are parsed like typed values: each must be valid syntax.
+    #[test]
+    fn every_default_parses() {
+        for argv in [
+            &["socklab", "soak", "thread"][..],
+            &["socklab", "load", "127.0.0.1:7788"],
+            &["socklab", "compare"],
+            &["socklab", "serve", "thread"],
+        ] {
+            if let Err(e) = Cli::try_parse_from(argv) {
+                panic!("{argv:?}: {e}");
+            }
+        }
+    }
 }

@@ -43,12 +43,16 @@ pub struct ServeArgs {
 #[derive(Subcommand)]
 enum ServeModel {
     /// One client at a time in one thread (the natural UDP server).
+    #[command(after_help = "Example: socklab serve iterative --udp 127.0.0.1:7789")]
     Iterative(Common),
     /// fork() a process per client; children reaped and capped. TCP only.
+    #[command(after_help = "Example: socklab serve fork --max-conns 500")]
     Fork(Common),
     /// One OS thread per client, capped. TCP only.
+    #[command(after_help = "Example: socklab serve thread --framing lines --idle-timeout 30s")]
     Thread(Common),
     /// N processes forked up front, all serving from one listener (Stevens serv02-05).
+    #[command(after_help = "Example: socklab serve prefork --workers 4 --mode passfd")]
     Prefork {
         #[command(flatten)]
         common: Common,
@@ -61,6 +65,7 @@ enum ServeModel {
         mode: socklab_prefork::PreforkMode,
     },
     /// A fixed pool of worker threads (the main thread accepts, or every worker does).
+    #[command(after_help = "Example: socklab serve pool --workers 8 --dispatch accept")]
     Pool {
         #[command(flatten)]
         common: Common,
@@ -73,6 +78,7 @@ enum ServeModel {
         dispatch: socklab_pool::Dispatch,
     },
     /// A single-threaded readiness loop over epoll (mio); --loops N for N loops.
+    #[command(after_help = "Example: socklab serve nonblocking --loops 2")]
     Nonblocking {
         #[command(flatten)]
         common: Common,
@@ -80,6 +86,7 @@ enum ServeModel {
         loops: Loops,
     },
     /// tokio tasks, one per connection: the model most Rust programs would pick today.
+    #[command(after_help = "Example: socklab serve async --runtime current-thread")]
     Async {
         #[command(flatten)]
         common: Common,
@@ -88,6 +95,7 @@ enum ServeModel {
         runtime: socklab_async::Runtime,
     },
     /// A completion loop over io_uring: the kernel does the I/O and reports completions.
+    #[command(after_help = "Example: socklab serve uring --work sleep:2ms")]
     Uring {
         #[command(flatten)]
         common: Common,

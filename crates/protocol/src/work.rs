@@ -40,7 +40,7 @@ pub enum WorkParseError {
     #[error("unknown work kind {0:?}: expected none, cpu:<duration> or sleep:<duration> (e.g. cpu:50us, sleep:2ms)")]
     UnknownKind(String),
     #[error(
-        "bad duration {0:?}: expected a whole number followed by ns, us, ms or s (e.g. 50us, 2ms), or 0"
+        "bad duration {0:?}: expected a whole number followed by ns, us, ms, s, m or h (e.g. 50us, 2ms, 2m), or 0"
     )]
     BadDuration(String),
     #[error("duration {0:?} is longer than the 60 s a request may take")]
@@ -75,8 +75,9 @@ impl FromStr for Work {
     }
 }
 
-/// Parses `50us`, `2ms`, `1s`, `500ns` (also `µs`), or a bare `0`: the one
-/// duration syntax of every socklab flag (`serve`, `load`, `compare`).
+/// Parses `50us`, `2ms`, `1s`, `2m`, `1h`, `500ns` (also `µs`), or a bare `0`:
+/// the one duration syntax of every socklab flag (`serve`, `load`, `compare`,
+/// `soak`); `m` and `h` as in wrk's `--duration 2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, WorkParseError> {
     let bad = || WorkParseError::BadDuration(s.to_string());
     if s == "0" {
@@ -90,6 +91,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, WorkParseError> {
         "us" | "µs" => Duration::from_micros(n),
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
         _ => return Err(bad()),
     };
     Ok(duration)
@@ -148,8 +151,12 @@ mod tests {
             Err(WorkParseError::UnknownKind(_))
         ));
         assert!(matches!(
-            "cpu:2h".parse::<Work>(),
+            "cpu:2d".parse::<Work>(),
             Err(WorkParseError::BadDuration(_))
+        ));
+        assert!(matches!(
+            "cpu:2h".parse::<Work>(),
+            Err(WorkParseError::TooLong(_))
         ));
         assert!(matches!(
             "cpu:ms".parse::<Work>(),
@@ -161,6 +168,17 @@ mod tests {
         ));
         assert!(matches!(
             "sleep:99999999999999999999s".parse::<Work>(),
+            Err(WorkParseError::BadDuration(_))
+        ));
+    }
+
+    #[test]
+    fn minutes_and_hours_as_in_wrk() {
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert!(matches!(
+            parse_duration("99999999999999999h"),
             Err(WorkParseError::BadDuration(_))
         ));
     }

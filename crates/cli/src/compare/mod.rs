@@ -48,7 +48,7 @@ pub struct CompareArgs {
     /// default: async-current-thread, prefork-flock, prefork-passfd, pool-accept.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
-    /// Only these scenarios (comma-separated): scaling, churn, cpu, sleep, slow, chaos, udp.
+    /// Only these scenarios (comma-separated): scaling, curve, churn, cpu, sleep, slow, chaos, udp.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Timed repeats per cell (default: 3 quick, 5 full).

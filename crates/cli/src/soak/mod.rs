@@ -43,8 +43,6 @@ pub const ROUND: Duration = Duration::from_secs(3);
 
 /// Run one server under a long mix of clients and report whether its descriptors,
 /// memory, threads or processes grow.
-///
-/// Example: `socklab soak thread --duration 3m --json soak.json`
 #[derive(Args)]
 pub struct SoakArgs {
     /// The model to soak (a name from `socklab compare --models`, e.g. thread,
