@@ -10,9 +10,54 @@
 #                                            written to <run>/criterion/ and linked from report.md
 #   scripts/compare.sh --help                every option
 #
-# strace (for syscalls per request) is used when installed: apt-get install strace.
+# The tools compare measures with: strace (syscalls per request), sockperf (the
+# loopback floor) and, for --full or --callgrind, valgrind (instructions per
+# request). Missing ones are installed with apt-get when this runs as root on a
+# Debian-like machine (SOCKLAB_NO_INSTALL=1 stops that); otherwise they are named
+# with the command that installs them, and the report's "What this run could not
+# show" says what their absence left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The tools this run uses that are not installed, each with what it measures.
+missing_tools() {
+    local wanted=(strace sockperf) arg
+    for arg in "$@"; do
+        [[ $arg == --full || $arg == --callgrind ]] && wanted+=(valgrind)
+    done
+    for tool in "${wanted[@]}"; do
+        command -v "$tool" >/dev/null 2>&1 || echo "$tool"
+    done
+}
+
+what_it_measures() {
+    case $1 in
+        strace) echo "syscalls per request" ;;
+        sockperf) echo "the loopback floor (a bare round trip every latency is read against)" ;;
+        valgrind) echo "user-space instructions per request" ;;
+    esac
+}
+
+install_tools() {
+    local missing
+    mapfile -t missing < <(missing_tools "$@")
+    ((${#missing[@]})) || return 0
+    local tool
+    if [[ $(id -u) == 0 && -z ${SOCKLAB_NO_INSTALL:-} ]] && command -v apt-get >/dev/null 2>&1; then
+        for tool in "${missing[@]}"; do
+            echo "compare.sh: installing $tool ($(what_it_measures "$tool")) with apt-get" >&2
+        done
+        if DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >&2; then
+            return 0
+        fi
+        echo "compare.sh: apt-get could not install ${missing[*]}; measuring without" >&2
+        return 0
+    fi
+    for tool in "${missing[@]}"; do
+        echo "compare.sh: $tool is not installed, so this run does not measure $(what_it_measures "$tool"); install it with: sudo apt-get install $tool" >&2
+    done
+}
 
 # --criterion is this script's own option; every other argument goes to `socklab compare`.
 criterion=false
@@ -24,6 +69,11 @@ for arg in "$@"; do
         compare_args+=("$arg")
     fi
 done
+
+case " $* " in
+    *" --help "* | *" -h "*) ;;
+    *) install_tools "$@" ;;
+esac
 
 cargo build --release --quiet --bin socklab
 export SOCKLAB_COMMAND="scripts/compare.sh${*:+ $*}"
