@@ -22,7 +22,8 @@
 //! - [`figures`]: which charts each scenario gets and the sentences under them;
 //!   [`counted`]: the same for syscalls, context switches and instructions.
 //! - [`charts`]: figures -> SVG (plotters, no system fonts needed).
-//! - [`markdown`]: the report page; [`csv`](mod@csv): one flat row per cell.
+//! - [`markdown`]: the report page; [`html`]: the same page as one
+//!   self-contained report.html; [`csv`](mod@csv): one flat row per cell.
 //! - [`format`](mod@format): numbers as the report prints them.
 //! - [`soak`]: the long run's verdict: does anything grow beyond its noise.
 //! - [`curve`]: the latency-vs-load curve's rules: measured well, sustained, the
@@ -47,6 +48,7 @@ pub mod curve;
 pub mod figures;
 pub mod format;
 pub mod glance;
+pub mod html;
 pub mod lessons;
 pub mod markdown;
 pub mod metric;
@@ -66,6 +68,7 @@ use schema::{Results, SCHEMA};
 /// File names inside a run directory.
 pub const RESULTS_FILE: &str = "results.json";
 pub const REPORT_FILE: &str = "report.md";
+pub const HTML_FILE: &str = "report.html";
 pub const CSV_FILE: &str = "results.csv";
 pub const CHARTS_DIR: &str = "charts";
 
@@ -97,6 +100,7 @@ pub enum ReportError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Written {
     pub report: PathBuf,
+    pub html: PathBuf,
     pub csv: PathBuf,
     pub charts: Vec<PathBuf>,
 }
@@ -153,7 +157,7 @@ one connection's 64 B round trip (`round_trip`), a whole short-lived connection
 and plots: [criterion/report/index.html](criterion/report/index.html).
 ";
 
-/// Writes `dir/report.md`, `dir/results.csv` and `dir/charts/*.svg`.
+/// Writes `dir/report.md`, `dir/report.html`, `dir/results.csv` and `dir/charts/*.svg`.
 pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> {
     let summary = Summary::from_results(results);
     let ctx = Ctx {
@@ -169,6 +173,7 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> 
     })?;
     let palette = charts::Palette::new(&summary.models);
     let mut charts = Vec::new();
+    let mut inline = html::Charts::new();
     for fig in sections.iter().flat_map(|s| &s.figures) {
         let path = charts_dir.join(&fig.file);
         let svg = charts::render(fig, &palette).map_err(|message| ReportError::Chart {
@@ -176,6 +181,7 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> 
             message,
         })?;
         write(&path, &svg)?;
+        inline.insert(format!("{CHARTS_DIR}/{}", fig.file), svg);
         charts.push(path);
     }
 
@@ -185,10 +191,14 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> 
         md.push_str(CRITERION_SECTION);
     }
     write(&report, &md)?;
+    let html = dir.join(HTML_FILE);
+    let title = format!("socklab report: {}", results.machine.hostname);
+    write(&html, &html::render(&title, &md, &inline))?;
     let csv = dir.join(CSV_FILE);
     write(&csv, &csv::render(results))?;
     Ok(Written {
         report,
+        html,
         csv,
         charts,
     })
