@@ -64,8 +64,8 @@
 //! into a buffer of the connection's own pins that buffer for as long as the
 //! client is silent — which, for an idle client, is forever. socklab's uring did
 //! exactly that until issue 16: a 16 KiB buffer per connection, 8.4 KiB of it
-//! resident once used (two pages: the allocator's and the first read's), 830 MB
-//! at 100,000 idle clients where the readiness loop needs 25 MB.
+//! resident once used (two pages: the allocator's and the first read's), 843 MB
+//! at 100,000 idle clients where the readiness loop needs 24 MB.
 //!
 //! A **provided-buffer ring** (`IORING_REGISTER_PBUF_RING`, Linux 5.19) turns that
 //! around: the loop lends the kernel a pool of buffers — a ring of (address,
@@ -81,9 +81,9 @@
 //!
 //! **Multishot recv** is what makes that cheap: with a buffer picked per
 //! arrival, one recv SQE can serve every arrival on the socket until something
-//! ends it, so the steady state submits no recv at all — one SQE per connection
-//! for its lifetime, against one per request before. Its CQEs carry
-//! `IORING_CQE_F_MORE` while it stays armed.
+//! ends it, so the steady state submits almost no recv at all — one SQE per
+//! connection per 256 KiB of input (its byte budget, below), against one per
+//! request before. Its CQEs carry `IORING_CQE_F_MORE` while it stays armed.
 //!
 //! **When the pool runs dry.** More arrivals in one batch than free buffers: the
 //! recv that finds the ring empty ends with `-ENOBUFS`, and its bytes wait in the
@@ -176,7 +176,26 @@
 //!   and waits; the next reaps the recv). With many, one enter carries dozens of
 //!   completions. strace slows every syscall, which lets more completions queue
 //!   per enter than in an untraced run: read the batched rows as the direction,
-//!   not the exact untraced count.
+//!   not the exact untraced count. (Measured before the multishot recv.
+//!   Re-measured for it, `socklab compare --counted-only --models uring
+//!   --counted-conns 1,100`, 4 runs each, interleaved: 1 connection, 1.79–2.13
+//!   before and 1.49–2.01 after; 100 connections, 0.01–0.07 and 0.00–0.08, one
+//!   run after giving no figure at all because its longer run made no more
+//!   enters than its shorter. No difference the spread can show.)
+//! - **Operations per request.** What multishot recv changes is not the enters
+//!   but what goes through them: one SQE per request (the reply's send) where
+//!   there were two (a recv and a send), and four with `--idle-timeout` (each
+//!   with its `LinkTimeout`); two CQEs, where there were four with the timeout.
+//!   Counted with the kernel's tracepoints, `perf stat -e
+//!   io_uring:io_uring_submit_req,io_uring:io_uring_complete -p PID` over a 3 s
+//!   `socklab load ADDR --conns N`, divided by the server's request count:
+//!
+//!   | | before (owned buffers) | after (buffer ring, multishot) |
+//!   |---|---|---|
+//!   | 1 connection | 2.000 SQEs, 2.000 CQEs | 1.000 SQEs, 2.000 CQEs |
+//!   | 100 connections | 2.000 / 2.000 | 1.000 / 2.000 |
+//!   | 100, `--idle-timeout 30s` | 4.000 / 4.001 | 1.001 / 2.001 |
+//!   | 1,000 connections | 2.004 / 2.008 | 1.007 / 2.010 |
 //! - **Why batching changes the cost.** A syscall's fixed price (the mode switch,
 //!   and the speculative-execution mitigations on entry and exit) is paid per
 //!   call, not per byte. epoll pays it for a `read` and a `write` per request
@@ -189,13 +208,31 @@
 //!   (`iou-wrk-<pid>`) that does the blocking call for us. They are kernel
 //!   threads of the server's process, so their CPU and context switches count as
 //!   the server's in the report; `ps -eLf` shows them while they live.
-//! - **Memory per connection:** a few hundred bytes of state (the boxed
-//!   `Connection` with its `Session`), plus reply buffers up to the backpressure
-//!   cap while replies wait; no receive buffer. Per loop: the buffer pool (1 MiB
-//!   to start, resident once recycled through), and the ring itself, 1,024 SQEs
-//!   and 2,048 CQEs, about 100 KiB shared with the kernel. In the kernel (not in
-//!   RSS) each idle connection holds its armed multishot recv and, with
-//!   `--idle-timeout`, its timer.
+//! - **Memory per connection:** 272 bytes of state (the boxed `Connection` with
+//!   its `Session`), plus reply buffers up to the backpressure cap while replies
+//!   wait; no receive buffer. Per loop: the buffer pool (1 MiB to start,
+//!   resident once recycled through), and the ring itself, 1,024 SQEs and 2,048
+//!   CQEs, about 100 KiB shared with the kernel. In the kernel (not in RSS or
+//!   PSS) each idle connection holds its armed multishot recv and, with
+//!   `--idle-timeout`, its timer. Measured the issue's way — 5,000 connections,
+//!   each served one 64-byte request and then idle, the server's RSS and PSS
+//!   from `/proc/PID/smaps_rollup` before and after, divided by 5,000
+//!   (`taskset -c 0 socklab serve uring --tcp 127.0.0.1:0`, then `taskset -c 1
+//!   cargo run --release -p socklab-uring --example idle_conns -- ADDR PID
+//!   5000`; 3 runs each, interleaved, identical to 0.01 KiB): **0.65 KiB** of RSS
+//!   and of PSS per idle connection, 0.2 KiB of it the pool's 1 MiB spread over
+//!   5,000; 8.43 KiB with a buffer per connection; nonblocking 0.24 KiB. At
+//!   100,000 connections, about 65 MB where it was 843 MB.
+//! - **Throughput did not move measurably.** Server on CPU 0, load on CPU 1
+//!   (`taskset -c 1 socklab load ADDR --conns N --duration 5s`), 5 runs each,
+//!   before and after interleaved, medians [min–max], on a VM other work was
+//!   sharing (load average 2.1–3.8): 100 connections, 136,473 [101,896–168,972]
+//!   requests/s before, 156,634 [88,623–164,933] after, server CPU per request
+//!   (the usage line it prints on exit) 5.95 µs [5.57–7.15] and 5.74
+//!   [5.52–6.36]; 1,000 connections, 66,933 [39,654–123,122] and 67,290
+//!   [44,718–140,686], 7.42 µs [6.44–8.54] and 6.72 [5.56–6.93] (the pool grew
+//!   to 2,048 buffers in each run at 1,000). The ranges overlap: the SQEs saved
+//!   are real, but on loopback the socket work inside the enter dominates.
 //! - **CPU:** user-space scheduling as in every event loop — and `cpu` work stalls
 //!   every client of the loop for its whole duration.
 //! - **Timers are the kernel's**: `sleep` work is a `Timeout` operation, an
@@ -212,7 +249,7 @@
 //! in that directory's `report.md`): scaling at 10,000 connections, 94,903
 //! requests/s [87,299–101,307] with the shortest tail of all the models (p99 121
 //! ms, nonblocking 137 ms) and 8.41 KiB of PSS per connection (nonblocking 0.30
-//! KiB: the pinned buffers); churn, 28.7 µs [28.0–29.7] of CPU per connection;
+//! KiB: the pinned buffers, since replaced by the buffer ring); churn, 28.7 µs [28.0–29.7] of CPU per connection;
 //! cpu (50 µs per request, 10 connections), 17,388 requests/s, the most of any
 //! model, the batched syscalls leaving more of the one CPU for the work.
 //!
