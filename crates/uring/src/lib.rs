@@ -20,8 +20,8 @@
 //!
 //! Each loop iteration makes one `io_uring_enter`: it submits every SQE queued
 //! since the last one and sleeps until at least one CQE is ready; then the loop
-//! handles every ready CQE, queueing the next operations (the reply's `send`,
-//! the next `recv`), which go in at the next enter. Per connection:
+//! handles every ready CQE, queueing the next operations (the reply's `send`, a
+//! timer), which go in at the next enter. Per connection:
 //!
 //! - **accept**: one multishot `AcceptMulti` (Linux 5.19+: one SQE, a CQE per new
 //!   connection) — or single-shot `Accept`, re-armed after each connection, on
@@ -29,8 +29,12 @@
 //!   opcode of the same release stands in for multishot, and an `EINVAL` falls
 //!   back to single-shot. It is re-armed whenever a CQE comes without
 //!   `IORING_CQE_F_MORE` (the kernel ended the multishot).
-//! - **recv** into the connection's buffer; the bytes go through the same
-//!   `socklab_protocol::Session` as every model; the replies are queued.
+//! - **recv**: one *multishot* `RecvMulti` with buffer selection (Linux 6.0): one
+//!   SQE, then a CQE each time data arrives, each naming the buffer of the loop's
+//!   shared pool the kernel put the bytes in (below). The bytes go through the
+//!   same `socklab_protocol::Session` as every model; the replies are queued.
+//!   It is re-armed whenever a CQE comes without `IORING_CQE_F_MORE`: the client
+//!   closed (0), the pool ran dry (`ENOBUFS`), or we cancelled it.
 //! - **send** of the queued replies. A send that moved fewer bytes than asked
 //!   (the socket buffer filled) is resubmitted with the rest.
 //! - **work**: `cpu` is spun inline (`spin_for`) — the whole loop, every client,
@@ -39,49 +43,88 @@
 //!
 //! **Who owns the buffer while the kernel works.** With `epoll` the buffer is
 //! ours at every instant: `read()` fills it while we wait in the syscall. Here a
-//! `recv` is *submitted* and the syscall returns; the kernel writes into the
-//! buffer later, whenever data arrives. Until that completion is reaped, the
-//! buffer belongs to the kernel: it must stay alive and must not move — so it
-//! cannot live in a stack frame or a `Vec` that might reallocate. Each
-//! connection's state is therefore boxed in a slab under the index its
-//! operations carry in `user_data`, and a connection is freed only when its last
-//! operation has completed (a cancelled one completes too, with `-ECANCELED`).
-//! Replies produced while a send is in flight go to a second buffer (`pending`),
-//! never appended to the one the kernel is reading. This is why io_uring's
-//! submission calls are `unsafe` in Rust: the compiler cannot see the kernel's
-//! borrow. Each `unsafe` block here says why its memory outlives its operation.
+//! `send` (or a `recv` into a buffer of ours) is *submitted* and the syscall
+//! returns; the kernel reads or writes the buffer later, whenever the socket is
+//! ready. Until that completion is reaped, the buffer belongs to the kernel: it
+//! must stay alive and must not move — so it cannot live in a stack frame or a
+//! `Vec` that might reallocate. Each connection's state is therefore boxed in a
+//! slab under the index its operations carry in `user_data`, and a connection is
+//! freed only when its last operation has completed (a cancelled one completes
+//! too, with `-ECANCELED`). Replies produced while a send is in flight go to a
+//! second buffer (`pending`), never appended to the one the kernel is reading.
+//! This is why io_uring's submission calls are `unsafe` in Rust: the compiler
+//! cannot see the kernel's borrow. Each `unsafe` block here says why its memory
+//! outlives its operation.
 //!
-//! **Buffers: one per connection, owned.** Each connection owns a 16 KiB input
-//! buffer (`READ_BUF`, as the blocking driver uses) lent to the kernel for every
-//! recv. The alternative is a *provided-buffer ring* (`IORING_REGISTER_PBUF_RING`,
-//! `buf_group` on `Recv`): the loop lends the kernel a pool of buffers, and a
-//! recv picks one only when data arrives. That is the memory lesson of this model:
-//! an armed recv pins its buffer, so with owned buffers **every idle connection
-//! holds 16 KiB** of address space (10,000 clients: 160 MiB; resident only as far
-//! as reads have touched it: `socklab compare --scenarios scaling --conns 10000
-//! --repeats 1 --cell 1s` on the project's VM measured 8.4 KiB of PSS per
-//! connection, against 0.3 KiB for the readiness loop), where
-//! the readiness loop holds none (it reads only when data is there). Provided buffers give that back — idle
-//! connections hold no buffer, the pool is sized by data in flight rather than by
-//! clients — and *registered* (fixed) buffers further save the kernel mapping and
-//! pinning the pages on every operation. The price is recycling buffers by id,
-//! copying or holding a buffer while its reply waits, and handling "pool empty"
-//! (`ENOBUFS`). socklab keeps owned buffers because the ownership rule is the thing
-//! to read here; the scaling scenario's memory per connection shows what it costs.
+//! **Receive buffers: one pool per loop, lent to the kernel up front.** A
+//! readiness loop holds no buffer for a waiting client: `epoll_wait` says "fd 7
+//! is readable" and only then does the loop `read()` into its one buffer, so
+//! `socklab-nonblocking` needs one buffer per *loop*. A completion loop must say
+//! where the bytes go *when it submits the recv*, before any have arrived; a recv
+//! into a buffer of the connection's own pins that buffer for as long as the
+//! client is silent — which, for an idle client, is forever. socklab's uring did
+//! exactly that until issue 16: a 16 KiB buffer per connection, 8.4 KiB of it
+//! resident once used (two pages: the allocator's and the first read's), 843 MB
+//! at 100,000 idle clients where the readiness loop needs 24 MB.
+//!
+//! A **provided-buffer ring** (`IORING_REGISTER_PBUF_RING`, Linux 5.19) turns that
+//! around: the loop lends the kernel a pool of buffers — a ring of (address,
+//! length, id) entries in memory shared with it, registered once with
+//! `io_uring_register` — and a recv names a buffer *group* instead of a buffer
+//! (`IOSQE_BUFFER_SELECT`). The kernel takes a buffer from the ring only when
+//! bytes are there to go in it and names it in the CQE (`IORING_CQE_F_BUFFER`).
+//! The loop feeds the bytes to the protocol (or copies them aside, if the
+//! connection may not take input yet) and puts the buffer straight back at the
+//! ring's tail: a store to shared memory, no syscall. So an idle connection holds
+//! no buffer, and the pool is sized by the data that arrives in one batch, not by
+//! the number of clients: 256 buffers of 4 KiB to start (`bufring.rs`).
+//!
+//! **Multishot recv** is what makes that cheap: with a buffer picked per
+//! arrival, one recv SQE can serve every arrival on the socket until something
+//! ends it, so the steady state submits almost no recv at all — one SQE per
+//! connection per 256 KiB of input (its byte budget, below), against one per
+//! request before. Its CQEs carry `IORING_CQE_F_MORE` while it stays armed.
+//!
+//! **When the pool runs dry.** More arrivals in one batch than free buffers: the
+//! recv that finds the ring empty ends with `-ENOBUFS`, and its bytes wait in the
+//! socket. The loop doubles the pool (up to 2,048 buffers, 8 MiB, whose address
+//! space is reserved at the start and costs nothing until written), and re-arms
+//! that recv; every other completion of the batch has handed its buffer back
+//! before the next `io_uring_enter`. No byte is lost and no other client waits.
+//!
+//! **The fallback.** Where the kernel refuses buffer rings (before 5.19) or
+//! multishot recv (before 6.0, found by the probe or by an `EINVAL`), the loop
+//! says so on stderr, once, and goes back to a 16 KiB buffer per connection and a
+//! single-shot `Recv`, re-armed after each completion — to the rest of the loop,
+//! a multishot recv that always ends after one CQE.
 //!
 //! **Backpressure.** A connection whose queued output passes
 //! [`MAX_PENDING_OUTPUT`] gets no recv until it drains: a client that sends but
 //! never reads fills its socket buffers and then blocks in its own `write()`; the
-//! server's memory for it stays bounded.
+//! server's memory for it stays bounded. A multishot recv makes that harder than
+//! it sounds: it is greedy. In one `io_uring_enter` the kernel may deliver all
+//! the socket holds, a completion per free buffer, before the loop has seen the
+//! first of them and could cancel the recv — measured here, 2 MiB past the cap
+//! per non-reading client, and 69 MB of growth under the hardening suite's four
+//! (`non_readers_cannot_grow_memory`, whose bound is 64 MiB). So each multishot
+//! recv carries a **byte budget**: the cap less what the connection already has
+//! queued, in `sqe->optlen` (Linux 6.17, added because the kernel "might produce
+//! a lot of completions before the user has a chance to cancel"); it ends,
+//! without F_MORE, once the budget is spent, and is re-armed only while there is
+//! budget. The four non-readers then grow the server by 3 MB. On 6.0 to 6.16
+//! (which answer the budget with `EINVAL`) the loop cancels the recv at the cap
+//! instead (`AsyncCancel`). Bytes that arrive while the protocol may not take
+//! them (past the cap, or while a `sleep` reply is held) are copied to the
+//! connection's `unread` and fed first when allowed.
 //!
-//! **Idle timeout: a linked timeout per operation.** Each recv (and send) is
-//! submitted with `IOSQE_IO_LINK` followed by a `LinkTimeout` of
-//! `--idle-timeout`: if the recv has not completed by then, the kernel cancels it
-//! (it completes with `-ECANCELED`) and the loop closes the client; if it
-//! completes first, the kernel disarms the timer. No timer wheel, no periodic
-//! sweep over every connection; the price is a second SQE and CQE per operation.
-//! Linking the send too gives a client that stopped reading the same deadline a
-//! blocking model's `SO_SNDTIMEO` gives it.
+//! **Idle timeout: one lazy timer per connection.** Each connection has a
+//! `Timeout` operation of `--idle-timeout`. When it fires, the loop looks at when
+//! bytes last moved either way: silent (or not reading our replies) for the whole
+//! timeout, the client is closed; otherwise the timer is re-armed for the rest.
+//! A busy client costs one timer SQE per idle period, not one per request, and
+//! an idle one a timer the kernel holds. (Until issue 16 a `LinkTimeout` was
+//! linked to each recv and send; a timeout linked to a multishot recv would time
+//! the whole multishot, which is not done until it ends, not each silence.)
 //!
 //! **Shutdown.** A `PollAdd(POLLIN)` on the shutdown wake fd completes when the
 //! server is told to stop: the accept is cancelled (`AsyncCancel`), connections
@@ -133,7 +176,26 @@
 //!   and waits; the next reaps the recv). With many, one enter carries dozens of
 //!   completions. strace slows every syscall, which lets more completions queue
 //!   per enter than in an untraced run: read the batched rows as the direction,
-//!   not the exact untraced count.
+//!   not the exact untraced count. (Measured before the multishot recv.
+//!   Re-measured for it, `socklab compare --counted-only --models uring
+//!   --counted-conns 1,100`, 4 runs each, interleaved: 1 connection, 1.79–2.13
+//!   before and 1.49–2.01 after; 100 connections, 0.01–0.07 and 0.00–0.08, one
+//!   run after giving no figure at all because its longer run made no more
+//!   enters than its shorter. No difference the spread can show.)
+//! - **Operations per request.** What multishot recv changes is not the enters
+//!   but what goes through them: one SQE per request (the reply's send) where
+//!   there were two (a recv and a send), and four with `--idle-timeout` (each
+//!   with its `LinkTimeout`); two CQEs, where there were four with the timeout.
+//!   Counted with the kernel's tracepoints, `perf stat -e
+//!   io_uring:io_uring_submit_req,io_uring:io_uring_complete -p PID` over a 3 s
+//!   `socklab load ADDR --conns N`, divided by the server's request count:
+//!
+//!   | | before (owned buffers) | after (buffer ring, multishot) |
+//!   |---|---|---|
+//!   | 1 connection | 2.000 SQEs, 2.000 CQEs | 1.000 SQEs, 2.000 CQEs |
+//!   | 100 connections | 2.000 / 2.000 | 1.000 / 2.000 |
+//!   | 100, `--idle-timeout 30s` | 4.000 / 4.001 | 1.001 / 2.001 |
+//!   | 1,000 connections | 2.004 / 2.008 | 1.007 / 2.010 |
 //! - **Why batching changes the cost.** A syscall's fixed price (the mode switch,
 //!   and the speculative-execution mitigations on entry and exit) is paid per
 //!   call, not per byte. epoll pays it for a `read` and a `write` per request
@@ -146,10 +208,31 @@
 //!   (`iou-wrk-<pid>`) that does the blocking call for us. They are kernel
 //!   threads of the server's process, so their CPU and context switches count as
 //!   the server's in the report; `ps -eLf` shows them while they live.
-//! - **Memory per connection:** the 16 KiB input buffer (pinned by the armed
-//!   recv, see above), reply buffers up to the backpressure cap, the `Session`
-//!   and a few hundred bytes of state. The ring itself: 1,024 SQEs and 2,048
-//!   CQEs per loop, about 100 KiB shared with the kernel.
+//! - **Memory per connection:** 272 bytes of state (the boxed `Connection` with
+//!   its `Session`), plus reply buffers up to the backpressure cap while replies
+//!   wait; no receive buffer. Per loop: the buffer pool (1 MiB to start,
+//!   resident once recycled through), and the ring itself, 1,024 SQEs and 2,048
+//!   CQEs, about 100 KiB shared with the kernel. In the kernel (not in RSS or
+//!   PSS) each idle connection holds its armed multishot recv and, with
+//!   `--idle-timeout`, its timer. Measured the issue's way — 5,000 connections,
+//!   each served one 64-byte request and then idle, the server's RSS and PSS
+//!   from `/proc/PID/smaps_rollup` before and after, divided by 5,000
+//!   (`taskset -c 0 socklab serve uring --tcp 127.0.0.1:0`, then `taskset -c 1
+//!   cargo run --release -p socklab-uring --example idle_conns -- ADDR PID
+//!   5000`; 3 runs each, interleaved, identical to 0.01 KiB): **0.65 KiB** of RSS
+//!   and of PSS per idle connection, 0.2 KiB of it the pool's 1 MiB spread over
+//!   5,000; 8.43 KiB with a buffer per connection; nonblocking 0.24 KiB. At
+//!   100,000 connections, about 65 MB where it was 843 MB.
+//! - **Throughput did not move measurably.** Server on CPU 0, load on CPU 1
+//!   (`taskset -c 1 socklab load ADDR --conns N --duration 5s`), 5 runs each,
+//!   before and after interleaved, medians [min–max], on a VM other work was
+//!   sharing (load average 2.1–3.8): 100 connections, 136,473 [101,896–168,972]
+//!   requests/s before, 156,634 [88,623–164,933] after, server CPU per request
+//!   (the usage line it prints on exit) 5.95 µs [5.57–7.15] and 5.74
+//!   [5.52–6.36]; 1,000 connections, 66,933 [39,654–123,122] and 67,290
+//!   [44,718–140,686], 7.42 µs [6.44–8.54] and 6.72 [5.56–6.93] (the pool grew
+//!   to 2,048 buffers in each run at 1,000). The ranges overlap: the SQEs saved
+//!   are real, but on loopback the socket work inside the enter dominates.
 //! - **CPU:** user-space scheduling as in every event loop — and `cpu` work stalls
 //!   every client of the loop for its whole duration.
 //! - **Timers are the kernel's**: `sleep` work is a `Timeout` operation, an
@@ -166,7 +249,7 @@
 //! in that directory's `report.md`): scaling at 10,000 connections, 94,903
 //! requests/s [87,299–101,307] with the shortest tail of all the models (p99 121
 //! ms, nonblocking 137 ms) and 8.41 KiB of PSS per connection (nonblocking 0.30
-//! KiB: the pinned buffers); churn, 28.7 µs [28.0–29.7] of CPU per connection;
+//! KiB: the pinned buffers, since replaced by the buffer ring); churn, 28.7 µs [28.0–29.7] of CPU per connection;
 //! cpu (50 µs per request, 10 connections), 17,388 requests/s, the most of any
 //! model, the batched syscalls leaving more of the one CPU for the work.
 //!
@@ -180,8 +263,8 @@
 //!   `kernel.io_uring_group`), because io_uring has been a rich source of kernel
 //!   bugs — [`serve`] returns `ErrorKind::Unsupported` with one line saying why,
 //!   and [`availability`] lets callers skip the model.
-//! - **Many idle connections** cost a pinned buffer each (see above), where
-//!   epoll costs none.
+//! - **A kernel without buffer rings or multishot recv** (before 5.19 / 6.0)
+//!   gets the fallback, and with it a buffer per idle connection again.
 //! - **A mistake with buffer lifetimes is a kernel writing into freed memory**,
 //!   not a compile error: the discipline above is the price of the API.
 //!
@@ -192,6 +275,7 @@
 //! - `socklab-async`: tokio tasks over epoll — readiness hidden behind `.await`.
 //! - `socklab-thread`: the kernel schedules one blocked thread per client instead.
 
+mod bufring;
 mod ring;
 mod tcp;
 mod udp;
@@ -201,6 +285,8 @@ use std::net::{TcpListener, UdpSocket};
 
 use socklab_server_kit::loops::{loop_count, per_loop, run_loops, shares};
 use socklab_server_kit::{bind_tcp, bind_udp, Context};
+
+use crate::tcp::RecvBuffers;
 
 /// The backpressure bound, shared with `socklab-nonblocking`.
 pub use socklab_server_kit::MAX_PENDING_OUTPUT;
@@ -233,6 +319,17 @@ pub fn availability() -> Result<(), String> {
 /// `ErrorKind::Unsupported` error, before serving anyone, where the kernel
 /// refuses io_uring.
 pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Result<()> {
+    serve_tcp(listener, cx, options, RecvBuffers::Provided(bufring::POOL))
+}
+
+/// [`serve`], with the receive buffers chosen (the tests choose the fallback, or
+/// a pool small enough to run dry).
+fn serve_tcp(
+    listener: TcpListener,
+    cx: &Context,
+    options: &Options,
+    recv_buffers: RecvBuffers,
+) -> io::Result<()> {
     let features = ring::kernel_features()?;
     let loops = loop_count(options.loops, cx.config.max_conns);
     let addr = listener.local_addr()?;
@@ -240,7 +337,7 @@ pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Resu
     let caps = shares(cx.config.max_conns, loops);
     let work = with_rings(listeners.into_iter().zip(caps).collect())?;
     run_loops(work, &cx.shutdown, |(ring, (listener, cap))| {
-        tcp::TcpLoop::new(ring, listener, cx, features, cap).run()
+        tcp::TcpLoop::new(ring, listener, cx, features, cap, recv_buffers).run()
     })
 }
 
@@ -270,4 +367,153 @@ fn with_rings<S>(sockets: Vec<S>) -> io::Result<Vec<(ring::Ring, S)>> {
         .into_iter()
         .map(|s| Ok((ring::Ring::new()?, s)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The receive paths the default configuration rarely or never takes here:
+    //! the fallback to a buffer per connection, and a buffer ring that runs dry.
+
+    use std::io::{Read, Write};
+    use std::thread;
+    use std::time::Duration;
+
+    use socklab_server_kit::testing::{
+        assert_idle_client_disconnected, connect, round_trip, TestServer,
+    };
+    use socklab_server_kit::Config;
+
+    use super::*;
+    use crate::bufring::PoolSize;
+
+    fn server(config: Config, recv_buffers: RecvBuffers) -> Option<TestServer> {
+        if let Err(why) = availability() {
+            eprintln!("skipping: {why}");
+            return None;
+        }
+        Some(TestServer::tcp(config, move |listener, cx| {
+            serve_tcp(listener, cx, &Options::default(), recv_buffers)
+        }))
+    }
+
+    /// Bytes `0..len` of a pattern each client tells apart from the others'.
+    fn message(client: usize, len: usize) -> Vec<u8> {
+        (0..len).map(|i| b'a' + ((i + client) % 26) as u8).collect()
+    }
+
+    /// Clients that each send `len` bytes at once and read them back uppercased,
+    /// all at the same time; every byte comes back, in order.
+    fn concurrent_round_trips(server: &TestServer, clients: usize, len: usize) {
+        let addr = server.addr;
+        let workers: Vec<_> = (0..clients)
+            .map(|client| {
+                thread::spawn(move || {
+                    let mut stream = connect(addr);
+                    let sent = message(client, len);
+                    let writer = {
+                        let mut stream = stream.try_clone().unwrap();
+                        let sent = sent.clone();
+                        thread::spawn(move || stream.write_all(&sent).unwrap())
+                    };
+                    let mut got = vec![0u8; len];
+                    stream.read_exact(&mut got).unwrap();
+                    writer.join().unwrap();
+                    assert!(
+                        got == sent.to_ascii_uppercase(),
+                        "client {client}: bytes differ"
+                    );
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+    }
+
+    /// The fallback (a `READ_BUF` buffer per connection, single-shot recv) serves
+    /// small and large requests, several clients at once.
+    #[test]
+    fn the_fallback_serves_with_a_buffer_per_connection() {
+        let Some(server) = server(Config::default(), RecvBuffers::Owned) else {
+            return;
+        };
+        let mut client = connect(server.addr);
+        assert_eq!(round_trip(&mut client, b"owned"), b"OWNED");
+        drop(client);
+        concurrent_round_trips(&server, 4, 1 << 20);
+        server.stop();
+    }
+
+    /// The fallback's idle timer disconnects a silent client as the default's does.
+    #[test]
+    fn the_fallback_disconnects_an_idle_client() {
+        let idle = Duration::from_millis(200);
+        let config = Config {
+            idle_timeout: Some(idle),
+            ..Config::default()
+        };
+        let Some(server) = server(config, RecvBuffers::Owned) else {
+            return;
+        };
+        assert_idle_client_disconnected(server.addr, idle, "uring, owned buffers");
+        server.stop();
+    }
+
+    /// A ring of one buffer runs dry whenever two connections have data in the
+    /// same batch: each recv that finds it empty ends with ENOBUFS and is
+    /// re-armed, and every client still gets every byte back.
+    #[test]
+    fn a_dry_buffer_ring_loses_nothing_and_stalls_no_one() {
+        let one = PoolSize { initial: 1, max: 1 };
+        let Some(server) = server(Config::default(), RecvBuffers::Provided(one)) else {
+            return;
+        };
+        concurrent_round_trips(&server, 8, 256 << 10);
+        server.stop();
+    }
+
+    /// Without the byte limit on multishot recv (Linux 6.0 to 6.16) a client that
+    /// never reads is still held back: its recv is cancelled at the cap, and only
+    /// what the kernel delivered before the cancel landed waits in `unread`.
+    #[test]
+    fn without_the_byte_limit_a_non_reader_is_still_held_back() {
+        let Some(server) = server(Config::default(), RecvBuffers::Unlimited(bufring::POOL)) else {
+            return;
+        };
+        let mut client = connect(server.addr);
+        assert_eq!(round_trip(&mut client, b"unlimited"), b"UNLIMITED");
+        concurrent_round_trips(&server, 4, 1 << 20);
+        let mut hog = connect(server.addr);
+        hog.set_write_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let chunk = vec![b'h'; 64 << 10];
+        let mut written = 0usize;
+        while hog.write(&chunk).is_ok() {
+            written += chunk.len();
+            assert!(
+                written < 256 << 20,
+                "the server read {written} bytes from a non-reader"
+            );
+        }
+        // Everyone else is still served.
+        assert_eq!(round_trip(&mut client, b"still"), b"STILL");
+        eprintln!("the non-reader wrote {written} bytes before it stalled");
+        drop((hog, client));
+        server.stop();
+    }
+
+    /// A ring that starts with one buffer grows (doubling) as it runs dry, and
+    /// serves the same load.
+    #[test]
+    fn a_buffer_ring_grows_when_it_runs_dry() {
+        let small = PoolSize {
+            initial: 1,
+            max: 64,
+        };
+        let Some(server) = server(Config::default(), RecvBuffers::Provided(small)) else {
+            return;
+        };
+        concurrent_round_trips(&server, 8, 256 << 10);
+        server.stop();
+    }
 }

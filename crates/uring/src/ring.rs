@@ -35,12 +35,13 @@ pub(crate) enum Op {
     Accept,
     /// The pause after `accept` failed for lack of descriptors or memory.
     AcceptBackoff,
+    /// A connection's recv: multishot, drawing on the buffer ring (or single-shot
+    /// into the connection's own buffer, the fallback).
     Recv,
-    /// The `LinkTimeout` linked to a `Recv`: the idle timeout.
-    RecvTimeout,
     Send,
-    /// The `LinkTimeout` linked to a `Send`: a client that stopped reading.
-    SendTimeout,
+    /// A connection's idle timer: when it fires, the connection is closed if it
+    /// has been silent for the idle timeout, and the timer re-armed otherwise.
+    Idle,
     /// A connection's `sleep` work.
     Sleep,
     DatagramRecv,
@@ -48,16 +49,15 @@ pub(crate) enum Op {
     DatagramSend,
 }
 
-const OPS: [Op; 13] = [
+const OPS: [Op; 12] = [
     Op::ShutdownPoll,
     Op::Grace,
     Op::Cancel,
     Op::Accept,
     Op::AcceptBackoff,
     Op::Recv,
-    Op::RecvTimeout,
     Op::Send,
-    Op::SendTimeout,
+    Op::Idle,
     Op::Sleep,
     Op::DatagramRecv,
     Op::DatagramSleep,
@@ -87,6 +87,9 @@ pub(crate) struct Completion {
     /// `IORING_CQE_F_MORE`: a multishot operation is still armed and will
     /// complete again.
     pub more: bool,
+    /// `IORING_CQE_F_BUFFER`: the id of the provided buffer the kernel picked
+    /// and wrote the bytes into; ours again, to read and then recycle.
+    pub buffer: Option<u16>,
 }
 
 /// What the running kernel's io_uring can do, found once per process.
@@ -94,13 +97,16 @@ pub(crate) struct Completion {
 pub(crate) struct Features {
     /// Multishot accept (Linux 5.19): one SQE, one CQE per new connection.
     pub multishot_accept: bool,
+    /// Multishot recv with buffer selection (Linux 6.0): one SQE, one CQE per
+    /// arrival of data, each in a buffer taken from the provided-buffer ring.
+    pub multishot_recv: bool,
 }
 
 /// An io_uring instance plus the bookkeeping that keeps it memory-safe to use.
 pub(crate) struct Ring {
     uring: IoUring,
     /// Groups of SQEs that did not fit in the submission queue; they go in at
-    /// the next [`Ring::enter`]. A group (a `Recv` and its `LinkTimeout`) is
+    /// the next [`Ring::enter`]. A group (SQEs joined by `IOSQE_IO_LINK`) is
     /// never split: a link only holds between SQEs submitted together.
     backlog: VecDeque<Vec<squeue::Entry>>,
     in_flight: usize,
@@ -222,6 +228,7 @@ impl Ring {
                 index,
                 result: cqe.result(),
                 more,
+                buffer: cqueue::buffer_select(cqe.flags()),
             });
         }
     }
@@ -255,6 +262,28 @@ impl Ring {
         unsafe { self.push(&[entry]) };
     }
 
+    /// Registers `entries` ring entries at `ring_addr` as provided-buffer group
+    /// `group` (`IORING_REGISTER_PBUF_RING`, Linux 5.19): one `io_uring_register`
+    /// call, once per loop. Older kernels answer `EINVAL`.
+    ///
+    /// # Safety
+    ///
+    /// The ring memory, and every buffer its entries will point at, must stay
+    /// valid until this ring is dropped (which unregisters the group).
+    pub(crate) unsafe fn register_buf_ring(
+        &self,
+        ring_addr: u64,
+        entries: u16,
+        group: u16,
+    ) -> io::Result<()> {
+        // SAFETY: forwarded to the caller.
+        unsafe {
+            self.uring
+                .submitter()
+                .register_buf_ring_with_flags(ring_addr, entries, group, 0)
+        }
+    }
+
     /// Waits for the shutdown wake fd to become readable, as an operation
     /// completing as [`Op::ShutdownPoll`].
     pub(crate) fn poll_shutdown(&mut self, wake_fd: std::os::fd::RawFd) {
@@ -278,14 +307,13 @@ pub(crate) fn kernel_features() -> io::Result<Features> {
 }
 
 /// Operations both loops need, with the kernel that added the last of them.
-const REQUIRED: [(u8, &str); 9] = [
+const REQUIRED: [(u8, &str); 8] = [
     (opcode::Accept::CODE, "accept"),
     (opcode::Recv::CODE, "recv"),
     (opcode::Send::CODE, "send"),
     (opcode::RecvMsg::CODE, "recvmsg"),
     (opcode::SendMsg::CODE, "sendmsg"),
     (opcode::Timeout::CODE, "timeout"),
-    (opcode::LinkTimeout::CODE, "link_timeout"),
     (opcode::PollAdd::CODE, "poll_add"),
     (opcode::AsyncCancel::CODE, "async_cancel"),
 ];
@@ -318,6 +346,10 @@ fn probe() -> io::Result<Features> {
         // release as multishot accept (5.19), so it stands in for it. The accept
         // path still falls back to single-shot if the kernel answers EINVAL.
         multishot_accept: probe.is_supported(opcode::Socket::CODE),
+        // Likewise IORING_OP_SEND_ZC arrived with multishot recv (6.0). Where the
+        // kernel still refuses it (EINVAL), or refuses the buffer ring, the TCP
+        // loop falls back to a buffer per connection.
+        multishot_recv: probe.is_supported(opcode::SendZc::CODE),
     })
 }
 

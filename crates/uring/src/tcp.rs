@@ -1,19 +1,33 @@
-//! The TCP loop: one ring, one listener, every connection in a slab.
+//! The TCP loop: one ring, one listener, one pool of receive buffers, every
+//! connection in a slab.
 //!
 //! Each connection is a [`Connection`] in a `Box` in the slab (the readiness
 //! loop's table too: `socklab_server_kit::slab`), and the slab index is in the
 //! `user_data` of every operation submitted for it. The `Box` keeps its address
-//! put however the slab grows, and its buffers are owned by the `Connection`, so
-//! they stay alive and unmoved while the kernel works on them. A `Connection` is
-//! freed only when none of its operations is in flight any more
+//! put however the slab grows, and its reply buffers are owned by the
+//! `Connection`, so they stay alive and unmoved while the kernel works on them. A
+//! `Connection` is freed only when none of its operations is in flight any more
 //! (`Connection::in_flight == 0`): a completion can never arrive for freed memory,
 //! and a recycled slab index never receives a stale completion.
+//!
+//! What a connection does *not* own is a receive buffer. Its multishot recv
+//! names the loop's buffer group; each completion says which buffer of the
+//! [`BufRing`] the kernel filled, the bytes go to the protocol (or, if it may not
+//! take them yet, are copied to the connection's `unread`), and the buffer goes
+//! straight back to the ring. Each multishot recv is armed with a byte budget
+//! (what the connection may still take before the backpressure cap) and ends
+//! when it is spent: the loop decides how much input a connection gets, not how
+//! fast the kernel can fill buffers. Where the kernel refuses buffer rings or
+//! multishot recv, each connection gets its own `READ_BUF` buffer and a
+//! single-shot recv into it, re-armed after every completion: to the rest of the
+//! loop that is a multishot recv that ends after each completion.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
-use std::time::Instant;
+use std::sync::Once;
+use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types};
 use socklab_protocol::{Session, Work};
@@ -23,8 +37,49 @@ use socklab_server_kit::work::spin_for;
 use socklab_server_kit::READ_BUF;
 use socklab_server_kit::{log_client_error, Config, Context, Counters, OpenConnection};
 
+use crate::bufring::{BufRing, PoolSize, BUFFER_GROUP, BUF_SIZE};
 use crate::ring::{token, Completion, Features, Op, Ring};
 use crate::MAX_PENDING_OUTPUT;
+
+/// Where a loop's connections receive into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecvBuffers {
+    /// A provided-buffer ring of this size shared by the loop's connections, and
+    /// one multishot recv per connection (where the kernel allows it).
+    Provided(PoolSize),
+    /// As `Provided`, with multishot recvs that carry no byte limit, as on Linux
+    /// 6.0 to 6.16: chosen only by the tests, to keep that path working here.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Unlimited(PoolSize),
+    /// One `READ_BUF` buffer per connection and a single-shot recv: the fallback
+    /// where the kernel refuses the above. Chosen up front only by the tests, to
+    /// keep the fallback working on kernels that never need it.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Owned,
+}
+
+/// Which recv a connection arms; the loop picks the best the kernel allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RecvOp {
+    /// Multishot from the buffer ring, ending after a byte budget (Linux 6.17).
+    Limited,
+    /// Multishot from the buffer ring, until cancelled (Linux 6.0).
+    Multishot,
+    /// Single-shot into the connection's own buffer: the fallback.
+    Owned,
+}
+
+/// Where a connection's recv stands (its accept's counterpart: [`Accept`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Recv {
+    /// Nothing armed: armed again by `advance` if the connection wants input.
+    Idle,
+    /// A recv is in flight (multishot: until a completion without F_MORE).
+    Armed,
+    /// We asked the kernel to cancel it (backpressure, or bad input being
+    /// answered); its last completion is still due.
+    Cancelling,
+}
 
 /// Where the listener's accept operation stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,13 +110,19 @@ pub(crate) struct TcpLoop<'a> {
     stopping: bool,
     /// The loop-wide timers were cancelled after the last connection left.
     winding_down: bool,
+    /// `--idle-timeout`: each connection's idle timer checks against it.
+    idle: Option<Duration>,
     /// Durations the kernel reads when a timer is submitted. Boxed so their
     /// addresses stay put for as long as the loop runs, whatever moves the loop.
-    idle: Option<Box<types::Timespec>>,
     grace: Box<types::Timespec>,
     backoff: Box<types::Timespec>,
-    /// Dropped last, after every socket above is closed (and with nothing in flight).
+    /// The recv connections arm: downgraded, once, when the kernel refuses one.
+    recv_op: RecvOp,
+    /// Dropped after every socket above is closed (and with nothing in flight).
     ring: Ring,
+    /// The receive buffers lent to the kernel; `None` in the fallback. Dropped
+    /// after the ring, which unregisters them.
+    buffers: Option<BufRing>,
 }
 
 impl<'a> TcpLoop<'a> {
@@ -71,9 +132,32 @@ impl<'a> TcpLoop<'a> {
         cx: &'a Context,
         features: Features,
         cap: usize,
+        recv_buffers: RecvBuffers,
     ) -> Self {
+        let buffers = match recv_buffers {
+            RecvBuffers::Provided(_) | RecvBuffers::Unlimited(_) if !features.multishot_recv => {
+                fall_back("this kernel has no multishot recv (Linux 6.0)");
+                None
+            }
+            RecvBuffers::Provided(size) | RecvBuffers::Unlimited(size) => {
+                BufRing::register(&ring, size)
+                    .map_err(|e| {
+                        fall_back(&format!(
+                            "IORING_REGISTER_PBUF_RING failed: {e} (Linux 5.19 or later is needed)"
+                        ))
+                    })
+                    .ok()
+            }
+            RecvBuffers::Owned => None,
+        };
         TcpLoop {
             ring,
+            recv_op: match (&buffers, recv_buffers) {
+                (None, _) => RecvOp::Owned,
+                (Some(_), RecvBuffers::Unlimited(_)) => RecvOp::Multishot,
+                (Some(_), _) => RecvOp::Limited,
+            },
+            buffers,
             listener,
             cx,
             connections: Slab::default(),
@@ -85,7 +169,7 @@ impl<'a> TcpLoop<'a> {
             grace_armed: false,
             stopping: false,
             winding_down: false,
-            idle: cx.config.idle_timeout.map(|d| Box::new(d.into())),
+            idle: cx.config.idle_timeout,
             grace: Box::new(cx.config.grace.into()),
             backoff: Box::new(RESOURCE_BACKOFF.into()),
         }
@@ -103,18 +187,21 @@ impl<'a> TcpLoop<'a> {
                 // The ring itself failed: we cannot learn when the kernel lets go
                 // of our buffers, so they are leaked rather than freed under it.
                 std::mem::forget(std::mem::take(&mut self.connections));
+                std::mem::forget(self.buffers.take());
                 return Err(e);
             }
             self.ring.reap(&mut completions);
+            // One clock read per batch, for every completion in it.
+            let now = Instant::now();
             for completion in completions.drain(..) {
-                self.complete(completion);
+                self.complete(completion, now);
             }
             self.tend_accept();
         }
         Ok(())
     }
 
-    fn complete(&mut self, c: Completion) {
+    fn complete(&mut self, c: Completion, now: Instant) {
         match c.op {
             Op::ShutdownPoll => self.begin_shutdown(),
             Op::Grace => {
@@ -126,9 +213,7 @@ impl<'a> TcpLoop<'a> {
             Op::Cancel => {}
             Op::Accept => self.on_accept(c.result, c.more),
             Op::AcceptBackoff => self.backing_off = false,
-            Op::Recv | Op::RecvTimeout | Op::Send | Op::SendTimeout | Op::Sleep => {
-                self.on_conn_op(c)
-            }
+            Op::Recv | Op::Send | Op::Idle | Op::Sleep => self.on_conn_op(c, now),
             Op::DatagramRecv | Op::DatagramSleep | Op::DatagramSend => {
                 unreachable!("the TCP loop submits no datagram operations")
             }
@@ -170,7 +255,7 @@ impl<'a> TcpLoop<'a> {
             let Some(stream) = self.parked.pop_front() else {
                 break;
             };
-            self.open(stream);
+            self.open(stream, Instant::now());
         }
         let room = self.below_cap() && self.parked.is_empty() && !self.backing_off;
         match self.accept {
@@ -233,7 +318,7 @@ impl<'a> TcpLoop<'a> {
             if self.stopping {
                 drop(stream);
             } else if self.below_cap() && self.parked.is_empty() {
-                self.open(stream);
+                self.open(stream, Instant::now());
             } else {
                 self.parked.push_back(stream);
             }
@@ -283,40 +368,124 @@ impl<'a> TcpLoop<'a> {
     }
 
     /// Starts serving an accepted connection.
-    fn open(&mut self, stream: TcpStream) {
+    fn open(&mut self, stream: TcpStream, now: Instant) {
         // The event loops set only TCP_NODELAY of `prepare_stream`'s options. Its
         // SO_RCVTIMEO and SO_SNDTIMEO time out a *blocked* call, and the kernel
         // never blocks a thread of ours on this socket: the ring polls it. The
-        // linked timeouts on each recv and send do their job.
+        // idle timer does their job.
         if let Err(e) = stream.set_nodelay(true) {
             log_client_error("uring", &e);
             return;
         }
         let index = self
             .connections
-            .insert(Box::new(Connection::new(stream, self.cx)));
+            .insert(Box::new(Connection::new(stream, self.cx, now)));
         let connection = self.connections.get_mut(index).expect("just inserted");
-        connection.advance(&mut self.ring, index, self.idle.as_deref());
-        self.release_if_done(index);
+        if let Some(idle) = self.idle {
+            connection.arm_idle(&mut self.ring, index, idle);
+        }
+        self.advance(index, now);
     }
 
-    fn on_conn_op(&mut self, c: Completion) {
-        let (config, counters) = (&*self.cx.config, self.cx.counters);
+    fn on_conn_op(&mut self, c: Completion, now: Instant) {
         let connection = self
             .connections
             .get_mut(c.index)
             .expect("a connection is freed only after its last completion");
-        connection.in_flight -= 1;
+        if !c.more {
+            connection.in_flight -= 1;
+        }
+        let mut io = Io {
+            ring: &mut self.ring,
+            index: c.index,
+            config: &self.cx.config,
+            counters: self.cx.counters,
+            now,
+        };
         match c.op {
-            Op::Recv => connection.on_recv(c.result, &mut self.ring, c.index, config, counters),
-            Op::Send => connection.on_send(c.result, &mut self.ring, c.index),
+            Op::Recv => {
+                // The bytes are in the ring buffer the kernel picked and named in
+                // the completion, or (the fallback) in the connection's own.
+                let ring_bytes = match (c.buffer, &self.buffers) {
+                    (Some(id), Some(pool)) => Some(pool.get(id, c.result.max(0) as usize)),
+                    _ => None,
+                };
+                let armed_as = connection.recv_op;
+                connection.on_recv(c.result, c.more, ring_bytes, &mut io);
+                if let (Some(id), Some(pool)) = (c.buffer, &mut self.buffers) {
+                    // Fed to the protocol or copied aside: the buffer goes back now,
+                    // so no connection holds one past its completion.
+                    pool.recycle(id);
+                }
+                match -c.result {
+                    libc::ENOBUFS => self.ran_dry(),
+                    libc::EINVAL => self.refused(armed_as),
+                    _ => {}
+                }
+            }
+            Op::Send => connection.on_send(c.result, &mut io),
             Op::Sleep => connection.on_sleep(),
-            // The timer linked to a recv or send: if it fired, that operation
-            // completes with -ECANCELED and is handled there.
+            Op::Idle => {
+                let idle = self
+                    .idle
+                    .expect("idle timers run only with an idle timeout");
+                connection.on_idle_timer(idle, &mut io);
+            }
+            other => unreachable!("{other:?} is not a connection's operation"),
+        }
+        self.advance(c.index, now);
+    }
+
+    /// A recv found the buffer ring empty (`-ENOBUFS`): its bytes wait in the
+    /// socket and its multishot has ended. Lend the kernel more buffers, up to the
+    /// ring's size; `advance` re-arms the recv, and the buffers of this batch's
+    /// other completions are back in the ring before the next `io_uring_enter`.
+    fn ran_dry(&mut self) {
+        if let Some(count) = self.buffers.as_mut().and_then(BufRing::grow) {
+            eprintln!(
+                "socklab uring: the buffer ring ran dry: {count} buffers of {} KiB now",
+                BUF_SIZE / 1024
+            );
+        }
+    }
+
+    /// The kernel answered `EINVAL` to a recv armed as `op`: it lacks what `op`
+    /// needs (the probe cannot tell flags apart). Every later recv is armed the
+    /// next way down, and the one refused is re-armed so by `advance`.
+    fn refused(&mut self, op: RecvOp) {
+        match (op, self.recv_op) {
+            (RecvOp::Limited, RecvOp::Limited) => {
+                eprintln!(
+                    "socklab uring: this kernel has no byte limit on multishot recv (Linux 6.17); \
+                     a client that does not read may leave one batch of input beyond the \
+                     backpressure cap"
+                );
+                self.recv_op = RecvOp::Multishot;
+            }
+            (RecvOp::Multishot, RecvOp::Multishot) => {
+                fall_back("the kernel refused a multishot recv (EINVAL)");
+                self.recv_op = RecvOp::Owned;
+            }
+            // Already downgraded by a sibling's completion of the same batch.
             _ => {}
         }
-        connection.advance(&mut self.ring, c.index, self.idle.as_deref());
-        self.release_if_done(c.index);
+    }
+
+    /// Submits whatever connection `index` can do next, then frees it if it is
+    /// finished.
+    fn advance(&mut self, index: usize, now: Instant) {
+        let Some(connection) = self.connections.get_mut(index) else {
+            return;
+        };
+        let mut io = Io {
+            ring: &mut self.ring,
+            index,
+            config: &self.cx.config,
+            counters: self.cx.counters,
+            now,
+        };
+        connection.advance(self.recv_op, &mut io);
+        self.release_if_done(index);
     }
 
     /// Frees a finished connection once the kernel holds none of its memory.
@@ -333,14 +502,43 @@ impl<'a> TcpLoop<'a> {
     }
 }
 
+/// Says once per process that the loop receives into a buffer per connection,
+/// and why.
+fn fall_back(why: &str) {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        eprintln!(
+            "socklab uring: no provided-buffer ring: {why}; each connection gets its own \
+             {} KiB receive buffer and a single-shot recv instead",
+            READ_BUF / 1024
+        )
+    });
+}
+
+/// What a connection's handlers need from its loop: the ring to submit on, the
+/// connection's index (for `user_data`), the configuration and counters, and
+/// the time of the batch being handled.
+struct Io<'l> {
+    ring: &'l mut Ring,
+    index: usize,
+    config: &'l Config,
+    counters: &'l Counters,
+    now: Instant,
+}
+
 /// One client's state. While an operation is in flight the kernel owns the
-/// memory it points at, and this code does not touch it:
-/// `input` during a recv, `sending[sent..]` during a send, `sleep` (until the
-/// timer is submitted; we keep it until completion).
+/// memory it points at, and this code does not touch it: `sending[sent..]`
+/// during a send, `sleep` and `idle_timer` while their timers run, and, in the
+/// fallback only, `input` during a recv.
 struct Connection {
     stream: TcpStream,
     session: Session,
+    /// The fallback's own receive buffer; empty (no allocation) with a buffer ring.
     input: Vec<u8>,
+    /// Bytes received that the protocol may not take yet (a `sleep` reply is
+    /// held, or the replies are past the backpressure cap), copied out of their
+    /// ring buffer so that it goes back at once. Fed first when allowed.
+    unread: Vec<u8>,
     sending: Vec<u8>,
     sent: usize,
     /// Replies produced while a send was in flight; they go out next.
@@ -348,11 +546,18 @@ struct Connection {
     /// Replies held back by `sleep` work until its timer fires.
     held: Vec<u8>,
     sleep: types::Timespec,
-    /// Operations of this connection the kernel still holds (linked timers included).
+    idle_timer: types::Timespec,
+    /// Last time bytes moved either way, for the idle timeout.
+    last_active: Instant,
+    /// Operations of this connection the kernel still holds (a multishot recv
+    /// counts once, until its last completion).
     in_flight: u32,
-    receiving: bool,
+    recv: Recv,
+    /// How the recv in flight (or the last one) was armed.
+    recv_op: RecvOp,
     send_armed: bool,
     sleeping: bool,
+    idle_armed: bool,
     /// The client shut its write side (recv returned 0).
     eof: bool,
     /// Bad input: send what is queued (ending in the error line), then close.
@@ -364,21 +569,25 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(stream: TcpStream, cx: &Context) -> Connection {
-        let config = &cx.config;
+    fn new(stream: TcpStream, cx: &Context, now: Instant) -> Connection {
         Connection {
             stream,
-            session: config.session(),
-            input: vec![0; READ_BUF],
+            session: cx.config.session(),
+            input: Vec::new(),
+            unread: Vec::new(),
             sending: Vec::new(),
             sent: 0,
             pending: Vec::new(),
             held: Vec::new(),
             sleep: types::Timespec::new(),
+            idle_timer: types::Timespec::new(),
+            last_active: now,
             in_flight: 0,
-            receiving: false,
+            recv: Recv::Idle,
+            recv_op: RecvOp::Owned,
             send_armed: false,
             sleeping: false,
+            idle_armed: false,
             eof: false,
             closing: false,
             dead: false,
@@ -391,59 +600,98 @@ impl Connection {
         self.sending.len() - self.sent + self.pending.len() + self.held.len()
     }
 
-    fn on_recv(
-        &mut self,
-        result: i32,
-        ring: &mut Ring,
-        index: usize,
-        config: &Config,
-        counters: &Counters,
-    ) {
-        self.receiving = false;
+    /// Whether the protocol may take input now: not while a `sleep` reply is
+    /// held (replies stay in order), nor past the backpressure cap, nor once bad
+    /// input is being answered.
+    fn may_feed(&self) -> bool {
+        !(self.sleeping || self.closing) && self.unsent() < MAX_PENDING_OUTPUT
+    }
+
+    /// Bytes this connection may still take in before it passes the backpressure
+    /// cap: replies queued and input waiting both count.
+    fn budget(&self) -> usize {
+        MAX_PENDING_OUTPUT.saturating_sub(self.unsent() + self.unread.len())
+    }
+
+    /// Whether a recv should be armed: there is budget, and the client may still
+    /// send.
+    fn wants_input(&self) -> bool {
+        !(self.eof || self.closing) && self.budget() > 0
+    }
+
+    /// A recv completion: `ring_bytes` are the bytes in the ring buffer it names
+    /// (`None` in the fallback, where they are in `input`).
+    fn on_recv(&mut self, result: i32, more: bool, ring_bytes: Option<&[u8]>, io: &mut Io) {
+        if !more {
+            // The multishot ended (or, in the fallback, the single recv did):
+            // `advance` re-arms it if this connection still wants input.
+            self.recv = Recv::Idle;
+        }
         if self.dead {
             return;
         }
         match result {
+            n if n > 0 => {
+                self.last_active = io.now;
+                match ring_bytes {
+                    Some(bytes) => self.take_input(bytes, io),
+                    None => {
+                        let input = std::mem::take(&mut self.input);
+                        self.take_input(&input[..n as usize], io);
+                        self.input = input;
+                    }
+                }
+            }
             // EOF: the client shut its write side. Replies still queued go out,
             // then we close: the client reads every reply, then EOF (half-close).
             0 => self.eof = true,
-            n if n > 0 => self.on_input(n as usize, ring, index, config, counters),
-            // Cancelled: its linked idle timer fired, or the grace period ended.
-            e if e == -libc::ECANCELED => self.kill(ring, index),
+            // Our own cancel (backpressure), the ring out of buffers (the loop
+            // grows it), or a multishot the kernel refused (the loop arms the next
+            // kind): the bytes are still in the socket, and `advance` re-arms when
+            // it should.
+            e if -e == libc::ECANCELED || -e == libc::ENOBUFS => {}
+            e if -e == libc::EINVAL && self.recv_op != RecvOp::Owned => {}
             e => {
                 log_client_error("uring", &io::Error::from_raw_os_error(-e));
-                self.kill(ring, index);
+                self.kill(io.ring, io.index);
             }
         }
     }
 
-    /// Feeds `n` bytes just received to the protocol and routes the replies by
-    /// the work they need.
-    fn on_input(
-        &mut self,
-        n: usize,
-        ring: &mut Ring,
-        index: usize,
-        config: &Config,
-        counters: &Counters,
-    ) {
-        let input = &self.input[..n];
-        config.maybe_crash(input);
-        // `held` is empty here: no recv is armed while a sleep is pending.
-        let fed = self.session.feed_at(input, Instant::now(), &mut self.held);
-        counters.served(fed.requests, n, self.held.len());
+    /// Received bytes go to the protocol now if it may take them and nothing
+    /// older waits; otherwise after what waits.
+    fn take_input(&mut self, bytes: &[u8], io: &mut Io) {
+        if self.closing {
+            // Answered and closing: further input is ignored, as the session would.
+        } else if self.unread.is_empty() && self.may_feed() {
+            self.feed(bytes, io);
+        } else {
+            self.unread.extend_from_slice(bytes);
+        }
+    }
+
+    /// Feeds `input` to the protocol and routes the replies by the work they need.
+    fn feed(&mut self, input: &[u8], io: &mut Io) {
+        io.config.maybe_crash(input);
+        // `held` is empty here: nothing is fed while a sleep is pending.
+        let fed = self.session.feed_at(input, io.now, &mut self.held);
+        io.counters
+            .served(fed.requests, input.len(), self.held.len());
         // Bad input (a line too long, a request dribbled past its timeout): send
         // what is queued, ending in the error line, then close.
-        self.closing |= fed.closing;
-        match config.work.times(fed.requests) {
+        if fed.closing {
+            self.closing = true;
+            self.unread.clear();
+        }
+        match io.config.work.times(fed.requests) {
             Work::Sleep(d) if !d.is_zero() => {
                 self.sleep = d.into();
                 let entry = opcode::Timeout::new(&self.sleep)
                     .build()
-                    .user_data(token(Op::Sleep, index));
+                    .user_data(token(Op::Sleep, io.index));
                 // SAFETY: `sleep` lives in this boxed Connection, which is freed only
                 // after its last completion (this timer's included).
-                unsafe { ring.push(&[entry]) };
+                unsafe { io.ring.push(&[entry]) };
                 self.in_flight += 1;
                 self.sleeping = true;
             }
@@ -456,17 +704,20 @@ impl Connection {
         }
     }
 
-    fn on_send(&mut self, result: i32, ring: &mut Ring, index: usize) {
+    fn on_send(&mut self, result: i32, io: &mut Io) {
         self.send_armed = false;
         if self.dead {
             return;
         }
         match result {
             // A partial send is normal: the rest goes out in the next send.
-            n if n > 0 => self.sent += n as usize,
-            // Cancelled: its linked timer fired (the client stopped reading for
-            // the idle timeout), or the grace period ended.
-            e if e == -libc::ECANCELED => self.kill(ring, index),
+            n if n > 0 => {
+                self.sent += n as usize;
+                self.last_active = io.now;
+            }
+            // Cancelled: the idle timer found the client not reading, or the grace
+            // period ended.
+            e if e == -libc::ECANCELED => self.kill(io.ring, io.index),
             e => {
                 let err = if e == 0 {
                     io::Error::new(io::ErrorKind::WriteZero, "send accepted no bytes")
@@ -474,7 +725,7 @@ impl Connection {
                     io::Error::from_raw_os_error(-e)
                 };
                 log_client_error("uring", &err);
-                self.kill(ring, index);
+                self.kill(io.ring, io.index);
             }
         }
     }
@@ -486,11 +737,49 @@ impl Connection {
         }
     }
 
-    /// Submits whatever this connection can do next: a send of queued replies,
-    /// a recv if its output is below the cap, or its close when it is done.
-    fn advance(&mut self, ring: &mut Ring, index: usize, idle: Option<&types::Timespec>) {
+    /// Arms this connection's idle timer to fire after `after`.
+    fn arm_idle(&mut self, ring: &mut Ring, index: usize, after: Duration) {
+        self.idle_timer = after.into();
+        // SAFETY: `idle_timer` lives in this boxed Connection, which is freed only
+        // after its last completion (this timer's included), and is rewritten only
+        // when no idle timer is armed.
+        unsafe { ring.timer(Op::Idle, index, &self.idle_timer) };
+        self.in_flight += 1;
+        self.idle_armed = true;
+    }
+
+    /// The idle timer fired (or was cancelled). One timer per connection,
+    /// re-armed lazily as the readiness loop's is: rather than move the timer on
+    /// every recv (an SQE per request), check when it fires and set a new one for
+    /// `last_active + idle` if bytes moved meanwhile.
+    fn on_idle_timer(&mut self, idle: Duration, io: &mut Io) {
+        self.idle_armed = false;
         if self.dead {
             return;
+        }
+        let quiet_until = self.last_active + idle;
+        if self.sleeping {
+            // The client is not idle: it is waiting for us (sleep work).
+            self.arm_idle(io.ring, io.index, idle);
+        } else if io.now >= quiet_until {
+            // Silent, or not reading our replies, for the whole idle timeout.
+            self.kill(io.ring, io.index);
+        } else {
+            self.arm_idle(io.ring, io.index, quiet_until - io.now);
+        }
+    }
+
+    /// Submits whatever this connection can do next: input that waited to the
+    /// protocol, a send of queued replies, a recv if it wants input (or the
+    /// recv's cancel if it no longer does), or its close when it is done.
+    /// `op` is the recv the loop arms now.
+    fn advance(&mut self, op: RecvOp, io: &mut Io) {
+        if self.dead {
+            return;
+        }
+        if !self.unread.is_empty() && self.may_feed() {
+            let unread = std::mem::take(&mut self.unread);
+            self.feed(&unread, io);
         }
         if !self.send_armed {
             if self.sent == self.sending.len() {
@@ -500,42 +789,64 @@ impl Connection {
                 std::mem::swap(&mut self.sending, &mut self.pending);
             }
             if self.sent < self.sending.len() {
-                self.submit_send(ring, index, idle);
+                self.submit_send(io.ring, io.index);
             }
         }
-        // Backpressure: a client whose replies pile up (it does not read) gets no
-        // recv until they drain, so it cannot grow our memory; the kernel's socket
-        // buffers fill and its own writes block.
-        let may_read = !(self.receiving || self.sleeping || self.eof || self.closing);
-        if may_read && self.unsent() < MAX_PENDING_OUTPUT {
-            self.submit_recv(ring, index, idle);
+        // Backpressure: a client whose replies pile up (it does not read) gets its
+        // recv cancelled until they drain, so it cannot grow our memory; the
+        // kernel's socket buffers fill and its own writes block.
+        match self.recv {
+            Recv::Idle if self.wants_input() => self.submit_recv(op, io.ring, io.index),
+            Recv::Armed if !self.wants_input() => {
+                io.ring.cancel(token(Op::Recv, io.index));
+                self.recv = Recv::Cancelling;
+            }
+            _ => {}
         }
-        let quiet = !(self.receiving || self.send_armed || self.sleeping);
-        if (self.eof || self.closing) && quiet && self.unsent() == 0 {
+        let quiet = !(self.send_armed || self.sleeping);
+        if (self.eof || self.closing) && quiet && self.unsent() == 0 && self.unread.is_empty() {
             if self.closing {
                 // As the blocking driver does: FIN after the error line, then close.
                 let _ = self.stream.shutdown(Shutdown::Write);
             }
-            self.dead = true;
+            // Cancels what is still armed (the recv, the idle timer).
+            self.kill(io.ring, io.index);
         }
     }
 
-    fn submit_recv(&mut self, ring: &mut Ring, index: usize, idle: Option<&types::Timespec>) {
-        let recv = opcode::Recv::new(
-            types::Fd(self.stream.as_raw_fd()),
-            self.input.as_mut_ptr(),
-            self.input.len() as u32,
-        )
-        .build()
-        .user_data(token(Op::Recv, index));
-        // SAFETY: `input` is owned by this boxed Connection, which is freed only after
-        // its last completion; nothing reads, resizes or replaces `input` while
-        // `receiving` is set.
-        self.in_flight += unsafe { push_linked(ring, recv, idle, token(Op::RecvTimeout, index)) };
-        self.receiving = true;
+    fn submit_recv(&mut self, op: RecvOp, ring: &mut Ring, index: usize) {
+        let fd = types::Fd(self.stream.as_raw_fd());
+        // One SQE for every arrival of data until it ends: each completion takes a
+        // buffer from group BUFFER_GROUP (IOSQE_BUFFER_SELECT) only when bytes are
+        // there to go in it.
+        let multishot = || opcode::RecvMulti::new(fd, BUFFER_GROUP).build();
+        let recv = match op {
+            // Ends (without F_MORE) once it has delivered this connection's budget:
+            // the kernel can deliver a whole batch before our cancel of a multishot
+            // lands, so the budget, not the cancel, is what holds the cap.
+            RecvOp::Limited => {
+                debug_assert!(self.budget() > 0, "a budget of 0 would mean no limit");
+                with_total_limit(multishot(), self.budget() as u32)
+            }
+            RecvOp::Multishot => multishot(),
+            RecvOp::Owned => {
+                if self.input.is_empty() {
+                    self.input = vec![0; READ_BUF];
+                }
+                opcode::Recv::new(fd, self.input.as_mut_ptr(), self.input.len() as u32).build()
+            }
+        };
+        // SAFETY: a multishot recv writes only into ring buffers, which the loop
+        // keeps until the ring is gone. In the fallback, `input` is owned by this
+        // boxed Connection, which is freed only after its last completion, and
+        // nothing reads, resizes or replaces it while the recv is armed.
+        unsafe { ring.push(&[recv.user_data(token(Op::Recv, index))]) };
+        self.in_flight += 1;
+        self.recv = Recv::Armed;
+        self.recv_op = op;
     }
 
-    fn submit_send(&mut self, ring: &mut Ring, index: usize, idle: Option<&types::Timespec>) {
+    fn submit_send(&mut self, ring: &mut Ring, index: usize) {
         let rest = &self.sending[self.sent..];
         let send = opcode::Send::new(
             types::Fd(self.stream.as_raw_fd()),
@@ -548,7 +859,8 @@ impl Connection {
         // SAFETY: `sending` is owned by this boxed Connection, which is freed only after
         // its last completion; while `send_armed` is set new replies go to
         // `pending`, and `sending` is neither written, swapped nor reallocated.
-        self.in_flight += unsafe { push_linked(ring, send, idle, token(Op::SendTimeout, index)) };
+        unsafe { ring.push(&[send]) };
+        self.in_flight += 1;
         self.send_armed = true;
     }
 
@@ -560,48 +872,33 @@ impl Connection {
         }
         self.dead = true;
         for (armed, op) in [
-            (self.receiving, Op::Recv),
+            (self.recv == Recv::Armed, Op::Recv),
             (self.send_armed, Op::Send),
             (self.sleeping, Op::Sleep),
+            (self.idle_armed, Op::Idle),
         ] {
             if armed {
-                // Cancelling a recv or send also cancels the timer linked to it.
                 ring.cancel(token(op, index));
             }
         }
     }
 }
 
-/// Pushes `entry`, followed by a linked timeout when `idle` is set; returns the
-/// number of operations submitted.
-///
-/// The linked timeout (`IOSQE_IO_LINK` + `LinkTimeout`) is how this loop does the
-/// idle timeout: the kernel cancels the recv (or send) if it has not completed
-/// within the timeout, and the timer is disarmed when it does. No timer wheel, no
-/// sweep over all connections: the cost is one more SQE and CQE per operation.
-///
-/// # Safety
-///
-/// As for [`Ring::push`]: the memory `entry` points at must outlive its
-/// completion. `idle` is the Timespec boxed in the `TcpLoop`, which outlives
-/// every operation.
-unsafe fn push_linked(
-    ring: &mut Ring,
-    entry: squeue::Entry,
-    idle: Option<&types::Timespec>,
-    timer: u64,
-) -> u32 {
-    match idle {
-        None => {
-            // SAFETY: forwarded to the caller.
-            unsafe { ring.push(&[entry]) };
-            1
-        }
-        Some(timespec) => {
-            let link = opcode::LinkTimeout::new(timespec).build().user_data(timer);
-            // SAFETY: forwarded to the caller.
-            unsafe { ring.push(&[entry.flags(squeue::Flags::IO_LINK), link]) };
-            2
-        }
+/// `entry` (a multishot recv) with `sqe->optlen` set to `limit`: the bytes it may
+/// deliver in all before it ends without `IORING_CQE_F_MORE` (Linux 6.17, added
+/// because, in its author's words, the kernel "might produce a lot of completions
+/// before the user has a chance to cancel" a multishot recv). Earlier kernels
+/// read the same four bytes as `file_index` and answer `EINVAL`. io-uring 0.7 has
+/// no setter for it, so the field is written in place.
+fn with_total_limit(entry: squeue::Entry, limit: u32) -> squeue::Entry {
+    /// Offset of the `optlen` / `file_index` / `splice_fd_in` union in the SQE.
+    const OPTLEN: usize = 44;
+    // SAFETY: `squeue::Entry` is `repr(C)` around the kernel's 64-byte
+    // `io_uring_sqe` (the crate asserts its size), plain data of which every bit
+    // pattern is valid; only the u32 at `OPTLEN` changes.
+    unsafe {
+        let mut sqe: [u8; 64] = std::mem::transmute(entry);
+        sqe[OPTLEN..OPTLEN + 4].copy_from_slice(&limit.to_ne_bytes());
+        std::mem::transmute::<[u8; 64], squeue::Entry>(sqe)
     }
 }
