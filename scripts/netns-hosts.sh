@@ -62,6 +62,8 @@ merges the load generators' HDR logs and checks the request counts agree.
                          server's counter must equal the sum exactly
   -t, --threads T        event-loop threads per load (default 1: the hosts share
                          this machine's CPUs)
+  -s, --server-arg ARG   one more argument for `socklab serve` (repeat it), e.g.
+                         -s --max-conns=19000
       --bin PATH         the socklab binary (default $SOCKLAB, else
                          target/release/socklab, else socklab on PATH)
       --out DIR          where the logs go (default a new /tmp/socklab-netns.XXXXXX)
@@ -78,7 +80,7 @@ EOF
 # --- options -----------------------------------------------------------------
 
 MODEL=nonblocking HOSTS=2 CONNS=10 DURATION="" REQUESTS="" THREADS=1 OUT="" BIN="${SOCKLAB:-}"
-EXTRA=()
+EXTRA=() SERVER_ARGS=()
 
 die_usage() { echo "netns-hosts: $*" >&2; echo "try: scripts/netns-hosts.sh --help" >&2; exit 2; }
 
@@ -91,6 +93,7 @@ parse_args() {
             -d | --duration) DURATION="${2:?}"; shift 2 ;;
             -n | --requests) REQUESTS="${2:?}"; shift 2 ;;
             -t | --threads) THREADS="${2:?}"; shift 2 ;;
+            -s | --server-arg) SERVER_ARGS+=("${2:?}"); shift 2 ;;
             --bin) BIN="${2:?}"; shift 2 ;;
             --out) OUT="${2:?}"; shift 2 ;;
             -h | --help) usage; exit 0 ;;
@@ -220,7 +223,7 @@ SERVER_PID="" SERVER_ADDR=""
 
 # Starts the server in its namespace and waits for `socklab: MODEL serving tcp=ADDR pid=PID`.
 start_server() {
-    ip netns exec "$PREFIX-srv" "$BIN" serve "$MODEL" --tcp "$SERVER_IP:7788" \
+    ip netns exec "$PREFIX-srv" "$BIN" serve "$MODEL" --tcp "$SERVER_IP:7788" "${SERVER_ARGS[@]}" \
         >"$OUT/server.out" 2>"$OUT/server.err" </dev/null &
     PIDS+=($!)
     local line="" i
