@@ -405,7 +405,7 @@ summarize() {
             "server requests ${s_req:-?} >= sum of replies in the windows $sum_ok > 0 (surplus ${s_req:+$((s_req - sum_ok))}: the warm-ups, about $warmup_est if they ran at the windows' rates, and the ramps)"
     fi
     check "$([[ ${s_acc:-x} == "$((HOSTS * CONNS))" ]] && echo 1 || echo 0)" \
-        "server accepted ${s_acc:-?} = $HOSTS hosts x $CONNS connections (none reconnected)"
+        "server accepted ${s_acc:-?} = $HOSTS hosts x $CONNS connections (each connected once)"
     local distinct
     distinct=$(wc -w <<<"$PEERS")
     check "$(((distinct == HOSTS) ? 1 : 0))" \
