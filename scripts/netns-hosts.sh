@@ -57,7 +57,8 @@ merges the load generators' HDR logs and checks the request counts agree.
   -m, --model MODEL      server model (default nonblocking)
   -k, --hosts K          client hosts, one `socklab load` each (default 2, at most 250)
   -c, --conns C          connections per host (default 10)
-  -d, --duration D       measured window per host (default 5s); with -n, a cap
+  -d, --duration D       measured window per host (default socklab load's, 10s);
+                         with -n, a cap (default 600s)
   -n, --requests N       counted run: exactly N requests per host, no warm-up, so the
                          server's counter must equal the sum exactly
   -t, --threads T        event-loop threads per load (default 1: the hosts share
