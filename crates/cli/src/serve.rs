@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use socklab_protocol::{Framing, Limits, Work};
+use socklab_server_kit::loops::{self, loop_count};
 use socklab_server_kit::usage::TreeUsage;
 use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
 
@@ -197,18 +198,39 @@ impl ServeModel {
     /// Several event loops need `SO_REUSEPORT` set before `bind()`, so each loop
     /// can bind its own listener to the same port.
     fn bind_options(&self) -> BindOptions {
-        let loops = match self {
-            ServeModel::Uring { loops, .. } | ServeModel::Nonblocking { loops, .. } => loops.loops,
-            _ => 1,
-        };
         BindOptions {
             backlog: self.common().backlog,
-            reuse_port: loops > 1,
+            reuse_port: self.loops() > 1,
         }
     }
 
-    fn serve_tcp(&self, listener: TcpListener, cx: &Context) -> std::io::Result<()> {
+    /// Event loops asked for: `--loops` of the loop models, else one.
+    fn loops(&self) -> usize {
+        match self {
+            ServeModel::Uring { loops, .. } | ServeModel::Nonblocking { loops, .. } => loops.loops,
+            _ => 1,
+        }
+    }
+
+    /// Every TCP socket the model will accept on, bound before the address is
+    /// announced (see `socklab_server_kit::loops::tcp_listeners`).
+    fn tcp_sockets(&self, first: TcpListener, cx: &Context) -> std::io::Result<Vec<TcpListener>> {
+        let loops = loop_count(self.loops(), cx.config.max_conns);
+        loops::tcp_listeners(first, loops)
+    }
+
+    fn udp_sockets(&self, first: UdpSocket) -> std::io::Result<Vec<UdpSocket>> {
+        loops::udp_sockets(first, self.loops())
+    }
+
+    fn serve_tcp(&self, mut listeners: Vec<TcpListener>, cx: &Context) -> std::io::Result<()> {
         use ServeModel::*;
+        match self {
+            Nonblocking { .. } => return socklab_nonblocking::serve_on(listeners, cx),
+            Uring { .. } => return socklab_uring::serve_on(listeners, cx),
+            _ => {}
+        }
+        let listener = listeners.remove(0);
         match self {
             Iterative(_) => socklab_iterative::serve(listener, cx),
             Fork(_) => socklab_fork::serve(listener, cx),
@@ -219,16 +241,19 @@ impl ServeModel {
             Pool {
                 workers, dispatch, ..
             } => socklab_pool::serve(listener, cx, &pool_options(*workers, *dispatch)),
-            Nonblocking { loops, .. } => {
-                socklab_nonblocking::serve(listener, cx, &nonblocking_options(loops))
-            }
             Async { runtime, .. } => socklab_async::serve(listener, cx, &async_options(*runtime)),
-            Uring { loops, .. } => socklab_uring::serve(listener, cx, &uring_options(loops)),
+            Nonblocking { .. } | Uring { .. } => unreachable!("served above"),
         }
     }
 
-    fn serve_udp(&self, socket: UdpSocket, cx: &Context) -> std::io::Result<()> {
+    fn serve_udp(&self, mut sockets: Vec<UdpSocket>, cx: &Context) -> std::io::Result<()> {
         use ServeModel::*;
+        match self {
+            Nonblocking { .. } => return socklab_nonblocking::serve_udp_on(sockets, cx),
+            Uring { .. } => return socklab_uring::serve_udp_on(sockets, cx),
+            _ => {}
+        }
+        let socket = sockets.remove(0);
         match self {
             Iterative(_) => socklab_iterative::serve_udp(socket, cx),
             Fork(_) => socklab_fork::serve_udp(socket, cx),
@@ -239,11 +264,8 @@ impl ServeModel {
             Pool {
                 workers, dispatch, ..
             } => socklab_pool::serve_udp(socket, cx, &pool_options(*workers, *dispatch)),
-            Nonblocking { loops, .. } => {
-                socklab_nonblocking::serve_udp(socket, cx, &nonblocking_options(loops))
-            }
             Async { runtime, .. } => socklab_async::serve_udp(socket, cx, &async_options(*runtime)),
-            Uring { loops, .. } => socklab_uring::serve_udp(socket, cx, &uring_options(loops)),
+            Nonblocking { .. } | Uring { .. } => unreachable!("served above"),
         }
     }
 
@@ -274,16 +296,8 @@ fn pool_options(workers: usize, dispatch: socklab_pool::Dispatch) -> socklab_poo
     socklab_pool::Options { workers, dispatch }
 }
 
-fn nonblocking_options(loops: &Loops) -> socklab_nonblocking::Options {
-    socklab_nonblocking::Options { loops: loops.loops }
-}
-
 fn async_options(runtime: socklab_async::Runtime) -> socklab_async::Options {
     socklab_async::Options { runtime }
-}
-
-fn uring_options(loops: &Loops) -> socklab_uring::Options {
-    socklab_uring::Options { loops: loops.loops }
 }
 
 impl Common {
@@ -343,13 +357,32 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .udp
         .map(|addr| bind_udp(addr, bind).with_context(|| format!("binding UDP {addr}")))
         .transpose()?;
+    // Every socket of every loop exists before clients are told where to connect.
+    let listeners = listener
+        .map(|l| {
+            model
+                .tcp_sockets(l, &cx)
+                .context("binding each loop's TCP socket")
+        })
+        .transpose()?;
+    let udp = udp
+        .map(|s| {
+            model
+                .udp_sockets(s)
+                .context("binding each loop's UDP socket")
+        })
+        .transpose()?;
     report_usage_on_sigusr1(name, &cx).context("installing the SIGUSR1 handler")?;
-    announce(name, listener.as_ref(), udp.as_ref())?;
+    announce(
+        name,
+        listeners.as_ref().map(|l| &l[0]),
+        udp.as_ref().map(|s| &s[0]),
+    )?;
 
     let (done_tx, done_rx) = mpsc::channel();
     let model = std::sync::Arc::new(model);
     let mut running = 0;
-    if let Some(listener) = listener {
+    if let Some(listener) = listeners {
         running += 1;
         let (model, cx, done) = (model.clone(), cx.clone(), done_tx.clone());
         std::thread::Builder::new()

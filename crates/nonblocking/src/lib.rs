@@ -125,8 +125,8 @@ use std::io;
 use std::net::{TcpListener, UdpSocket};
 
 use mio::Token;
-use socklab_server_kit::loops::{loop_count, per_loop, run_loops, shares};
-use socklab_server_kit::{bind_tcp, bind_udp, Context};
+use socklab_server_kit::loops::{loop_count, run_loops, shares, tcp_listeners, udp_sockets};
+use socklab_server_kit::Context;
 
 mod tcp;
 mod timers;
@@ -166,8 +166,13 @@ impl Default for Options {
 /// connections in flight finish for the grace period.
 pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Result<()> {
     let loops = loop_count(options.loops, cx.config.max_conns);
-    let addr = listener.local_addr()?;
-    let listeners = per_loop(listener, loops, addr, bind_tcp, TcpListener::try_clone)?;
+    serve_on(tcp_listeners(listener, loops)?, cx)
+}
+
+/// [`serve`] on listeners already bound, one per loop
+/// ([`tcp_listeners`]): how `socklab serve` binds every socket before it
+/// announces the address.
+pub fn serve_on(listeners: Vec<TcpListener>, cx: &Context) -> io::Result<()> {
     let caps = shares(cx.config.max_conns, listeners.len());
     run_loops(
         listeners.into_iter().zip(caps),
@@ -179,8 +184,10 @@ pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Resu
 /// Serves UDP from `options.loops` readiness loops until shutdown; replies held by
 /// `sleep` work get the grace period.
 pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Result<()> {
-    let loops = loop_count(options.loops, cx.config.max_conns);
-    let addr = socket.local_addr()?;
-    let sockets = per_loop(socket, loops, addr, bind_udp, UdpSocket::try_clone)?;
+    serve_udp_on(udp_sockets(socket, options.loops.max(1))?, cx)
+}
+
+/// [`serve_udp`] on sockets already bound, one per loop ([`udp_sockets`]).
+pub fn serve_udp_on(sockets: Vec<UdpSocket>, cx: &Context) -> io::Result<()> {
     run_loops(sockets, &cx.shutdown, |socket| udp::run(socket, cx))
 }

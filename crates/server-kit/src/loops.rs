@@ -9,10 +9,10 @@
 //! readiness wait wakes for each new connection (epoll's thundering herd).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::AsFd;
 
-use crate::{BindOptions, Shutdown};
+use crate::{bind_tcp, bind_udp, BindOptions, Shutdown};
 
 /// At least one loop, and no more loops than connections allowed, so each loop's
 /// share of `max_conns` is at least one.
@@ -45,6 +45,24 @@ pub fn per_loop<S: AsFd>(
     }
     sockets.insert(0, first);
     Ok(sockets)
+}
+
+/// One listening socket per loop on `first`'s address ([`per_loop`]). Bind them
+/// before telling clients the address: with `SO_REUSEPORT` the kernel hashes each
+/// new connection to one of the sockets that exist *when it arrives*, and there it
+/// stays. Connections that come while only the first socket exists all queue on
+/// the first loop, however many loops start a moment later (`socklab serve` once
+/// announced first: of 16 clients connecting at once, often every one went to
+/// loop 1 of 2, while loop 2 stood idle).
+pub fn tcp_listeners(first: TcpListener, loops: usize) -> io::Result<Vec<TcpListener>> {
+    let addr = first.local_addr()?;
+    per_loop(first, loops, addr, bind_tcp, TcpListener::try_clone)
+}
+
+/// [`tcp_listeners`] for datagrams: one socket per loop on `first`'s address.
+pub fn udp_sockets(first: UdpSocket, loops: usize) -> io::Result<Vec<UdpSocket>> {
+    let addr = first.local_addr()?;
+    per_loop(first, loops, addr, bind_udp, UdpSocket::try_clone)
 }
 
 /// Splits `total` into `n` shares that differ by at most one: each loop's part of

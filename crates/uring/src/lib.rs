@@ -283,8 +283,8 @@ mod udp;
 use std::io;
 use std::net::{TcpListener, UdpSocket};
 
-use socklab_server_kit::loops::{loop_count, per_loop, run_loops, shares};
-use socklab_server_kit::{bind_tcp, bind_udp, Context};
+use socklab_server_kit::loops::{loop_count, run_loops, shares, tcp_listeners, udp_sockets};
+use socklab_server_kit::Context;
 
 use crate::tcp::RecvBuffers;
 
@@ -319,22 +319,25 @@ pub fn availability() -> Result<(), String> {
 /// `ErrorKind::Unsupported` error, before serving anyone, where the kernel
 /// refuses io_uring.
 pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Result<()> {
-    serve_tcp(listener, cx, options, RecvBuffers::Provided(bufring::POOL))
+    let loops = loop_count(options.loops, cx.config.max_conns);
+    serve_on(tcp_listeners(listener, loops)?, cx)
 }
 
-/// [`serve`], with the receive buffers chosen (the tests choose the fallback, or
-/// a pool small enough to run dry).
+/// [`serve`] on listeners already bound, one per loop ([`tcp_listeners`]): how
+/// `socklab serve` binds every socket before it announces the address.
+pub fn serve_on(listeners: Vec<TcpListener>, cx: &Context) -> io::Result<()> {
+    serve_tcp(listeners, cx, RecvBuffers::Provided(bufring::POOL))
+}
+
+/// [`serve_on`], with the receive buffers chosen (the tests choose the fallback,
+/// or a pool small enough to run dry).
 fn serve_tcp(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     cx: &Context,
-    options: &Options,
     recv_buffers: RecvBuffers,
 ) -> io::Result<()> {
     let features = ring::kernel_features()?;
-    let loops = loop_count(options.loops, cx.config.max_conns);
-    let addr = listener.local_addr()?;
-    let listeners = per_loop(listener, loops, addr, bind_tcp, TcpListener::try_clone)?;
-    let caps = shares(cx.config.max_conns, loops);
+    let caps = shares(cx.config.max_conns, listeners.len());
     let work = with_rings(listeners.into_iter().zip(caps).collect())?;
     run_loops(work, &cx.shutdown, |(ring, (listener, cap))| {
         tcp::TcpLoop::new(ring, listener, cx, features, cap, recv_buffers).run()
@@ -345,15 +348,12 @@ fn serve_tcp(
 /// 16 datagrams in flight with `RecvMsg`/`SendMsg`, and
 /// answers each datagram whole.
 pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Result<()> {
+    serve_udp_on(udp_sockets(socket, options.loops.max(1))?, cx)
+}
+
+/// [`serve_udp`] on sockets already bound, one per loop ([`udp_sockets`]).
+pub fn serve_udp_on(sockets: Vec<UdpSocket>, cx: &Context) -> io::Result<()> {
     ring::kernel_features()?;
-    let addr = socket.local_addr()?;
-    let sockets = per_loop(
-        socket,
-        options.loops.max(1),
-        addr,
-        bind_udp,
-        UdpSocket::try_clone,
-    )?;
     let work = with_rings(sockets)?;
     run_loops(work, &cx.shutdown, |(ring, socket)| {
         udp::UdpLoop::new(ring, socket, cx).run()
@@ -392,7 +392,7 @@ mod tests {
             return None;
         }
         Some(TestServer::tcp(config, move |listener, cx| {
-            serve_tcp(listener, cx, &Options::default(), recv_buffers)
+            serve_tcp(vec![listener], cx, recv_buffers)
         }))
     }
 
