@@ -59,7 +59,7 @@ impl Range {
     }
 }
 
-pub use crate::metric::{Metric, Unit, Words};
+pub use crate::metric::{Better, Metric, Unit, Words};
 
 /// All repeats of one model x scenario x connection count x work (x server CPUs
 /// x offered rate).
