@@ -69,15 +69,19 @@ pub const REPORT_FILE: &str = "report.md";
 pub const CSV_FILE: &str = "results.csv";
 pub const CHARTS_DIR: &str = "charts";
 
-/// What can go wrong turning a run directory into a report. Each names the file.
+/// What can go wrong turning a run directory into a report. Each names the file
+/// and says its cause in its own message. The cause is a field called `cause`,
+/// not `source`: thiserror would also return a `source` field from `source()`,
+/// and `anyhow`'s `{:#}` would then print it a second time ("No such file or
+/// directory: No such file or directory").
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{} is not a socklab results file: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: io::Error },
+    #[error("{} is not a socklab results file: {cause}", path.display())]
     Parse {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("{} has schema {found:?}; this socklab reads {expected:?}", path.display())]
     Schema {
@@ -85,8 +89,8 @@ pub enum ReportError {
         found: String,
         expected: &'static str,
     },
-    #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: io::Error },
+    #[error("cannot write {}: {cause}", path.display())]
+    Write { path: PathBuf, cause: io::Error },
     #[error("cannot serialize results: {0}")]
     Serialize(serde_json::Error),
     #[error("cannot draw chart {}: {message}", path.display())]
@@ -104,9 +108,9 @@ pub struct Written {
 /// Reads `dir/results.json` and checks that it is the schema this crate reads.
 pub fn load(dir: &Path) -> Result<Results, ReportError> {
     let path = dir.join(RESULTS_FILE);
-    let text = fs::read_to_string(&path).map_err(|source| ReportError::Read {
+    let text = fs::read_to_string(&path).map_err(|cause| ReportError::Read {
         path: path.clone(),
-        source,
+        cause,
     })?;
     // Check the schema before the full parse: an old or foreign file should say
     // "wrong schema", not "missing field".
@@ -114,9 +118,9 @@ pub fn load(dir: &Path) -> Result<Results, ReportError> {
     struct Header {
         schema: String,
     }
-    let header: Header = serde_json::from_str(&text).map_err(|source| ReportError::Parse {
+    let header: Header = serde_json::from_str(&text).map_err(|cause| ReportError::Parse {
         path: path.clone(),
-        source,
+        cause,
     })?;
     if header.schema != SCHEMA {
         return Err(ReportError::Schema {
@@ -125,7 +129,7 @@ pub fn load(dir: &Path) -> Result<Results, ReportError> {
             expected: SCHEMA,
         });
     }
-    serde_json::from_str(&text).map_err(|source| ReportError::Parse { path, source })
+    serde_json::from_str(&text).map_err(|cause| ReportError::Parse { path, cause })
 }
 
 /// Writes `dir/results.json` (pretty-printed, so a diff between runs reads well).
@@ -163,9 +167,9 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> 
     let sections = markdown::plan(&ctx);
 
     let charts_dir = dir.join(CHARTS_DIR);
-    fs::create_dir_all(&charts_dir).map_err(|source| ReportError::Write {
+    fs::create_dir_all(&charts_dir).map_err(|cause| ReportError::Write {
         path: charts_dir.clone(),
-        source,
+        cause,
     })?;
     let palette = charts::Palette::new(&summary.models);
     let mut charts = Vec::new();
@@ -197,9 +201,9 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> 
 /// Writes `text` to `path` whole or not at all: into a temporary file beside it,
 /// then `rename(2)`, so a run killed while writing never leaves half a file.
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
-    let err = |source| ReportError::Write {
+    let err = |cause| ReportError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, text).map_err(err)?;
