@@ -24,6 +24,8 @@
 //! - [`charts`]: figures -> SVG (plotters, no system fonts needed).
 //! - [`markdown`]: the report page; [`csv`](mod@csv): one flat row per cell.
 //! - [`format`](mod@format): numbers as the report prints them.
+//! - [`baseline`]: `socklab report NEW --baseline OLD`: what changed between two
+//!   runs, figure by figure, by the same overlap rule.
 //! - [`soak`]: the long run's verdict: does anything grow beyond its noise.
 //! - [`curve`]: the latency-vs-load curve's rules: measured well, sustained, the
 //!   knee, capacity per core.
@@ -39,6 +41,7 @@
 //! ```
 
 pub mod aggregate;
+pub mod baseline;
 pub mod charts;
 pub mod compare;
 pub mod counted;
@@ -68,6 +71,8 @@ pub const RESULTS_FILE: &str = "results.json";
 pub const REPORT_FILE: &str = "report.md";
 pub const CSV_FILE: &str = "results.csv";
 pub const CHARTS_DIR: &str = "charts";
+/// Written by `socklab report NEW --baseline OLD` into NEW.
+pub const BASELINE_FILE: &str = "baseline.md";
 
 /// What can go wrong turning a run directory into a report. Each names the file
 /// and says its cause in its own message. The cause is a field called `cause`,
@@ -196,6 +201,15 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> 
         csv,
         charts,
     })
+}
+
+/// Writes `dir/baseline.md`: what changed in `new` (the run in `dir`) against
+/// `old`. Only NEW's directory is written: OLD stays as it was measured, and
+/// report.md stays a function of its own results.json.
+pub fn write_baseline(old: &Results, new: &Results, dir: &Path) -> Result<PathBuf, ReportError> {
+    let path = dir.join(BASELINE_FILE);
+    write(&path, &baseline::render(old, new))?;
+    Ok(path)
 }
 
 /// Writes `text` to `path` whole or not at all: into a temporary file beside it,
