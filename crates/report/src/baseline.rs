@@ -312,12 +312,10 @@ fn cell(g: &Group, target: &Target) -> String {
 
 /// The counted pass of each model at each connection count either run counted,
 /// one exact value per metric (counts repeat exactly: any difference is a change).
-fn counted_rows(old: &[Counted], new: &[Counted], models: &[String]) -> Vec<Row> {
+fn counted_rows<'a>(old: &'a [Counted], new: &'a [Counted], models: &[String]) -> Vec<Row> {
     let conns: BTreeSet<usize> = old.iter().chain(new).map(|c| c.conns).collect();
-    let find = |list: &'_ [Counted], model: &str, n: usize| {
-        list.iter()
-            .find(|c| c.model == model && c.conns == n)
-            .cloned()
+    let find = |list: &'a [Counted], model: &str, n: usize| {
+        list.iter().find(|c| c.model == model && c.conns == n)
     };
     let mut rows = Vec::new();
     for &n in &conns {
@@ -329,8 +327,8 @@ fn counted_rows(old: &[Counted], new: &[Counted], models: &[String]) -> Vec<Row>
             let changes = counted_metrics()
                 .iter()
                 .filter_map(|cm| {
-                    let a = o.as_ref().and_then(cm.get).map(Range::exact);
-                    let b = nw.as_ref().and_then(cm.get).map(Range::exact);
+                    let a = o.and_then(cm.get).map(Range::exact);
+                    let b = nw.and_then(cm.get).map(Range::exact);
                     let verdict = match (a, b) {
                         (Some(a), Some(b)) => by_overlap(&a, &b, Basis::Counted),
                         (Some(_), None) => Verdict::OnlyOld,
