@@ -53,11 +53,17 @@ enum Command {
     /// threads or processes grow.
     #[command(after_help = "Example: socklab soak thread --duration 3m --json soak.json")]
     Soak(soak::SoakArgs),
-    /// Rebuild report.md, results.csv and charts/ of a run from its results.json alone.
-    #[command(after_help = "Example: socklab report results/latest")]
+    /// Rebuild report.md, report.html, results.csv and charts/ of a run from its results.json alone;
+    /// with --baseline, also write baseline.md: what changed against an earlier run.
+    #[command(after_help = REPORT_EXAMPLE)]
     Report {
         /// A run directory written by `socklab compare`.
         dir: std::path::PathBuf,
+        /// An earlier run directory of the same matrix: write DIR/baseline.md, each
+        /// model's figures in both runs and whether they moved beyond both runs'
+        /// min–max ranges.
+        #[arg(long, value_name = "OLD")]
+        baseline: Option<std::path::PathBuf>,
     },
 }
 
@@ -81,7 +87,7 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             other => other.map(|_| ()),
         },
-        Command::Report { dir } => report(&dir),
+        Command::Report { dir, baseline } => report(&dir, baseline.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -107,14 +113,29 @@ fn print_models() {
     }
 }
 
-/// `socklab report DIR`: the report is a pure function of results.json.
-fn report(dir: &std::path::Path) -> anyhow::Result<()> {
+const REPORT_EXAMPLE: &str = "Example: what a code change did to each model\n  \
+    socklab compare --out /tmp/before       # on the old code\n  \
+    socklab compare --out /tmp/after        # on the new code, same arguments\n  \
+    socklab report /tmp/after --baseline /tmp/before   # writes /tmp/after/baseline.md";
+
+/// `socklab report DIR [--baseline OLD]`: the report is a pure function of
+/// results.json, the baseline page of the two runs' results.json.
+fn report(dir: &std::path::Path, baseline: Option<&std::path::Path>) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    // The report crate's errors already name the file.
+    // The report crate's errors already name the file. Both runs are read before
+    // anything is written, so a bad OLD leaves NEW untouched.
     let results = socklab_report::load(dir)?;
+    let old = baseline
+        .map(|old| socklab_report::load(old).context("reading the --baseline run"))
+        .transpose()?;
     socklab_report::write_all(&results, dir)
         .with_context(|| format!("writing the report in {}", dir.display()))?;
-    println!("{}", dir.join("report.md").display());
+    println!("{}", dir.join(socklab_report::REPORT_FILE).display());
+    if let Some(old) = old {
+        let path = socklab_report::write_baseline(&old, &results, dir)
+            .with_context(|| format!("writing the baseline comparison in {}", dir.display()))?;
+        println!("{}", path.display());
+    }
     Ok(())
 }
 

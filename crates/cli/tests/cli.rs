@@ -335,3 +335,95 @@ fn load_drives_a_server_and_fails_clearly_without_one() {
     assert!(!out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
 }
+
+/// A fresh run directory holding the report crate's fixture results.json, with
+/// `edit` applied to it.
+fn fixture_run(name: &str, edit: impl Fn(&mut serde_json::Value)) -> std::path::PathBuf {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../report/tests/fixtures/results.json");
+    let mut results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture).unwrap()).unwrap();
+    edit(&mut results);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("socklab-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("results.json"), results.to_string()).unwrap();
+    dir
+}
+
+/// `socklab report NEW --baseline OLD` writes NEW/baseline.md, prints its path,
+/// and names the figure that moved: thread's throughput at 100 connections, 1.5×
+/// in every repeat, clear of OLD's range.
+#[test]
+fn report_with_baseline_writes_what_changed() {
+    let old = fixture_run("baseline-old", |_| {});
+    let new = fixture_run("baseline-new", |r| {
+        for c in r["cells"].as_array_mut().unwrap() {
+            if c["model"] == "thread" && c["scenario"] == "scaling" && c["conns"] == 100 {
+                let t = c["load"]["throughput_rps"].as_f64().unwrap();
+                c["load"]["throughput_rps"] = (t * 1.5).into();
+            }
+        }
+    });
+    let out = socklab(&[
+        "report",
+        new.to_str().unwrap(),
+        "--baseline",
+        old.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let path = new.join("baseline.md");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(path.to_str().unwrap()), "{stdout}");
+    let md = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        md.contains(
+            "- scaling, thread at 100 connections: **better:** requests per second +50.0 %"
+        ),
+        "{md}"
+    );
+    assert!(!old.join("baseline.md").exists(), "OLD is left as measured");
+}
+
+/// A missing OLD, or one of another schema, is a clear error naming the file, with
+/// a non-zero exit, no backtrace, and nothing written into NEW.
+#[test]
+fn report_with_bad_baseline_is_a_clear_error() {
+    let new = fixture_run("baseline-bad-new", |_| {});
+    let missing = new.join("no-such-run");
+    let foreign = fixture_run("baseline-foreign", |r| {
+        r["schema"] = "socklab-compare/1".into();
+    });
+    for (old, expected) in [
+        (&missing, "cannot read"),
+        (&foreign, "has schema \"socklab-compare/1\""),
+    ] {
+        let out = socklab(&[
+            "report",
+            new.to_str().unwrap(),
+            "--baseline",
+            old.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{old:?} succeeded");
+        let file = old.join("results.json");
+        assert!(stderr.contains(file.to_str().unwrap()), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(stderr.contains("--baseline"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            stderr.matches("os error").count() <= 1,
+            "cause said twice: {stderr}"
+        );
+        assert!(!new.join("baseline.md").exists());
+        assert!(!new.join("report.md").exists());
+    }
+    let help = socklab(&["report", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("--baseline <OLD>"), "{help}");
+    assert!(
+        help.contains("socklab report /tmp/after --baseline /tmp/before"),
+        "{help}"
+    );
+}

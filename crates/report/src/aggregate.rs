@@ -59,7 +59,7 @@ impl Range {
     }
 }
 
-pub use crate::metric::{Metric, Unit, Words};
+pub use crate::metric::{Better, Metric, Unit, Words};
 
 /// All repeats of one model x scenario x connection count x work (x server CPUs
 /// x offered rate).
@@ -133,8 +133,42 @@ pub struct Summary {
     pub failures: Vec<Failure>,
 }
 
-/// model, scenario, conns, work, server CPUs, offered rate (curve steps).
-type Key = (String, String, usize, String, usize, Option<u64>);
+/// What cells are grouped by: model, scenario, conns, work, server CPUs, offered
+/// rate (curve steps, to the request per second). Two runs' groups with the same
+/// key are the same measurement made twice (`socklab report --baseline`).
+pub type Key = (String, String, usize, String, usize, Option<u64>);
+
+fn key(
+    model: &str,
+    scenario: &str,
+    conns: usize,
+    work: &str,
+    server_cpus: usize,
+    offered_rps: Option<f64>,
+) -> Key {
+    (
+        model.to_string(),
+        scenario.to_string(),
+        conns,
+        work.to_string(),
+        server_cpus,
+        offered_rps.map(|r| r.round() as u64),
+    )
+}
+
+impl Group {
+    /// The key this group's cells were grouped by.
+    pub fn key(&self) -> Key {
+        key(
+            &self.model,
+            &self.scenario,
+            self.conns,
+            &self.work,
+            self.server_cpus,
+            self.offered_rps,
+        )
+    }
+}
 
 impl Summary {
     pub fn from_results(results: &Results) -> Summary {
@@ -146,13 +180,13 @@ impl Summary {
         });
         let mut cells: BTreeMap<Key, Vec<&Cell>> = BTreeMap::new();
         for c in &results.cells {
-            let key = (
-                c.model.clone(),
-                c.scenario.clone(),
+            let key = key(
+                &c.model,
+                &c.scenario,
                 c.conns,
-                c.work.clone(),
+                &c.work,
                 c.server_cpus,
-                c.offered_rps.map(|r| r.round() as u64),
+                c.offered_rps,
             );
             cells.entry(key).or_default().push(c);
         }

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use crate::aggregate::{Range, Unit, Words};
+use crate::aggregate::{Better, Range, Unit, Words};
 use crate::compare::{self, Basis, Entry, Expect, Quantity};
 use crate::figures::{Bar, Figure, Plot};
 use crate::lessons;
@@ -17,13 +17,16 @@ use crate::schema::Counted;
 use crate::sentences::trade;
 
 /// A counted metric: one exact value per model.
-struct CountedMetric {
-    file: &'static str,
-    words: Words,
-    get: fn(&Counted) -> Option<f64>,
+pub(crate) struct CountedMetric {
+    pub(crate) file: &'static str,
+    pub(crate) words: Words,
+    pub(crate) get: fn(&Counted) -> Option<f64>,
+    /// Each is a cost per request: fewer is better.
+    pub(crate) better: Better,
 }
 
-fn counted_metrics() -> [CountedMetric; 3] {
+/// Every counted metric.
+pub(crate) fn counted_metrics() -> [CountedMetric; 3] {
     let words = |header: &'static str, verb, noun: &'static str| Words {
         header: Cow::Borrowed(header),
         axis: Cow::Borrowed(noun),
@@ -37,11 +40,13 @@ fn counted_metrics() -> [CountedMetric; 3] {
             file: "counted-syscalls",
             words: words("syscalls/req", "made", "syscalls per request"),
             get: Counted::syscalls_per_request,
+            better: Better::Lower,
         },
         CountedMetric {
             file: "counted-ctx-switches",
             words: words("ctx switches/req", "made", "context switches per request"),
             get: Counted::ctx_per_request,
+            better: Better::Lower,
         },
         CountedMetric {
             file: "counted-instructions",
@@ -51,6 +56,7 @@ fn counted_metrics() -> [CountedMetric; 3] {
                 "user-space instructions per request",
             ),
             get: |c| c.instructions_per_request,
+            better: Better::Lower,
         },
     ]
 }

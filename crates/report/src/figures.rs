@@ -6,7 +6,7 @@
 //! so that a new model or scenario shows up without code changes: figures are
 //! planned from whatever models and scenarios the results contain.
 
-use crate::aggregate::{Group, Metric, Range, Unit, Words};
+use crate::aggregate::{Better, Group, Metric, Range, Unit, Words};
 use crate::compare::{self, Basis, Quantity};
 use crate::format;
 use crate::lessons;
@@ -148,13 +148,18 @@ impl Target {
         }
     }
 
+    /// Which way the figure improves, from the metric catalog or the extra's info.
+    pub fn better(&self) -> Option<Better> {
+        match self {
+            Target::Metric(m) => m.better(),
+            Target::Extra(name) => lessons::extra_info(name).better,
+        }
+    }
+
     /// Whether a larger value is the better one; only picks which end of a chart a
     /// sentence starts from, never ranks.
     fn higher_is_better(&self) -> bool {
-        match self {
-            Target::Metric(m) => m.higher_is_better(),
-            Target::Extra(name) => lessons::extra_info(name).words.verb == "served",
-        }
+        self.better() == Some(Better::Higher)
     }
 }
 

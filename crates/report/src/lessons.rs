@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use crate::aggregate::{Unit, Words};
+use crate::aggregate::{Better, Unit, Words};
 use crate::compare::Expect;
 
 /// A paragraph on what a scenario tests and what each design should do in it.
@@ -316,26 +316,32 @@ pub struct ExtraInfo {
     pub counted: bool,
     /// One line for the report's notes under the table.
     pub explain: Cow<'static, str>,
+    /// Which way it improves (fewer clients lost, more served); `None` for what
+    /// only describes the scenario (how many slow clients it had) or an extra the
+    /// report does not know.
+    pub better: Option<Better>,
 }
 
 /// Names and units for the extras the report knows; anything else is shown under
 /// its own name, with a unit guessed from its suffix (`_us`, `_rps`, `_bytes`).
 pub fn extra_info(name: &str) -> ExtraInfo {
-    let known = |header: &'static str, verb, comparative, noun, unit, flag, explain| ExtraInfo {
-        counted: matches!(header, "other clients lost" | "server survived"),
-        words: Words {
-            header: Cow::Borrowed(header),
-            axis: Cow::Borrowed(header),
-            verb,
-            comparative,
-            noun: Cow::Borrowed(noun),
-            // The header without its unit: "other clients lost ranged from ...".
-            subject: Cow::Borrowed(header.split(" (").next().unwrap_or(header)),
-        },
-        unit,
-        flag,
-        explain: Cow::Borrowed(explain),
-    };
+    let known =
+        |header: &'static str, verb, comparative, noun, unit, flag, better, explain| ExtraInfo {
+            counted: matches!(header, "other clients lost" | "server survived"),
+            words: Words {
+                header: Cow::Borrowed(header),
+                axis: Cow::Borrowed(header),
+                verb,
+                comparative,
+                noun: Cow::Borrowed(noun),
+                // The header without its unit: "other clients lost ranged from ...".
+                subject: Cow::Borrowed(header.split(" (").next().unwrap_or(header)),
+            },
+            unit,
+            flag,
+            explain: Cow::Borrowed(explain),
+            better,
+        };
     match name {
         "slow_clients" => known(
             "slow clients",
@@ -344,6 +350,7 @@ pub fn extra_info(name: &str) -> ExtraInfo {
             "slow clients",
             Unit::Plain,
             false,
+            None,
             "clients that dribble their request a byte at a time",
         ),
         "slow_bytes_answered" => known(
@@ -353,6 +360,7 @@ pub fn extra_info(name: &str) -> ExtraInfo {
             "bytes to slow clients",
             Unit::Plain,
             false,
+            Some(Better::Higher),
             "uppercased bytes the slow clients got back during the cell: whether the server \
              served them too, not only the normal clients",
         ),
@@ -363,6 +371,7 @@ pub fn extra_info(name: &str) -> ExtraInfo {
             "normal clients' p99 latency",
             Unit::Micros,
             false,
+            Some(Better::Lower),
             "p99 latency of the clients that send at full speed, while the slow ones dribble",
         ),
         "normal_p50_us" => known(
@@ -372,6 +381,7 @@ pub fn extra_info(name: &str) -> ExtraInfo {
             "normal clients' median latency",
             Unit::Micros,
             false,
+            Some(Better::Lower),
             "median latency of the clients that send at full speed",
         ),
         "normal_throughput_rps" => known(
@@ -381,6 +391,7 @@ pub fn extra_info(name: &str) -> ExtraInfo {
             "requests per second to normal clients",
             Unit::Rate,
             false,
+            Some(Better::Higher),
             "requests per second answered to the clients that send at full speed",
         ),
         "other_clients_lost" => known(
@@ -390,6 +401,7 @@ pub fn extra_info(name: &str) -> ExtraInfo {
             "other clients",
             Unit::Plain,
             false,
+            Some(Better::Lower),
             "connections, other than the one whose handler crashed, that were cut off",
         ),
         "server_survived" => known(
@@ -399,6 +411,7 @@ pub fn extra_info(name: &str) -> ExtraInfo {
             "the crash",
             Unit::Plain,
             true,
+            Some(Better::Higher),
             "whether the server still answered new clients after the crash (repeats survived / repeats)",
         ),
         _ => generic_extra(name),
@@ -437,6 +450,7 @@ fn generic_extra(name: &str) -> ExtraInfo {
         explain: Cow::Owned(format!(
             "`{name}`: a scenario-specific figure recorded by the runner"
         )),
+        better: None,
     }
 }
 

@@ -25,6 +25,8 @@
 //! - [`markdown`]: the report page; [`html`]: the same page as one
 //!   self-contained report.html; [`csv`](mod@csv): one flat row per cell.
 //! - [`format`](mod@format): numbers as the report prints them.
+//! - [`baseline`]: `socklab report NEW --baseline OLD`: what changed between two
+//!   runs, figure by figure, by the same overlap rule.
 //! - [`soak`]: the long run's verdict: does anything grow beyond its noise.
 //! - [`curve`]: the latency-vs-load curve's rules: measured well, sustained, the
 //!   knee, capacity per core.
@@ -40,6 +42,7 @@
 //! ```
 
 pub mod aggregate;
+pub mod baseline;
 pub mod charts;
 pub mod compare;
 pub mod counted;
@@ -71,16 +74,22 @@ pub const REPORT_FILE: &str = "report.md";
 pub const HTML_FILE: &str = "report.html";
 pub const CSV_FILE: &str = "results.csv";
 pub const CHARTS_DIR: &str = "charts";
+/// Written by `socklab report NEW --baseline OLD` into NEW.
+pub const BASELINE_FILE: &str = "baseline.md";
 
-/// What can go wrong turning a run directory into a report. Each names the file.
+/// What can go wrong turning a run directory into a report. Each names the file
+/// and says its cause in its own message. The cause is a field called `cause`,
+/// not `source`: thiserror would also return a `source` field from `source()`,
+/// and `anyhow`'s `{:#}` would then print it a second time ("No such file or
+/// directory: No such file or directory").
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{} is not a socklab results file: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: io::Error },
+    #[error("{} is not a socklab results file: {cause}", path.display())]
     Parse {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("{} has schema {found:?}; this socklab reads {expected:?}", path.display())]
     Schema {
@@ -88,8 +97,8 @@ pub enum ReportError {
         found: String,
         expected: &'static str,
     },
-    #[error("cannot write {}: {source}", path.display())]
-    Write { path: PathBuf, source: io::Error },
+    #[error("cannot write {}: {cause}", path.display())]
+    Write { path: PathBuf, cause: io::Error },
     #[error("cannot serialize results: {0}")]
     Serialize(serde_json::Error),
     #[error("cannot draw chart {}: {message}", path.display())]
@@ -108,9 +117,9 @@ pub struct Written {
 /// Reads `dir/results.json` and checks that it is the schema this crate reads.
 pub fn load(dir: &Path) -> Result<Results, ReportError> {
     let path = dir.join(RESULTS_FILE);
-    let text = fs::read_to_string(&path).map_err(|source| ReportError::Read {
+    let text = fs::read_to_string(&path).map_err(|cause| ReportError::Read {
         path: path.clone(),
-        source,
+        cause,
     })?;
     // Check the schema before the full parse: an old or foreign file should say
     // "wrong schema", not "missing field".
@@ -118,9 +127,9 @@ pub fn load(dir: &Path) -> Result<Results, ReportError> {
     struct Header {
         schema: String,
     }
-    let header: Header = serde_json::from_str(&text).map_err(|source| ReportError::Parse {
+    let header: Header = serde_json::from_str(&text).map_err(|cause| ReportError::Parse {
         path: path.clone(),
-        source,
+        cause,
     })?;
     if header.schema != SCHEMA {
         return Err(ReportError::Schema {
@@ -129,7 +138,7 @@ pub fn load(dir: &Path) -> Result<Results, ReportError> {
             expected: SCHEMA,
         });
     }
-    serde_json::from_str(&text).map_err(|source| ReportError::Parse { path, source })
+    serde_json::from_str(&text).map_err(|cause| ReportError::Parse { path, cause })
 }
 
 /// Writes `dir/results.json` (pretty-printed, so a diff between runs reads well).
@@ -167,9 +176,9 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> 
     let sections = markdown::plan(&ctx);
 
     let charts_dir = dir.join(CHARTS_DIR);
-    fs::create_dir_all(&charts_dir).map_err(|source| ReportError::Write {
+    fs::create_dir_all(&charts_dir).map_err(|cause| ReportError::Write {
         path: charts_dir.clone(),
-        source,
+        cause,
     })?;
     let palette = charts::Palette::new(&summary.models);
     let mut charts = Vec::new();
@@ -204,12 +213,21 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Written, ReportError> 
     })
 }
 
+/// Writes `dir/baseline.md`: what changed in `new` (the run in `dir`) against
+/// `old`. Only NEW's directory is written: OLD stays as it was measured, and
+/// report.md stays a function of its own results.json.
+pub fn write_baseline(old: &Results, new: &Results, dir: &Path) -> Result<PathBuf, ReportError> {
+    let path = dir.join(BASELINE_FILE);
+    write(&path, &baseline::render(old, new))?;
+    Ok(path)
+}
+
 /// Writes `text` to `path` whole or not at all: into a temporary file beside it,
 /// then `rename(2)`, so a run killed while writing never leaves half a file.
 fn write(path: &Path, text: &str) -> Result<(), ReportError> {
-    let err = |source| ReportError::Write {
+    let err = |cause| ReportError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, text).map_err(err)?;

@@ -332,8 +332,9 @@ fn checks(md: &mut String, ctx: &Ctx) {
     }
 }
 
-/// The metric columns a scenario's table offers, before dropping empty ones.
-fn metric_columns(scenario: &str) -> &'static [Metric] {
+/// The metric columns a scenario's table offers, before dropping empty ones; the
+/// baseline comparison compares the same figures.
+pub(crate) fn metric_columns(scenario: &str) -> &'static [Metric] {
     match scenario {
         // A server that crashed has no throughput or latency worth printing: the
         // outcome is who was lost (the extras) and who saw errors.

@@ -345,12 +345,46 @@ impl Metric {
         Metric::SPECTRUM.iter().any(|(m, _)| *m == self)
     }
 
-    /// Whether a bigger number is the better one (throughput) or the worse one
-    /// (latency, cost). Used to name the best model, never to rank overlapping ones.
-    pub fn higher_is_better(self) -> bool {
-        matches!(
-            self,
-            Metric::Throughput | Metric::ConnectsPerS | Metric::Served | Metric::Fairness
-        )
+    /// Which way this metric improves: more served, less spent. `None` for figures
+    /// that describe a design's shape rather than score it (a pool runs its four
+    /// threads by design; the load generator's CPU says how far to trust a cell,
+    /// not how good the server is). The baseline comparison says "better" or
+    /// "worse" from this; nothing ranks overlapping ranges by it.
+    pub fn better(self) -> Option<Better> {
+        match self {
+            Metric::Throughput | Metric::ConnectsPerS | Metric::Served | Metric::Fairness => {
+                Some(Better::Higher)
+            }
+            Metric::P50
+            | Metric::P90
+            | Metric::P99
+            | Metric::P999
+            | Metric::P9999
+            | Metric::Max
+            | Metric::Errors
+            | Metric::Unserved
+            | Metric::Ramp
+            | Metric::CpuPerRequest
+            | Metric::CtxPerRequest
+            | Metric::PssPerConn
+            | Metric::RssPerConn
+            | Metric::ConnectP50
+            | Metric::ConnectP99 => Some(Better::Lower),
+            Metric::Processes | Metric::Threads | Metric::LoadgenUtil => None,
+        }
     }
+
+    /// Whether a bigger number is the better one (throughput) rather than the worse
+    /// one (latency, cost) or neither. Used to name the best model, never to rank
+    /// overlapping ones.
+    pub fn higher_is_better(self) -> bool {
+        self.better() == Some(Better::Higher)
+    }
+}
+
+/// Which way a figure improves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    Higher,
+    Lower,
 }
