@@ -172,7 +172,7 @@ pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Resu
     run_loops(
         listeners.into_iter().zip(caps),
         &cx.shutdown,
-        |(listener, cap)| tcp::run(listener, cx, cap),
+        |(listener, cap)| tcp_loop(listener, cx, cap),
     )
 }
 
@@ -182,5 +182,20 @@ pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Resu
     let loops = loop_count(options.loops, cx.config.max_conns);
     let addr = socket.local_addr()?;
     let sockets = per_loop(socket, loops, addr, bind_udp, UdpSocket::try_clone)?;
-    run_loops(sockets, &cx.shutdown, |socket| udp::run(socket, cx))
+    run_loops(sockets, &cx.shutdown, |socket| udp_loop(socket, cx))
+}
+
+/// One TCP readiness loop on the calling thread, serving at most `cap` clients
+/// from `listener` until shutdown and the grace period are over: the building
+/// block of [`serve`], and of `socklab-workers`, which runs one in each of its
+/// processes. `listener` may be shared with other loops (a `dup()`, or a copy
+/// inherited across `fork()`): each takes whatever connection it wins.
+pub fn tcp_loop(listener: TcpListener, cx: &Context, cap: usize) -> io::Result<()> {
+    tcp::run(listener, cx, cap)
+}
+
+/// One UDP readiness loop on the calling thread, until shutdown: the building
+/// block of [`serve_udp`] and of `socklab-workers`.
+pub fn udp_loop(socket: UdpSocket, cx: &Context) -> io::Result<()> {
+    udp::run(socket, cx)
 }
