@@ -79,6 +79,15 @@ enum ServeModel {
         #[command(flatten)]
         loops: Loops,
     },
+    /// N processes, each running one epoll loop on the listener they inherit (nginx's design).
+    Workers {
+        #[command(flatten)]
+        common: Common,
+        /// Worker processes forked at start, one event loop each (default: CPUs this
+        /// server may run on). Each serves its share of --max-conns.
+        #[arg(long, default_value_t = socklab_workers::default_workers())]
+        workers: usize,
+    },
     /// tokio tasks, one per connection: the model most Rust programs would pick today.
     Async {
         #[command(flatten)]
@@ -170,6 +179,7 @@ impl ServeModel {
             ServeModel::Prefork { .. } => "prefork",
             ServeModel::Pool { .. } => "pool",
             ServeModel::Nonblocking { .. } => "nonblocking",
+            ServeModel::Workers { .. } => "workers",
             ServeModel::Async { .. } => "async",
             ServeModel::Uring { .. } => "uring",
         }
@@ -181,6 +191,7 @@ impl ServeModel {
             ServeModel::Prefork { common, .. }
             | ServeModel::Pool { common, .. }
             | ServeModel::Nonblocking { common, .. }
+            | ServeModel::Workers { common, .. }
             | ServeModel::Async { common, .. }
             | ServeModel::Uring { common, .. } => common,
         }
@@ -214,6 +225,9 @@ impl ServeModel {
             Nonblocking { loops, .. } => {
                 socklab_nonblocking::serve(listener, cx, &nonblocking_options(loops))
             }
+            Workers { workers, .. } => {
+                socklab_workers::serve(listener, cx, &workers_options(*workers))
+            }
             Async { runtime, .. } => socklab_async::serve(listener, cx, &async_options(*runtime)),
             Uring { loops, .. } => socklab_uring::serve(listener, cx, &uring_options(loops)),
         }
@@ -234,6 +248,9 @@ impl ServeModel {
             Nonblocking { loops, .. } => {
                 socklab_nonblocking::serve_udp(socket, cx, &nonblocking_options(loops))
             }
+            Workers { workers, .. } => {
+                socklab_workers::serve_udp(socket, cx, &workers_options(*workers))
+            }
             Async { runtime, .. } => socklab_async::serve_udp(socket, cx, &async_options(*runtime)),
             Uring { loops, .. } => socklab_uring::serve_udp(socket, cx, &uring_options(loops)),
         }
@@ -242,7 +259,9 @@ impl ServeModel {
     /// Model options that make no sense are refused before anything is bound.
     fn check(&self) -> anyhow::Result<()> {
         match self {
-            ServeModel::Prefork { workers: 0, .. } | ServeModel::Pool { workers: 0, .. } => {
+            ServeModel::Prefork { workers: 0, .. }
+            | ServeModel::Pool { workers: 0, .. }
+            | ServeModel::Workers { workers: 0, .. } => {
                 bail!("--workers must be at least 1")
             }
             ServeModel::Uring { loops, .. } | ServeModel::Nonblocking { loops, .. }
@@ -268,6 +287,10 @@ fn pool_options(workers: usize, dispatch: socklab_pool::Dispatch) -> socklab_poo
 
 fn nonblocking_options(loops: &Loops) -> socklab_nonblocking::Options {
     socklab_nonblocking::Options { loops: loops.loops }
+}
+
+fn workers_options(workers: usize) -> socklab_workers::Options {
+    socklab_workers::Options { workers }
 }
 
 fn async_options(runtime: socklab_async::Runtime) -> socklab_async::Options {

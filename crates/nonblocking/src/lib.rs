@@ -120,6 +120,9 @@
 //!   and reports when it is done — no readiness step, and batches of syscalls.
 //! - `socklab-prefork` / `socklab-pool`: N workers on one listener, like
 //!   `--loops N`, but each worker blocks on one client at a time.
+//! - `socklab-workers`: this loop in each of N processes on one inherited
+//!   listener (nginx's design): `--loops N` with processes instead of threads, so
+//!   a crash takes one worker's clients, not all.
 
 use std::io;
 use std::net::{TcpListener, UdpSocket};

@@ -98,6 +98,8 @@
 //!   NoLock's twin, its queue mode PassFd's).
 //! - `socklab-nonblocking`: one process serving every client, because no client
 //!   holds a process while it is idle.
+//! - `socklab-workers`: the same supervisor, with an event loop in each worker
+//!   instead of one client at a time (nginx's design).
 //!
 //! UDP ([`serve_udp`]): `workers` processes block in `recvfrom()` on the one
 //! inherited socket, each running the shared datagram loop, under the same
