@@ -8,7 +8,7 @@
 //! (`forking_test`).
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
@@ -31,6 +31,21 @@ fn start(config: Config, workers: usize) -> TestServer {
     });
     wait_for_children(workers);
     server
+}
+
+/// `n` clients connected one after another, each answered once and kept open.
+fn served_clients(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let mut c = connect(addr);
+            let msg = format!("client {i}");
+            assert_eq!(
+                round_trip(&mut c, msg.as_bytes()),
+                msg.to_uppercase().as_bytes()
+            );
+            c
+        })
+        .collect()
 }
 
 /// Whether `client` still gets `msg` back: false once its server-side socket is
@@ -79,17 +94,7 @@ fn a_crash_loses_only_the_crashed_workers_clients() {
         })
     });
     let before = wait_for_children(2);
-    let mut clients: Vec<TcpStream> = (0..4)
-        .map(|i| {
-            let mut c = connect(server.addr);
-            let msg = format!("client {i}");
-            assert_eq!(
-                round_trip(&mut c, msg.as_bytes()),
-                msg.to_uppercase().as_bytes()
-            );
-            c
-        })
-        .collect();
+    let mut clients = served_clients(server.addr, 4);
     let mut waiting = connect(server.addr);
     waiting.write_all(b"waiting").unwrap();
     assert!(
@@ -143,17 +148,7 @@ fn the_workers_together_hold_more_clients_than_one_process_may_open() {
     let server = start(Config::default(), 2);
     // The test itself (the clients) needs more than the workers may have.
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
-    let clients: Vec<TcpStream> = (0..CLIENTS)
-        .map(|i| {
-            let mut c = connect(server.addr);
-            let msg = format!("client {i}");
-            assert_eq!(
-                round_trip(&mut c, msg.as_bytes()),
-                msg.to_uppercase().as_bytes()
-            );
-            c
-        })
-        .collect();
+    let clients = served_clients(server.addr, CLIENTS);
     let fds: Vec<usize> = children()
         .iter()
         .map(|pid| {
@@ -168,32 +163,38 @@ fn the_workers_together_hold_more_clients_than_one_process_may_open() {
     assert_no_children();
 }
 
+/// Runs one of the event loops' shared shutdown checks against two workers, then
+/// checks that no worker is left.
+fn shutdown_check(config: Config, check: fn(TestServer, &str)) {
+    let _one = forking_test();
+    let config = Config {
+        grace: ms(500),
+        ..config
+    };
+    check(start(config, 2), "workers");
+    assert_no_children();
+}
+
 /// SIGTERM reaches every worker: idle clients are closed once the grace period
 /// is over, `serve` returns, the listener is closed and no worker is left.
 #[test]
 fn shutdown_with_idle_clients_returns_within_grace() {
-    let _one = forking_test();
-    let config = Config {
-        grace: ms(500),
-        ..Config::default()
-    };
-    assert_shutdown_closes_idle_clients_after_grace(start(config, 2), "workers");
-    assert_no_children();
+    shutdown_check(
+        Config::default(),
+        assert_shutdown_closes_idle_clients_after_grace,
+    );
 }
 
 /// A reply held by a `sleep` timer in a worker when shutdown comes is still
 /// delivered.
 #[test]
 fn shutdown_delivers_replies_in_flight() {
-    let _one = forking_test();
     let config = Config {
         framing: Framing::Raw,
         work: Work::Sleep(ms(200)),
-        grace: ms(500),
         ..Config::default()
     };
-    assert_reply_in_flight_survives_shutdown(start(config, 2), "workers");
-    assert_no_children();
+    shutdown_check(config, assert_reply_in_flight_survives_shutdown);
 }
 
 /// `serve_with_counts` counts every connection in the slot of the worker that
