@@ -43,9 +43,9 @@
 //! **Counting.** Workers count into `cx.counters`, which lives in a `MAP_SHARED`
 //! page, so the parent sees their numbers. Besides, each worker slot counts the
 //! connections it accepted in a shared-memory board (the supervisor's, in
-//! `socklab_server_kit::supervisor`, shared with `socklab-workers`); [`serve`] prints the
-//! distribution to stderr when it returns (`worker 0: 52 connections, worker 1:
-//! 48 connections`) and [`serve_with_counts`] returns it. How evenly connections
+//! `socklab_server_kit::supervisor`, shared with `socklab-workers`); [`serve`]
+//! prints the distribution to stderr when it returns (`worker 0: 52
+//! connections, worker 1: 48 connections`) and [`serve_with_counts`] returns it. How evenly connections
 //! spread over the workers is a lesson of its own. One run of this crate's test
 //! (30 one-request clients in a row, 3 workers, 2 CPUs): NoLock 6/15/9 — whoever
 //! the kernel's accept queue wakes; Flock 11/10/9 — whoever won the lock; PassFd

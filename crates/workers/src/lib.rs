@@ -34,8 +34,9 @@
 //!   `EMFILE` backs off, and the others take what is queued. With the soft
 //!   descriptor limit at 1,024 (`ulimit -n 1024`), `socklab serve workers
 //!   --workers 2` held 1,500 of 1,500 clients (`socklab load ADDR --conns 1500
-//!   --duration 3s`; worker 1 reached its limit at 1,008 and worker 0 took the
-//!   other 492), where `socklab serve nonblocking` stopped at 1,010 of 1,500.
+//!   --duration 3s --ramp-limit 5s`; worker 1 reached its limit at 1,008 and
+//!   worker 0 took the other 492), where `socklab serve nonblocking` stopped at
+//!   1,010 of 1,500.
 //! - **A crash loses only the crashed worker's clients.** A worker's own
 //!   `SO_REUSEPORT` listener would close with it, and the connections waiting in
 //!   its accept queue — clients it never held — would be reset (unless
