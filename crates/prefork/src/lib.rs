@@ -24,7 +24,8 @@
 //!   `SCM_RIGHTS`); the worker writes a byte back when it is idle again. With no
 //!   worker idle, the parent stops accepting until one is.
 //!
-//! **Supervision.** The parent reaps every [`REAP_INTERVAL`] (or at once when
+//! **Supervision.** The parent reaps every
+//! [`REAP_INTERVAL`](socklab_server_kit::process::REAP_INTERVAL) (or at once when
 //! shutdown's wake descriptor fires), by the rule every process model shares
 //! (`socklab_server_kit::process`: only its own children, by pid). A worker
 //! that died — killed by a signal, or `abort()` by the `--chaos` flag — is logged
