@@ -86,6 +86,16 @@ enum ServeModel {
         #[command(flatten)]
         loops: Loops,
     },
+    /// N processes, each running one epoll loop on the listener they inherit (nginx's design).
+    #[command(after_help = "Example: socklab serve workers --workers 4")]
+    Workers {
+        #[command(flatten)]
+        common: Common,
+        /// Worker processes forked at start, one event loop each (default: CPUs this
+        /// server may run on). Each serves its share of --max-conns.
+        #[arg(long, default_value_t = socklab_workers::default_workers())]
+        workers: usize,
+    },
     /// tokio tasks, one per connection: the model most Rust programs would pick today.
     #[command(after_help = "Example: socklab serve async --runtime current-thread")]
     Async {
@@ -179,6 +189,7 @@ impl ServeModel {
             ServeModel::Prefork { .. } => "prefork",
             ServeModel::Pool { .. } => "pool",
             ServeModel::Nonblocking { .. } => "nonblocking",
+            ServeModel::Workers { .. } => "workers",
             ServeModel::Async { .. } => "async",
             ServeModel::Uring { .. } => "uring",
         }
@@ -190,6 +201,7 @@ impl ServeModel {
             ServeModel::Prefork { common, .. }
             | ServeModel::Pool { common, .. }
             | ServeModel::Nonblocking { common, .. }
+            | ServeModel::Workers { common, .. }
             | ServeModel::Async { common, .. }
             | ServeModel::Uring { common, .. } => common,
         }
@@ -241,6 +253,9 @@ impl ServeModel {
             Pool {
                 workers, dispatch, ..
             } => socklab_pool::serve(listener, cx, &pool_options(*workers, *dispatch)),
+            Workers { workers, .. } => {
+                socklab_workers::serve(listener, cx, &workers_options(*workers))
+            }
             Async { runtime, .. } => socklab_async::serve(listener, cx, &async_options(*runtime)),
             Nonblocking { .. } | Uring { .. } => unreachable!("served above"),
         }
@@ -264,6 +279,9 @@ impl ServeModel {
             Pool {
                 workers, dispatch, ..
             } => socklab_pool::serve_udp(socket, cx, &pool_options(*workers, *dispatch)),
+            Workers { workers, .. } => {
+                socklab_workers::serve_udp(socket, cx, &workers_options(*workers))
+            }
             Async { runtime, .. } => socklab_async::serve_udp(socket, cx, &async_options(*runtime)),
             Nonblocking { .. } | Uring { .. } => unreachable!("served above"),
         }
@@ -272,7 +290,9 @@ impl ServeModel {
     /// Model options that make no sense are refused before anything is bound.
     fn check(&self) -> anyhow::Result<()> {
         match self {
-            ServeModel::Prefork { workers: 0, .. } | ServeModel::Pool { workers: 0, .. } => {
+            ServeModel::Prefork { workers: 0, .. }
+            | ServeModel::Pool { workers: 0, .. }
+            | ServeModel::Workers { workers: 0, .. } => {
                 bail!("--workers must be at least 1")
             }
             ServeModel::Uring { loops, .. } | ServeModel::Nonblocking { loops, .. }
@@ -294,6 +314,10 @@ fn prefork_options(workers: usize, mode: socklab_prefork::PreforkMode) -> sockla
 
 fn pool_options(workers: usize, dispatch: socklab_pool::Dispatch) -> socklab_pool::Options {
     socklab_pool::Options { workers, dispatch }
+}
+
+fn workers_options(workers: usize) -> socklab_workers::Options {
+    socklab_workers::Options { workers }
 }
 
 fn async_options(runtime: socklab_async::Runtime) -> socklab_async::Options {

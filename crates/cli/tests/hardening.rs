@@ -497,8 +497,8 @@ fn fork_children_never_exceed_the_cap() {
     );
 }
 
-/// SIGTERM during a storm of connected clients: the fork and prefork servers exit
-/// 0 after the grace period and no child or worker outlives them.
+/// SIGTERM during a storm of connected clients: the fork, prefork and workers
+/// servers exit 0 after the grace period and no child or worker outlives them.
 #[test]
 fn sigterm_during_a_storm_stops_every_child() {
     let models = [
@@ -507,6 +507,14 @@ fn sigterm_during_a_storm_stops_every_child() {
             Model {
                 args: &["prefork", "--workers", "3"],
                 shape: Shape::PoolAccept,
+                fd_per_client: false,
+            },
+            &["--grace", "300ms"][..],
+        ),
+        (
+            Model {
+                args: &["workers", "--workers", "3"],
+                shape: Shape::Elastic,
                 fd_per_client: false,
             },
             &["--grace", "300ms"][..],
@@ -568,18 +576,23 @@ fn fork_child_killed_by_a_signal_is_accounted_for() {
     );
 }
 
-/// A prefork worker killed with SIGKILL is reaped and replaced: the worker count
-/// returns to N, service continues, and the death is logged (each prefork mode
-/// that hands out connections differently).
+/// A worker killed with SIGKILL is reaped and replaced: the worker count returns
+/// to N, service continues, and the death is logged (each prefork mode that hands
+/// out connections differently, and the workers model's event loops).
 #[test]
-fn prefork_worker_killed_is_replaced() {
-    for mode in ["nolock", "passfd"] {
+fn a_killed_worker_is_replaced() {
+    let runs: [(&[&str], &str); 3] = [
+        (&["prefork", "--workers", "3", "--mode", "nolock"], "nolock"),
+        (&["prefork", "--workers", "3", "--mode", "passfd"], "passfd"),
+        (&["workers", "--workers", "3"], "workers"),
+    ];
+    for (args, mode) in runs {
         let model = Model {
-            args: &["prefork", "--workers", "3"],
+            args,
             shape: Shape::PoolAccept,
             fd_per_client: false,
         };
-        let server = model.start(&["--mode", mode]).unwrap();
+        let server = model.start(&[]).unwrap();
         assert!(
             eventually(Duration::from_secs(5), || server.children().len() == 3),
             "{mode}: workers {:?}",

@@ -212,6 +212,25 @@ pub const MODELS: &[Model] = &[
         colour: (0x3B, 0x78, 0x34),
     },
     Model {
+        name: "workers",
+        serve: &["workers"],
+        // Two event loops in two processes: where compare pins the server to one
+        // CPU, the default of one per CPU would be one worker, nonblocking with a
+        // supervisor, and a crash would take every client.
+        compare_args: &["--workers", "2"],
+        summary: "N processes forked up front, each running one epoll loop on the listener they inherit (nginx, HAProxy)",
+        per_client: "a slot in one worker's event loop",
+        // The listener is shared, not hashed: a worker with room takes the next
+        // client, so the cap holds exactly, as in one loop (see socklab-workers).
+        shape: Shape::Elastic,
+        // No one process holds a descriptor per client: each worker holds its own
+        // clients' (a flood reaches the limit only past workers × RLIMIT_NOFILE).
+        fd_per_client: false,
+        udp: true,
+        default: true,
+        colour: (0xED, 0xC9, 0x48),
+    },
+    Model {
         name: "async",
         serve: &["async"],
         compare_args: &[],

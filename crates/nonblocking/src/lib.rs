@@ -120,6 +120,9 @@
 //!   and reports when it is done — no readiness step, and batches of syscalls.
 //! - `socklab-prefork` / `socklab-pool`: N workers on one listener, like
 //!   `--loops N`, but each worker blocks on one client at a time.
+//! - `socklab-workers`: this loop in each of N processes on one inherited
+//!   listener (nginx's design): `--loops N` with processes instead of threads, so
+//!   a crash takes one worker's clients, not all.
 
 use std::io;
 use std::net::{TcpListener, UdpSocket};
@@ -177,7 +180,7 @@ pub fn serve_on(listeners: Vec<TcpListener>, cx: &Context) -> io::Result<()> {
     run_loops(
         listeners.into_iter().zip(caps),
         &cx.shutdown,
-        |(listener, cap)| tcp::run(listener, cx, cap),
+        |(listener, cap)| tcp_loop(listener, cx, cap),
     )
 }
 
@@ -189,5 +192,20 @@ pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Resu
 
 /// [`serve_udp`] on sockets already bound, one per loop ([`udp_sockets`]).
 pub fn serve_udp_on(sockets: Vec<UdpSocket>, cx: &Context) -> io::Result<()> {
-    run_loops(sockets, &cx.shutdown, |socket| udp::run(socket, cx))
+    run_loops(sockets, &cx.shutdown, |socket| udp_loop(socket, cx))
+}
+
+/// One TCP readiness loop on the calling thread, serving at most `cap` clients
+/// from `listener` until shutdown and the grace period are over: the building
+/// block of [`serve`], and of `socklab-workers`, which runs one in each of its
+/// processes. `listener` may be shared with other loops (a `dup()`, or a copy
+/// inherited across `fork()`): each takes whatever connection it wins.
+pub fn tcp_loop(listener: TcpListener, cx: &Context, cap: usize) -> io::Result<()> {
+    tcp::run(listener, cx, cap)
+}
+
+/// One UDP readiness loop on the calling thread, until shutdown: the building
+/// block of [`serve_udp`] and of `socklab-workers`.
+pub fn udp_loop(socket: UdpSocket, cx: &Context) -> io::Result<()> {
+    udp::run(socket, cx)
 }

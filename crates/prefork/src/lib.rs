@@ -24,7 +24,8 @@
 //!   `SCM_RIGHTS`); the worker writes a byte back when it is idle again. With no
 //!   worker idle, the parent stops accepting until one is.
 //!
-//! **Supervision.** The parent reaps every [`REAP_INTERVAL`] (or at once when
+//! **Supervision.** The parent reaps every
+//! [`REAP_INTERVAL`](socklab_server_kit::process::REAP_INTERVAL) (or at once when
 //! shutdown's wake descriptor fires), by the rule every process model shares
 //! (`socklab_server_kit::process`: only its own children, by pid). A worker
 //! that died — killed by a signal, or `abort()` by the `--chaos` flag — is logged
@@ -42,9 +43,10 @@
 //!
 //! **Counting.** Workers count into `cx.counters`, which lives in a `MAP_SHARED`
 //! page, so the parent sees their numbers. Besides, each worker slot counts the
-//! connections it accepted in a shared-memory board; [`serve`] prints the
-//! distribution to stderr when it returns (`worker 0: 52 connections, worker 1:
-//! 48 connections`) and [`serve_with_counts`] returns it. How evenly connections
+//! connections it accepted in a shared-memory board (the supervisor's, in
+//! `socklab_server_kit::supervisor`, shared with `socklab-workers`); [`serve`]
+//! prints the distribution to stderr when it returns (`worker 0: 52
+//! connections, worker 1: 48 connections`) and [`serve_with_counts`] returns it. How evenly connections
 //! spread over the workers is a lesson of its own. One run of this crate's test
 //! (30 one-request clients in a row, 3 workers, 2 CPUs): NoLock 6/15/9 — whoever
 //! the kernel's accept queue wakes; Flock 11/10/9 — whoever won the lock; PassFd
@@ -97,6 +99,8 @@
 //!   NoLock's twin, its queue mode PassFd's).
 //! - `socklab-nonblocking`: one process serving every client, because no client
 //!   holds a process while it is idle.
+//! - `socklab-workers`: the same supervisor, with an event loop in each worker
+//!   instead of one client at a time (nginx's design).
 //!
 //! UDP ([`serve_udp`]): `workers` processes block in `recvfrom()` on the one
 //! inherited socket, each running the shared datagram loop, under the same
@@ -107,30 +111,23 @@
 //!
 //! - this file: the model, and its base mode (NoLock): workers accepting for
 //!   themselves.
-//! - `supervisor`: fork into slots, reap, replace, stop (after the rules every
-//!   process model shares, in `socklab_server_kit::process`).
-//! - `child`: a worker's signal setup and its accept loop.
 //! - `lock`: the Flock mode's lock file.
 //! - `passfd`: the PassFd mode's parent loop and `SCM_RIGHTS` passing.
-//! - `board`: per-slot counts in shared memory.
+//! - `socklab_server_kit::supervisor` (shared with `socklab-workers`): fork into
+//!   slots, reap, replace, stop, and the per-slot counts in shared memory (after
+//!   the rules every process model shares, in `socklab_server_kit::process`).
 
-mod board;
 mod lock;
 mod passfd;
-mod supervisor;
 
-use std::fmt;
 use std::io;
 use std::net::{TcpListener, UdpSocket};
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use socklab_server_kit::config::check_workers;
 pub use socklab_server_kit::config::default_workers;
-use socklab_server_kit::process::REAP_INTERVAL;
+use socklab_server_kit::supervisor::Supervisor;
+pub use socklab_server_kit::supervisor::WorkerCounts;
 use socklab_server_kit::{serve_client, serve_datagrams, Client, Clients, Context};
-
-use board::{Board, Slot};
-use supervisor::Supervisor;
 
 /// The name this model logs under.
 const MODEL: &str = "prefork";
@@ -165,27 +162,6 @@ impl Default for Options {
     }
 }
 
-/// Connections accepted per worker slot, in slot order. A replacement worker
-/// counts on in the slot of the one it replaced.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct WorkerCounts(pub Vec<u64>);
-
-impl WorkerCounts {
-    pub fn total(&self) -> u64 {
-        self.0.iter().sum()
-    }
-}
-
-impl fmt::Display for WorkerCounts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (slot, count) in self.0.iter().enumerate() {
-            let sep = if slot == 0 { "" } else { ", " };
-            write!(f, "{sep}worker {slot}: {count} connections")?;
-        }
-        Ok(())
-    }
-}
-
 /// Serves TCP with `workers` preforked processes until shutdown, then stops them
 /// (grace period, SIGKILL, reap) and prints the connections each one served.
 pub fn serve(listener: TcpListener, cx: &Context, options: &Options) -> io::Result<()> {
@@ -201,79 +177,45 @@ pub fn serve_with_counts(
     options: &Options,
 ) -> io::Result<WorkerCounts> {
     check_workers(options.workers, MODEL)?;
-    let board = Board::new(options.workers)?;
-    let result = {
-        let mut workers = Supervisor::new(cx, &board, options.workers);
-        let result = match options.mode {
-            PreforkMode::NoLock => {
-                socklab_server_kit::set_accept_timeout(&listener)?;
-                supervise(&mut workers, cx, |workers, slot| {
-                    workers.start(slot, |cx| {
-                        serve_clients(Clients::new(&listener, cx), board.slot(slot), cx)
-                    })
-                });
-                Ok(())
-            }
-            PreforkMode::Flock => lock::serve(&listener, &mut workers),
-            PreforkMode::PassFd => passfd::serve(&listener, &mut workers),
-        };
-        // Stop accepting at once: the parent's descriptor closes now, the workers'
-        // as they exit.
-        drop(listener);
-        workers.stop();
-        result
+    let mut workers = Supervisor::new(cx, MODEL, options.workers)?;
+    let result = match options.mode {
+        PreforkMode::NoLock => {
+            socklab_server_kit::set_accept_timeout(&listener)?;
+            workers.keep_filled(|workers, slot| {
+                workers.start(slot, |cx| serve_clients(Clients::new(&listener, cx), cx))
+            });
+            Ok(())
+        }
+        PreforkMode::Flock => lock::serve(&listener, &mut workers),
+        PreforkMode::PassFd => passfd::serve(&listener, &mut workers),
     };
-    result.map(|()| WorkerCounts(board.counts()))
+    // Stop accepting at once: the parent's descriptor closes now, the workers'
+    // as they exit.
+    drop(listener);
+    workers.stop();
+    result.map(|()| workers.counts())
 }
 
 /// Serves UDP with `workers` preforked processes sharing one socket.
 pub fn serve_udp(socket: UdpSocket, cx: &Context, options: &Options) -> io::Result<()> {
     check_workers(options.workers, MODEL)?;
-    let board = Board::new(options.workers)?;
-    let mut workers = Supervisor::new(cx, &board, options.workers);
-    supervise(&mut workers, cx, |workers, slot| {
-        workers.start(slot, |cx| serve_datagrams(&socket, cx))
-    });
+    let mut workers = Supervisor::new(cx, MODEL, options.workers)?;
+    workers.keep_filled(|workers, slot| workers.start(slot, |cx| serve_datagrams(&socket, cx)));
     workers.stop();
     Ok(())
 }
 
-/// The parent's loop for the modes where workers accept (and for UDP): keep
-/// every slot filled until shutdown. `start` forks the worker for one slot.
-fn supervise(
-    workers: &mut Supervisor,
-    cx: &Context,
-    mut start: impl FnMut(&mut Supervisor, usize) -> io::Result<()>,
-) {
-    while !cx.shutdown.is_triggered() {
-        workers.reap();
-        for slot in workers.empty_slots() {
-            if let Err(e) = start(workers, slot) {
-                eprintln!("socklab prefork: cannot start worker {slot}: {e}; retrying");
-            }
-        }
-        let mut wake = [PollFd::new(cx.shutdown.wake_fd(), PollFlags::POLLIN)];
-        let _ = poll(
-            &mut wake,
-            PollTimeout::from(REAP_INTERVAL.as_millis() as u16),
-        );
-    }
-}
-
 /// A worker that accepts for itself: the iterative server, one client at a time.
-fn serve_clients(
-    clients: impl Iterator<Item = Client>,
-    slot: &Slot,
-    cx: &Context,
-) -> io::Result<()> {
+fn serve_clients(clients: impl Iterator<Item = Client>, cx: &Context) -> io::Result<()> {
     for client in clients {
-        serve_one(client, slot, cx);
+        serve_one(client, cx);
     }
     Ok(())
 }
 
-/// Serves one client with the shared driver, its slot busy meanwhile.
-fn serve_one(Client { stream, open }: Client, slot: &Slot, cx: &Context) {
-    let _busy = slot.hold(open);
+/// Serves one client with the shared driver, counted open meanwhile (in the
+/// server's counters and in this worker's slot).
+fn serve_one(Client { stream, open }: Client, cx: &Context) {
+    let _open = open;
     serve_client(stream, cx, MODEL);
 }

@@ -25,25 +25,21 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use socklab_server_kit::accept::RESOURCE_BACKOFF;
 use socklab_server_kit::{accept_next, Clients, Next, Shutdown};
 
-use crate::supervisor::Supervisor;
-use crate::{serve_clients, supervise};
+use socklab_server_kit::supervisor::Supervisor;
+
+use crate::serve_clients;
 
 /// The parent's loop for this mode: as NoLock's, but each worker opens the lock
 /// file anew and takes the lock around every `accept()`.
 pub(crate) fn serve(listener: &TcpListener, workers: &mut Supervisor) -> io::Result<()> {
-    let (cx, board) = (workers.cx(), workers.board());
     socklab_server_kit::set_accept_timeout(listener)?;
     let lock = AcceptLock::create()?;
-    supervise(workers, cx, |workers, slot| {
+    workers.keep_filled(|workers, slot| {
         workers.start(slot, |cx| {
             let mine = lock.reopen()?;
             let accept =
                 |listener: &TcpListener, shutdown: &Shutdown| mine.accept(listener, shutdown);
-            serve_clients(
-                Clients::with_accept(listener, cx, accept),
-                board.slot(slot),
-                cx,
-            )
+            serve_clients(Clients::with_accept(listener, cx, accept), cx)
         })
     });
     Ok(())

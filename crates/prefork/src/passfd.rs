@@ -20,9 +20,9 @@ use nix::sys::socket::{recvmsg, send, sendmsg, ControlMessage, ControlMessageOwn
 use socklab_server_kit::process::REAP_INTERVAL;
 use socklab_server_kit::{accept_next, Client, Context, Next};
 
-use crate::board::Board;
+use socklab_server_kit::supervisor::Supervisor;
+
 use crate::serve_one;
-use crate::supervisor::Supervisor;
 
 /// The byte that travels with a passed descriptor, and the "idle again" reply.
 const TOKEN: [u8; 1] = [1];
@@ -35,10 +35,11 @@ struct Channel {
 
 /// The parent's loop: accept while some worker is idle, pass, watch the channels.
 pub(crate) fn serve(listener: &TcpListener, workers: &mut Supervisor) -> io::Result<()> {
-    let (cx, board) = (workers.cx(), workers.board());
+    let cx = workers.cx();
     // Only the parent accepts, and only after poll() says a connection is there.
     listener.set_nonblocking(true)?;
-    let mut channels: Vec<Option<Channel>> = (0..board.counts().len()).map(|_| None).collect();
+    let slots = workers.counts().0.len();
+    let mut channels: Vec<Option<Channel>> = (0..slots).map(|_| None).collect();
     let mut last_reap: Option<std::time::Instant> = None;
     while !cx.shutdown.is_triggered() {
         // One waitpid() per worker: every REAP_INTERVAL, not on every connection,
@@ -49,7 +50,7 @@ pub(crate) fn serve(listener: &TcpListener, workers: &mut Supervisor) -> io::Res
         }
         for slot in workers.empty_slots() {
             channels[slot] = None;
-            match start(slot, listener, &channels, workers, board) {
+            match start(slot, listener, &channels, workers) {
                 Ok(channel) => channels[slot] = Some(channel),
                 Err(e) => eprintln!("socklab prefork: cannot start worker {slot}: {e}; retrying"),
             }
@@ -75,7 +76,6 @@ fn start(
     listener: &TcpListener,
     channels: &[Option<Channel>],
     workers: &mut Supervisor,
-    board: &Board,
 ) -> io::Result<Channel> {
     let (parent_end, child_end) = UnixStream::pair()?;
     // What the worker must close: a worker that kept the listener, or another
@@ -94,7 +94,7 @@ fn start(
             // here cannot cause a double close.
             unsafe { libc::close(fd) };
         }
-        receive_and_serve(&child_end, board, slot, cx)
+        receive_and_serve(&child_end, cx)
     })?;
     parent_end.set_nonblocking(true)?;
     Ok(Channel {
@@ -239,12 +239,7 @@ fn recv_fd(channel: &UnixStream) -> io::Result<Option<OwnedFd>> {
 }
 
 /// The worker's loop: receive a client, serve it, say "idle again".
-fn receive_and_serve(
-    channel: &UnixStream,
-    board: &Board,
-    slot: usize,
-    cx: &Context,
-) -> io::Result<()> {
+fn receive_and_serve(channel: &UnixStream, cx: &Context) -> io::Result<()> {
     while !cx.shutdown.is_triggered() {
         let fd = match recv_fd(channel) {
             Ok(Some(fd)) => fd,
@@ -256,7 +251,7 @@ fn receive_and_serve(
             stream: TcpStream::from(fd),
             open: cx.counters.open(),
         };
-        serve_one(client, board.slot(slot), cx);
+        serve_one(client, cx);
         // If the parent has gone away this fails (EPIPE); the next recvmsg() ends.
         let _ = send(channel.as_raw_fd(), &TOKEN, MsgFlags::MSG_NOSIGNAL);
     }

@@ -2,7 +2,7 @@
 //! service goes on; per-worker counts add up; shutdown is bounded by grace and
 //! leaves no child behind.
 //!
-//! These tests fork from the test process. They run one at a time (`SERIAL`):
+//! These tests fork from the test process. They run one at a time (`forking_test`):
 //! a worker inherits every descriptor the process has open, so a test running
 //! beside another would hold that test's client sockets open in its workers; and
 //! the "no child left" check looks at every child of the process.
@@ -10,17 +10,16 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use socklab_prefork::{Options, PreforkMode, WorkerCounts};
 use socklab_server_kit::config::CHAOS_TRIGGER;
-use socklab_server_kit::testing::{connect, round_trip, unanswered};
+use socklab_server_kit::testing::{
+    assert_no_children, children, connect, forking_test, round_trip, unanswered, wait_for_children,
+};
 use socklab_server_kit::{bind_tcp, bind_udp, BindOptions, Config, Context};
 
 /// Every blocking read and connect in these tests gives up after this long.
@@ -28,14 +27,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a client must go unanswered to count as "waiting unserved".
 const STALL: Duration = Duration::from_millis(300);
 const MODES: [PreforkMode; 3] = [PreforkMode::NoLock, PreforkMode::Flock, PreforkMode::PassFd];
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 struct Server {
     addr: SocketAddr,
@@ -70,47 +61,6 @@ fn options(workers: usize, mode: PreforkMode) -> Options {
     Options { workers, mode }
 }
 
-/// Pids whose parent is this process (any state, zombies included), from /proc.
-fn children() -> Vec<i32> {
-    let me = std::process::id().to_string();
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
-        let after = &stat[stat.rfind(')').unwrap() + 2..];
-        if after.split(' ').nth(1) == Some(me.as_str()) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-fn wait_for_children(count: usize) -> Vec<i32> {
-    let deadline = Instant::now() + IO_TIMEOUT;
-    loop {
-        let pids = children();
-        if pids.len() == count || Instant::now() > deadline {
-            assert_eq!(pids.len(), count, "children: {pids:?}");
-            return pids;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// No child of this process is left, running or zombie.
-fn assert_no_children() {
-    assert_eq!(children(), Vec::<i32>::new());
-    assert_eq!(
-        waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)),
-        Err(Errno::ECHILD)
-    );
-}
-
 /// Connects, echoes one message, closes.
 fn one_round_trip(addr: SocketAddr, i: usize) {
     let mut client = connect(addr);
@@ -133,7 +83,7 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 /// Every mode echoes, to two clients at once, and its workers count them.
 #[test]
 fn echoes_in_each_mode() {
-    let _serial = serial();
+    let _serial = forking_test();
     for mode in MODES {
         let server = Server::tcp(Config::default(), options(2, mode));
         let mut first = connect(server.addr);
@@ -153,7 +103,7 @@ fn echoes_in_each_mode() {
 /// Per-worker counts sum to the connections made, in every mode.
 #[test]
 fn worker_counts_sum_to_connections_made() {
-    let _serial = serial();
+    let _serial = forking_test();
     const CONNECTIONS: usize = 30;
     for mode in MODES {
         let server = Server::tcp(Config::default(), options(3, mode));
@@ -173,7 +123,7 @@ fn worker_counts_sum_to_connections_made() {
 /// A worker killed with SIGKILL is reaped and replaced; service goes on.
 #[test]
 fn a_killed_worker_is_replaced_and_service_continues() {
-    let _serial = serial();
+    let _serial = forking_test();
     for mode in MODES {
         let server = Server::tcp(Config::default(), options(2, mode));
         one_round_trip(server.addr, 0);
@@ -210,7 +160,7 @@ fn a_killed_worker_is_replaced_and_service_continues() {
 /// active connections still comes back to zero.
 #[test]
 fn a_crashing_handler_loses_only_its_own_client() {
-    let _serial = serial();
+    let _serial = forking_test();
     // abort() would write a core file where the system allows one; not here.
     nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_CORE, 0, 0).unwrap();
     let config = Config {
@@ -247,7 +197,7 @@ fn a_crashing_handler_loses_only_its_own_client() {
 /// still answered, and once it leaves `serve` returns well within grace.
 #[test]
 fn shutdown_lets_a_client_in_flight_finish() {
-    let _serial = serial();
+    let _serial = forking_test();
     for mode in MODES {
         let server = Server::tcp(Config::default(), options(2, mode));
         let mut client = connect(server.addr);
@@ -269,7 +219,7 @@ fn shutdown_lets_a_client_in_flight_finish() {
 /// every worker is reaped, and the client sees its connection closed.
 #[test]
 fn shutdown_returns_within_grace_with_no_children_left() {
-    let _serial = serial();
+    let _serial = forking_test();
     let grace = Duration::from_millis(300);
     let config = Config {
         grace,
@@ -300,7 +250,7 @@ fn shutdown_returns_within_grace_with_no_children_left() {
 /// client is served once the worker says it is idle again.
 #[test]
 fn pass_fd_waits_for_an_idle_worker() {
-    let _serial = serial();
+    let _serial = forking_test();
     let server = Server::tcp(Config::default(), options(1, PreforkMode::PassFd));
     let mut first = connect(server.addr);
     assert_eq!(round_trip(&mut first, b"one"), b"ONE");
@@ -320,7 +270,7 @@ fn pass_fd_waits_for_an_idle_worker() {
 /// N prefork workers share one UDP socket; every datagram is answered.
 #[test]
 fn udp_workers_share_one_socket() {
-    let _serial = serial();
+    let _serial = forking_test();
     let socket = bind_udp("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
     let addr = socket.local_addr().unwrap();
     let cx = Context::new(Config::default()).unwrap();
@@ -353,7 +303,7 @@ fn udp_workers_share_one_socket() {
 /// Zero workers is a configuration error, not a server that never answers.
 #[test]
 fn zero_workers_is_an_error() {
-    let _serial = serial();
+    let _serial = forking_test();
     let listener = bind_tcp("127.0.0.1:0".parse().unwrap(), BindOptions::default()).unwrap();
     let cx = Context::new(Config::default()).unwrap();
     let err = socklab_prefork::serve(listener, &cx, &options(0, PreforkMode::NoLock)).unwrap_err();

@@ -6,6 +6,7 @@
 //! models get the same page and never notice the difference.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
 
 use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 
@@ -51,18 +52,29 @@ impl Counters {
         }
     }
 
-    /// Counts a new connection open (`accepted` and `active` go up) and returns
-    /// the guard that counts it closed when dropped.
+    /// Counts a new connection open (`accepted` and `active` go up, and this
+    /// process's [`Tally`] if it keeps one) and returns the guard that counts it
+    /// closed when dropped.
+    ///
+    /// Order matters if a kill lands between two stores: the server's count goes
+    /// up first and the tally's second (and the reverse when the guard drops), so
+    /// the worst case is one connection left counted active — never a count
+    /// closed twice and wrapped below zero.
     pub fn open(&'static self) -> OpenConnection {
         self.accepted.fetch_add(1, Relaxed);
         self.active.fetch_add(1, Relaxed);
+        if let Some(tally) = THIS_PROCESS.get() {
+            tally.accepted.fetch_add(1, Relaxed);
+            tally.held.fetch_add(1, Relaxed);
+        }
         OpenConnection { counters: self }
     }
 
-    /// Counts closed a connection whose guard died with its process: a prefork
-    /// worker killed while it held a client. The parent calls it after reaping.
-    pub fn close_orphan(&self) {
-        self.active.fetch_sub(1, Relaxed);
+    /// Counts closed `n` connections whose guards died with their process: a
+    /// worker killed while it held clients. The parent calls it after reaping,
+    /// with what the worker's [`Tally`] says it held.
+    pub fn close_orphans(&self, n: u64) {
+        self.active.fetch_sub(n, Relaxed);
     }
 
     pub fn served(&self, requests: usize, bytes_in: usize, bytes_out: usize) {
@@ -112,8 +124,37 @@ pub struct OpenConnection {
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
+        // The tally first, the server's count second: see `Counters::open`.
+        if let Some(tally) = THIS_PROCESS.get() {
+            tally.held.fetch_sub(1, Relaxed);
+        }
         self.counters.active.fetch_sub(1, Relaxed);
     }
+}
+
+/// One worker process's own counts, beside the server's: the connections it
+/// accepted and those it holds now. A supervisor keeps one per worker slot in
+/// shared memory (`supervisor::Board`), so the parent can read how the
+/// connections spread over its workers, and close the counts of the ones a dead
+/// worker held: its guards died with it, never dropped.
+#[derive(Debug, Default)]
+#[repr(C)]
+pub struct Tally {
+    /// Connections opened in this slot, by every worker that has filled it.
+    pub accepted: AtomicU64,
+    /// Connections open in this slot's worker now.
+    pub held: AtomicU64,
+}
+
+/// The tally this process counts its connections in too, if it is a supervised
+/// worker. Set once, in the child, after `fork()`; never in the parent, so every
+/// worker starts with it empty (the same way as `process`'s `STOP`).
+static THIS_PROCESS: OnceLock<&'static Tally> = OnceLock::new();
+
+/// From now on every connection this process opens ([`Counters::open`]) is also
+/// counted in `tally`. For a worker, after `fork()`; a second call is ignored.
+pub fn tally_this_process_in(tally: &'static Tally) {
+    let _ = THIS_PROCESS.set(tally);
 }
 
 impl std::fmt::Display for Snapshot {

@@ -23,6 +23,9 @@
 //! - [`udp`]: the blocking datagram loop (one `recvfrom`, one `sendto`).
 //! - [`process`]: child processes for fork and prefork: the signal mask across
 //!   `fork()`, the stop protocol, reaping by pid, stopping after the grace period.
+//! - [`supervisor`]: a fixed set of worker processes kept alive (prefork,
+//!   workers): slots filled, dead workers reaped and replaced, their connections
+//!   counted closed, per-worker counts in shared memory.
 //! - [`slab`]: the event loops' connection table (small reused indices, no hash).
 //! - [`loops`]: N independent event loops, one socket each (`--loops`).
 //! - `testing` (feature `testing`): the in-process harness the model crates' own
@@ -39,6 +42,7 @@ pub mod loops;
 pub mod process;
 pub mod shutdown;
 pub mod slab;
+pub mod supervisor;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod udp;

@@ -287,3 +287,65 @@ pub fn assert_reply_in_flight_survives_shutdown(server: TestServer, label: &str)
     drop(client);
     server.join_within(ms(1000));
 }
+
+// ---------------------------------------------------------------------------
+// The process models' tests (prefork, workers) fork from the test process: their
+// workers are this process's children.
+
+static FORKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Held by a test that forks, so such tests run one at a time: a worker inherits
+/// every descriptor the process has open, so a test running beside another would
+/// hold that test's client sockets open in its workers; and the "no child left"
+/// check looks at every child of the process.
+pub fn forking_test() -> std::sync::MutexGuard<'static, ()> {
+    FORKING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Pids whose parent is this process (any state, zombies included), from /proc.
+pub fn children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+        let after = &stat[stat.rfind(')').expect("a comm in stat") + 2..];
+        if after.split(' ').nth(1) == Some(me.as_str()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits (at most [`IO_TIMEOUT`]) until this process has `count` children, and
+/// returns them.
+pub fn wait_for_children(count: usize) -> Vec<i32> {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    loop {
+        let pids = children();
+        if pids.len() == count || Instant::now() > deadline {
+            assert_eq!(pids.len(), count, "children: {pids:?}");
+            return pids;
+        }
+        thread::sleep(ms(10));
+    }
+}
+
+/// No child of this process is left, running or zombie.
+pub fn assert_no_children() {
+    assert_eq!(children(), Vec::<i32>::new());
+    assert_eq!(
+        nix::sys::wait::waitpid(
+            None::<nix::unistd::Pid>,
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG)
+        ),
+        Err(nix::errno::Errno::ECHILD)
+    );
+}
