@@ -41,6 +41,9 @@ pub fn order(a: &Range, b: &Range, basis: Basis) -> Order {
     if basis == Basis::Timed && (a.n < 2 || b.n < 2) {
         return Order::TooFewRepeats;
     }
+    if basis == Basis::Counted && within_counted_tolerance(a.median, b.median) {
+        return Order::Overlap;
+    }
     if a.min > b.max {
         Order::Higher
     } else if a.max < b.min {
@@ -48,6 +51,15 @@ pub fn order(a: &Range, b: &Range, basis: Basis) -> Order {
     } else {
         Order::Overlap
     }
+}
+
+/// Counts repeat, but not to the last call: a stray `futex`, a timer's wake-up,
+/// the scheduler's context switches. Counts this close are the same count (at one
+/// connection every model made 1.00–1.03 context switches per request).
+pub const COUNTED_TOLERANCE: f64 = 0.05;
+
+fn within_counted_tolerance(a: f64, b: f64) -> bool {
+    (a - b).abs() <= COUNTED_TOLERANCE * a.abs().max(b.abs())
 }
 
 /// What is being compared, and how to say it.
@@ -169,6 +181,12 @@ pub fn extremes(q: &Quantity, context: &str, entries: &[Entry]) -> Option<String
     );
     match order(&hi.range, &lo.range, q.basis) {
         Order::Higher => {}
+        Order::Overlap | Order::Lower if q.basis == Basis::Counted => {
+            return Some(format!(
+                "{values}: within {} of each other, the same for every design.",
+                format::with_unit(COUNTED_TOLERANCE, Unit::Share)
+            ))
+        }
         Order::Overlap | Order::Lower => {
             return Some(format!(
                 "{values}; even these two ranges overlap, so {NO_DIFFERENCE} between the extremes."
@@ -222,6 +240,19 @@ mod tests {
     };
 
     /// Touching ranges count as overlapping; only a gap ranks two models.
+    #[test]
+    fn counts_within_five_percent_are_the_same() {
+        let one = Range::exact(1.00);
+        assert_eq!(
+            order(&Range::exact(1.03), &one, Basis::Counted),
+            Order::Overlap
+        );
+        assert_eq!(
+            order(&Range::exact(1.10), &one, Basis::Counted),
+            Order::Higher
+        );
+    }
+
     #[test]
     fn order_needs_a_gap() {
         let a = r(&[1.0, 2.0, 3.0]);

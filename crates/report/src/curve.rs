@@ -43,6 +43,8 @@ pub struct Step {
     pub cpu_us_per_request: Option<f64>,
     /// The load generator kept its schedule and had CPU to spare.
     pub measured_well: bool,
+    /// Every client was answered, without errors.
+    pub all_served: bool,
     pub sustained: bool,
 }
 
@@ -62,6 +64,7 @@ impl Step {
             p99_us,
             cpu_us_per_request: cell.cpu_us_per_request(),
             measured_well,
+            all_served,
             sustained: measured_well
                 && all_served
                 && achieved >= SUSTAINED_SHARE * offered
@@ -74,6 +77,37 @@ impl Step {
     pub fn ends_curve(&self) -> bool {
         !self.sustained
     }
+
+    /// Why this step was not sustained (`None` if it was), the load generator's
+    /// failure first: a step it could not measure says nothing of the server.
+    pub fn shortfall(&self) -> Option<NoKnee> {
+        if self.sustained {
+            None
+        } else if !self.measured_well {
+            Some(NoKnee::LoadGenerator)
+        } else if !self.all_served {
+            Some(NoKnee::Unserved)
+        } else if self.p99_us > P99_BOUND_US {
+            Some(NoKnee::Slow)
+        } else {
+            Some(NoKnee::Short)
+        }
+    }
+}
+
+/// Why a curve has no knee: what went wrong at its first step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NoKnee {
+    /// Clients were left unanswered: a client waits for a turn or a free worker
+    /// however low the rate.
+    Unserved,
+    /// p99 over all clients above [`P99_BOUND_US`].
+    Slow,
+    /// Less than [`SUSTAINED_SHARE`] of the offered rate achieved.
+    Short,
+    /// The load generator could not keep even the first step's schedule: the
+    /// curve measured the client, not the server.
+    LoadGenerator,
 }
 
 /// Where one curve bends.
@@ -85,8 +119,8 @@ pub enum Knee {
     /// Every step sustained up to one the load generator could not measure: the
     /// server's limit is at least this (the load generator's on this machine).
     AtLeast { offered: f64, per_core: Option<f64> },
-    /// Not even the first step was sustained.
-    None,
+    /// Not even the first step was sustained, for this reason.
+    None(NoKnee),
 }
 
 impl Knee {
@@ -98,7 +132,9 @@ impl Knee {
                 last = Some(s);
                 continue;
             }
-            let Some(k) = last else { return Knee::None };
+            let Some(k) = last else {
+                return Knee::None(s.shortfall().unwrap_or(NoKnee::Short));
+            };
             let per_core = k.cpu_us_per_request.map(|us| 1e6 / us);
             return if s.measured_well {
                 Knee::At {
@@ -118,21 +154,30 @@ impl Knee {
                 offered: k.offered,
                 per_core: k.cpu_us_per_request.map(|us| 1e6 / us),
             },
-            None => Knee::None,
+            // No step at all: nothing was measured.
+            None => Knee::None(NoKnee::LoadGenerator),
         }
     }
 
     pub fn offered(&self) -> Option<f64> {
         match self {
             Knee::At { offered, .. } | Knee::AtLeast { offered, .. } => Some(*offered),
-            Knee::None => None,
+            Knee::None(_) => None,
         }
     }
 
     pub fn per_core(&self) -> Option<f64> {
         match self {
             Knee::At { per_core, .. } | Knee::AtLeast { per_core, .. } => *per_core,
-            Knee::None => None,
+            Knee::None(_) => None,
+        }
+    }
+
+    /// Why there is no knee, if there is none.
+    pub fn missing(&self) -> Option<NoKnee> {
+        match self {
+            Knee::None(why) => Some(*why),
+            _ => None,
         }
     }
 
@@ -153,6 +198,7 @@ mod tests {
             p99_us: p99,
             cpu_us_per_request: Some(10.0),
             measured_well: well,
+            all_served: true,
             sustained: well && achieved >= SUSTAINED_SHARE * offered && p99 <= P99_BOUND_US,
         }
     }
@@ -186,7 +232,14 @@ mod tests {
         let knee = Knee::of(&steps);
         assert!(knee.is_lower_bound(), "{knee:?}");
         assert_eq!(knee.offered(), Some(20_000.0));
-        assert_eq!(Knee::of(&[step(10_000.0, 500.0, 1e6, true)]), Knee::None);
+        assert_eq!(
+            Knee::of(&[step(10_000.0, 500.0, 1e6, true)]),
+            Knee::None(NoKnee::Slow)
+        );
+        assert_eq!(
+            Knee::of(&[step(10_000.0, 10_000.0, 100.0, false)]),
+            Knee::None(NoKnee::LoadGenerator)
+        );
     }
 }
 
@@ -206,6 +259,9 @@ pub struct KneeRow {
     pub p99_us: Option<crate::aggregate::Range>,
     /// Some repeat ran into the load generator's limit before the server's.
     pub lower_bound: bool,
+    /// No repeat had a knee: why not (the first repeat's reason, the load
+    /// generator's failure first).
+    pub no_knee: Option<NoKnee>,
 }
 
 /// The knee of every curve in `results`, in teaching order.
@@ -245,7 +301,15 @@ pub fn knees(results: &crate::schema::Results, models: &[String]) -> Vec<KneeRow
                     (knee, p99)
                 })
                 .collect();
-            let with: Vec<&RepeatKnee> = knees.iter().filter(|(k, _)| *k != Knee::None).collect();
+            let with: Vec<&RepeatKnee> = knees
+                .iter()
+                .filter(|(k, _)| k.missing().is_none())
+                .collect();
+            let no_knee = if with.is_empty() {
+                knees.iter().filter_map(|(k, _)| k.missing()).max()
+            } else {
+                None
+            };
             let range = |f: &dyn Fn(&RepeatKnee) -> Option<f64>| {
                 Range::from_samples(&with.iter().filter_map(|k| f(k)).collect::<Vec<_>>())
             };
@@ -259,6 +323,7 @@ pub fn knees(results: &crate::schema::Results, models: &[String]) -> Vec<KneeRow
                 per_core: range(&|(k, _)| k.per_core()),
                 p99_us: range(&|(_, p)| *p),
                 lower_bound: with.iter().any(|(k, _)| k.is_lower_bound()),
+                no_knee,
             }
         })
         .collect()

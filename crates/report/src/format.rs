@@ -186,6 +186,15 @@ pub fn conns(n: usize) -> String {
     }
 }
 
+/// `1` -> `1 CPU`, `2` -> `2 CPUs`.
+pub fn cpus(n: usize) -> String {
+    if n == 1 {
+        "1 CPU".to_string()
+    } else {
+        format!("{} CPUs", thousands(n as f64))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

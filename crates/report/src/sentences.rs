@@ -200,9 +200,10 @@ pub fn single_core_note(ctx: &Ctx) -> String {
 /// 2,000."
 pub fn knee_sentence(rows: &[&KneeRow]) -> String {
     use crate::aggregate::Unit;
+    use crate::curve::NoKnee;
     use crate::format;
     let mut held = Vec::new();
-    let mut none = Vec::new();
+    let mut none: Vec<(NoKnee, &str)> = Vec::new();
     let mut bounded = Vec::new();
     for r in rows {
         match &r.offered {
@@ -214,7 +215,7 @@ pub fn knee_sentence(rows: &[&KneeRow]) -> String {
                     held.push(format!("{} up to {rate}", r.model));
                 }
             }
-            None => none.push(r.model.as_str()),
+            None => none.push((r.no_knee.unwrap_or(NoKnee::Short), r.model.as_str())),
         }
     }
     let list =
@@ -241,15 +242,51 @@ pub fn knee_sentence(rows: &[&KneeRow]) -> String {
             parts.join("; ")
         }
     );
-    if !none.is_empty() {
-        s += &format!(
-            " {} sustained not even the first step, {}: with more clients than workers, \
-             the others wait however low the rate.",
-            crate::compare::list(&none),
-            format::with_unit(crate::curve::FIRST_STEP_RPS, Unit::Rate)
-        );
+    let first = format::with_unit(crate::curve::FIRST_STEP_RPS, Unit::Rate);
+    for why in [
+        NoKnee::Unserved,
+        NoKnee::Slow,
+        NoKnee::Short,
+        NoKnee::LoadGenerator,
+    ] {
+        let models: Vec<&str> = none
+            .iter()
+            .filter(|(w, _)| *w == why)
+            .map(|(_, m)| *m)
+            .collect();
+        if models.is_empty() {
+            continue;
+        }
+        let who = crate::compare::list(&models);
+        s += &match why {
+            NoKnee::Unserved if models.iter().all(|m| waits_for_a_worker(m)) => format!(
+                " {who} left clients unanswered even at the first step, {first}: with more \
+                 clients than workers (or one turn), the others wait however low the rate."
+            ),
+            NoKnee::Unserved => {
+                format!(" {who} left clients unanswered even at the first step, {first}.")
+            }
+            NoKnee::Slow => format!(
+                " {who} had p99 above {} even at the first step, {first}.",
+                format::with_unit(P99_BOUND_US, Unit::Micros)
+            ),
+            NoKnee::Short => format!(
+                " {who} achieved less than {:.0} % of even the first step's {first}.",
+                SUSTAINED_SHARE * 100.0
+            ),
+            NoKnee::LoadGenerator => format!(
+                " For {who} the load generator could not keep even the first step's \
+                 schedule ({first}): that curve measured the client, not the server."
+            ),
+        };
     }
     s
+}
+
+/// A model whose clients queue for a fixed set of workers, or for one turn.
+fn waits_for_a_worker(model: &str) -> bool {
+    use socklab_models::Shape;
+    socklab_models::find(model).is_some_and(|m| m.shape.pooled() || m.shape == Shape::Serial)
 }
 
 /// Whether server CPU per request falls as the load rises (several ready sockets
@@ -805,16 +842,44 @@ pub fn limits(ctx: &Ctx) -> Vec<String> {
             format::with_unit(LOADGEN_BUSY, Unit::Share)
         ));
     }
-    let bounded: Vec<String> = knees(ctx.results, &ctx.summary.models)
-        .iter()
-        .filter(|k| k.lower_bound)
-        .map(|k| k.model.clone())
-        .collect();
+    // Curves the load generator limited, per server CPU count: a lower bound, or
+    // nothing measured at all.
+    let rows = knees(ctx.results, &ctx.summary.models);
+    let mut spans: Vec<usize> = rows.iter().map(|k| k.server_cpus).collect();
+    spans.dedup();
+    let per_span = |keep: &dyn Fn(&crate::curve::KneeRow) -> bool| -> Vec<String> {
+        spans
+            .iter()
+            .filter_map(|&cpus| {
+                let models: Vec<&str> = rows
+                    .iter()
+                    .filter(|k| k.server_cpus == cpus && keep(k))
+                    .map(|k| k.model.as_str())
+                    .collect();
+                (!models.is_empty()).then(|| {
+                    format!(
+                        "{} (server on {})",
+                        compare::list(&models),
+                        format::cpus(cpus)
+                    )
+                })
+            })
+            .collect()
+    };
+    let bounded = per_span(&|k| k.lower_bound);
     if !bounded.is_empty() {
         out.push(format!(
             "The latency-vs-load curve of {} reached the load generator's limit before the \
              server's: their knee and capacity per core are lower bounds.",
-            compare::list(&bounded.iter().map(String::as_str).collect::<Vec<_>>())
+            bounded.join("; ")
+        ));
+    }
+    let unmeasured = per_span(&|k| k.no_knee == Some(crate::curve::NoKnee::LoadGenerator));
+    if !unmeasured.is_empty() {
+        out.push(format!(
+            "The load generator could not keep even the first step's schedule in the curve \
+             of {}: no knee is known there.",
+            unmeasured.join("; ")
         ));
     }
     let m = &ctx.results.machine;
@@ -858,4 +923,52 @@ pub fn limits(ctx: &Ctx) -> Vec<String> {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::curve::NoKnee;
+
+    fn no_knee(model: &str, why: NoKnee) -> KneeRow {
+        KneeRow {
+            model: model.into(),
+            conns: 100,
+            server_cpus: 2,
+            with_knee: 0,
+            repeats: 1,
+            offered: None,
+            per_core: None,
+            p99_us: None,
+            lower_bound: false,
+            no_knee: Some(why),
+        }
+    }
+
+    /// A curve without a knee is explained by what failed at its first step: the
+    /// worker queue only for models that have one, the load generator where it fell
+    /// behind.
+    #[test]
+    fn a_missing_knee_is_explained_by_its_first_step() {
+        let pool = no_knee("pool", NoKnee::Unserved);
+        let iterative = no_knee("iterative", NoKnee::Unserved);
+        let async_ = no_knee("async", NoKnee::LoadGenerator);
+        let s = knee_sentence(&[&iterative, &pool, &async_]);
+        assert!(
+            s.contains("iterative and pool left clients unanswered even at the first step"),
+            "{s}"
+        );
+        assert!(s.contains("the others wait however low the rate"), "{s}");
+        assert!(
+            s.contains("For async the load generator could not keep even the first step's"),
+            "{s}"
+        );
+        assert!(!s.contains("async left"), "{s}");
+        let thread = no_knee("thread", NoKnee::Unserved);
+        let s = knee_sentence(&[&thread]);
+        assert!(
+            !s.contains("workers"),
+            "thread has no workers to wait for: {s}"
+        );
+    }
 }
