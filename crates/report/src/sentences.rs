@@ -922,6 +922,23 @@ pub fn limits(ctx: &Ctx) -> Vec<String> {
             t.name, t.measures
         ));
     }
+    let counted = &ctx.results.counted;
+    let valgrind_wanted = ctx
+        .results
+        .run
+        .tools
+        .iter()
+        .any(|t| t.name == "valgrind" && t.wanted);
+    if !counted.is_empty()
+        && !valgrind_wanted
+        && counted.iter().all(|c| c.instructions_per_request.is_none())
+    {
+        out.push(
+            "User-space instructions per request were not counted: callgrind runs only in \
+             `--full` or with `--callgrind` (the `—` in the first table's last column)."
+                .to_string(),
+        );
+    }
     out
 }
 

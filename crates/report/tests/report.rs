@@ -360,6 +360,29 @@ fn the_first_screen_is_one_table_and_its_lessons() {
     );
 }
 
+/// A quick run counts no instructions, and says so where the reader meets the `—`.
+#[test]
+fn a_run_without_callgrind_says_instructions_were_not_counted() {
+    let said = "User-space instructions per request were not counted";
+    let (md, _) = report("with-valgrind-wanted", &fixture());
+    assert!(
+        !md.contains(said),
+        "valgrind was wanted (and missing): named as missing"
+    );
+    let mut quick = fixture();
+    for t in &mut quick.run.tools {
+        t.wanted &= t.name != "valgrind";
+    }
+    for c in &mut quick.counted {
+        c.instructions_per_request = None;
+    }
+    let (md, _) = report("quick-without-callgrind", &quick);
+    assert!(
+        section(&md, "## What this run could not show").contains(said),
+        "{md}"
+    );
+}
+
 /// The report states the machine, the command, the floor and the busy load generator.
 #[test]
 fn context_is_reported() {
