@@ -414,6 +414,18 @@ pub fn extra_info(name: &str) -> ExtraInfo {
             Some(Better::Higher),
             "whether the server still answered new clients after the crash (repeats survived / repeats)",
         ),
+        "server_usage_unread" => known(
+            "server usage unread",
+            "missed",
+            "more often",
+            "server usage",
+            Unit::Plain,
+            true,
+            Some(Better::Lower),
+            "repeats whose server CPU and counters could not be read at the window's edges \
+             (the server died, or did not answer SIGUSR1 within 2 s): their server columns are \
+             empty",
+        ),
         _ => generic_extra(name),
     }
 }

@@ -459,8 +459,12 @@ pub fn at_floor(ctx: &Ctx, floor_us: f64) -> Option<String> {
 /// A model "used" another CPU when it served at least this much more on several.
 const USES_ANOTHER_CPU: f64 = 1.3;
 
-/// "With the server on 2 CPUs instead of one, requests per second went up: thread
-/// (1.9×) used the other CPUs; nonblocking (1.0×) did not."
+/// A speedup this far past the CPU ratio is not noise in the model's favour but a
+/// slowed one-CPU cell.
+const SPEEDUP_SLACK: f64 = 0.05;
+
+/// "With the server on 2 CPUs instead of one (requests per second, 2 CPUs ÷ 1):
+/// thread (1.9×) used the other CPUs; nonblocking (1.0×) did not."
 pub fn speedup(bars: &[crate::figures::Bar], cpus: usize) -> Vec<String> {
     let (mut used, mut partly, mut not) = (Vec::new(), Vec::new(), Vec::new());
     for b in bars {
@@ -488,11 +492,26 @@ pub fn speedup(bars: &[crate::figures::Bar], cpus: usize) -> Vec<String> {
         ));
     }
     let mut sentences = vec![format!(
-        "With the server on {cpus} CPUs instead of one, requests per second went up: {}.",
+        "With the server on {cpus} CPUs instead of one (requests per second, {cpus} CPUs ÷ 1): {}.",
         parts.join("; ")
     )];
     if !used.is_empty() && !not.is_empty() {
         sentences.push(format!("The difference is {}.", lessons::CORES));
+    }
+    // More than the extra CPUs can give: the one-CPU cells were slowed by
+    // something else, and the ratio measures that, not the model.
+    let impossible: Vec<String> = bars
+        .iter()
+        .filter(|b| b.range.median > cpus as f64 * (1.0 + SPEEDUP_SLACK))
+        .map(|b| format!("{} ({})", b.model, format::ratio_x(b.range.median)))
+        .collect();
+    if !impossible.is_empty() {
+        sentences.push(format!(
+            "{} gained more than {cpus} CPUs can give: the one-CPU cells were slowed by \
+             something else (other load on the machine), so repeat the run before reading \
+             these ratios.",
+            list(&impossible)
+        ));
     }
     sentences
 }

@@ -116,7 +116,9 @@ impl Bench<'_> {
         cell.hdr_log = Some(hdr);
         cell.load = Some(summarize(&report));
         cell.server = window.usage(idle, peak);
-        if let Some(e) = &*window.failed.borrow() {
+        // In chaos the server dying is the experiment, not a failure to measure.
+        let failed = window.failed.borrow();
+        if let Some(e) = failed.as_ref().filter(|_| job.scenario != Scenario::Chaos) {
             cell.extra.insert("server_usage_unread".into(), 1.0);
             eprintln!(
                 "socklab compare: {}: server usage not read: {e}",
