@@ -192,6 +192,7 @@ impl<T: Transport> Driver<T> {
                 at: start,
                 complete: true,
                 stalled: false,
+                quiet: Duration::ZERO,
             });
         }
         if cfg.mode == Mode::Open {

@@ -59,8 +59,11 @@ pub struct RampTiming {
     /// Every connection had been answered; false when the ramp hit its limit or
     /// stalled.
     pub complete: bool,
-    /// It ended early: no new client had been answered for a second.
+    /// It ended early: no new client had been answered for a while (see
+    /// [`crate::shared::Ramp::patience`]).
     pub stalled: bool,
+    /// How long no new client had been answered when it ended.
+    pub quiet: Duration,
     /// Connections answered at least once when the ramp ended.
     pub served: u64,
 }
@@ -148,25 +151,28 @@ pub struct Ramp {
     pub length_s: f64,
     /// Whether every client had been answered by then.
     pub complete: bool,
-    /// Whether it ended early because no new client had been answered for
-    /// [`crate::shared::RAMP_STALL`] (the server was not getting to the others).
+    /// Whether it ended early because no new client had been answered for a
+    /// while: [`crate::shared::RAMP_STALL`], or longer for a server that was still
+    /// getting to new clients, ever more slowly ([`crate::shared::STALL_FACTOR`]).
     #[serde(default)]
     pub stalled: bool,
+    /// How long no new client had been answered when it ended.
+    #[serde(default)]
+    pub quiet_s: f64,
     /// Clients answered at least once when it ended.
     pub served: u64,
 }
 
 impl Ramp {
     /// `ended at its 5.0 s limit`, or `stalled after 1.02 s (no new client answered
-    /// for 1 s)`, or `was complete after 0.41 s`.
+    /// for the last 1.0 s)`, or `was complete after 0.41 s`.
     pub fn how_it_ended(&self) -> String {
         if self.complete {
             format!("was complete after {:.2} s", self.length_s)
         } else if self.stalled {
             format!(
-                "stalled after {:.2} s (no new client answered for {} s)",
-                self.length_s,
-                crate::shared::RAMP_STALL.as_secs()
+                "stalled after {:.2} s (no new client answered for the last {:.1} s)",
+                self.length_s, self.quiet_s
             )
         } else {
             format!("ended at its {:.1} s limit", self.limit_s)
@@ -399,6 +405,7 @@ impl LoadReport {
                     length_s: r.length.as_secs_f64(),
                     complete: r.complete,
                     stalled: r.stalled,
+                    quiet_s: r.quiet.as_secs_f64(),
                     served: r.served,
                 }),
                 counts: t.connects,

@@ -149,6 +149,7 @@ pub fn run(config: &LoadConfig, hooks: Hooks) -> Result<LoadReport, LoadError> {
             length: end.at.saturating_duration_since(start),
             complete: end.complete,
             stalled: end.stalled,
+            quiet: end.quiet,
             served: totals.served_at_ramp_end,
         }),
         measured,

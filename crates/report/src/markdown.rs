@@ -555,7 +555,9 @@ fn table(md: &mut String, ctx: &Ctx, scenario: &str, show_work: bool) {
              same share, 1/n when one client got all. ramp: seconds from the start of the \
              traffic until every client had been answered once (warm-up and the window \
              follow it); `≥`: it reached its limit first; stalled: no new client was \
-             answered for a second, so it ended there."
+             answered for a second (or for four times the longest wait between two new \
+             clients so far, for a server still getting to them ever more slowly), so it \
+             ended there."
                 .to_string(),
         );
     }
