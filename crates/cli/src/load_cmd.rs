@@ -33,6 +33,13 @@ pub struct LoadArgs {
     #[arg(long)]
     pub udp: bool,
 
+    /// Source address of every connection, e.g. 127.0.0.2 (its port is chosen at
+    /// connect time, IP_BIND_ADDRESS_NO_PORT). One source address reaches one
+    /// server port with at most its ~28,000 ephemeral ports; several generators
+    /// on one machine each take their own (any 127.0.0.0/8 address works on lo).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<std::net::IpAddr>,
+
     /// closed: send, wait for the reply, repeat; open: fixed --rate, latency from
     /// the intended send time; churn: connect, one request, close. Default: open
     /// if --rate is given, else closed.
@@ -281,6 +288,7 @@ fn config(a: &LoadArgs) -> Result<LoadConfig> {
     let counted = a.requests.is_some();
     let cfg = LoadConfig {
         target,
+        bind: a.bind,
         transport: if a.udp || udp_scheme {
             Transport::Udp
         } else {

@@ -28,6 +28,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -138,6 +139,10 @@ pub struct Connections {
     pub ramp: Option<Ramp>,
     #[serde(flatten)]
     pub counts: ConnectCounts,
+    /// The local addresses the connections (UDP: sockets) came from, as the
+    /// kernel reported them (`getsockname`): the `bind` address when one was set.
+    #[serde(default)]
+    pub sources: Vec<IpAddr>,
 }
 
 /// The ramp: from the traffic's start until every client had been answered once.
@@ -402,6 +407,7 @@ impl LoadReport {
                     served: r.served,
                 }),
                 counts: t.connects,
+                sources: t.sources.clone(),
             },
             throughput: Throughput {
                 requests_per_s: per_s(t.counts.ok, measured_s),
@@ -690,6 +696,10 @@ impl fmt::Display for LoadReport {
                 grouped(cn.counts.succeeded),
                 grouped(cn.counts.retries)
             )?,
+        }
+        if c.bind.is_some() || cn.sources.len() > 1 {
+            let from: Vec<String> = cn.sources.iter().map(|ip| ip.to_string()).collect();
+            writeln!(f, "source       {}", from.join(", "))?;
         }
         if let Some(r) = &cn.ramp {
             if r.complete {

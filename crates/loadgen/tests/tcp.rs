@@ -521,3 +521,26 @@ fn threads_finish_together_so_a_starved_connection_stays_starved() {
         let _ = w.join();
     }
 }
+
+/// With `bind`, every connection comes from that address (as the kernel reports
+/// it), and without it from the kernel's choice: 127.0.0.1 towards 127.0.0.1.
+#[test]
+fn bound_connections_come_from_their_address() {
+    let server = TcpServer::start(Framing::Raw, Behavior::Uppercase);
+    let source: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+    let cfg = LoadConfig {
+        conns: 4,
+        requests: Some(40),
+        bind: Some(source),
+        ..config(server.addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    assert_eq!(r.counts.ok, 40, "{r}");
+    assert_eq!(r.connections.sources, [source], "{r}");
+    assert!(r.to_string().contains("source       127.0.0.9"), "{r}");
+    let unbound = run_bounded(&LoadConfig { bind: None, ..cfg }, LIMIT);
+    assert_eq!(
+        unbound.connections.sources,
+        ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+}
