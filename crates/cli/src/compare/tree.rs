@@ -145,6 +145,26 @@ pub fn resources(root: i32) -> Resources {
     total
 }
 
+/// The process under `root` with the most descriptors open: how many, and its
+/// soft `RLIMIT_NOFILE` (`None`: unlimited or unreadable). What a process can
+/// hold is its own table's limit, not the tree's sum: a forking server's
+/// children each have their own.
+pub fn fullest_fd_table(root: i32) -> Option<(u64, Option<u64>)> {
+    processes(root, false)
+        .filter_map(|(process, _)| {
+            let fds = process.fd_count().ok()? as u64;
+            let soft = process
+                .limits()
+                .ok()
+                .and_then(|l| match l.max_open_files.soft_limit {
+                    procfs::process::LimitValue::Value(v) => Some(v),
+                    procfs::process::LimitValue::Unlimited => None,
+                });
+            Some((fds, soft))
+        })
+        .max_by_key(|(fds, _)| *fds)
+}
+
 fn pss_bytes(process: &Process) -> Option<u64> {
     let rollup = process.smaps_rollup().ok()?;
     let map = rollup.memory_map_rollup.0.first()?;
@@ -218,6 +238,14 @@ mod tests {
         drop(files);
         assert!(after.fds >= before.fds + 5, "{before:?} -> {after:?}");
         assert!(after.threads >= 1 && after.rss_bytes > 0);
+    }
+
+    #[test]
+    fn the_fullest_table_is_read_with_its_limit() {
+        let me = std::process::id() as i32;
+        let (fds, soft) = fullest_fd_table(me).unwrap();
+        assert!(fds >= 3);
+        assert!(soft.is_none_or(|s| s >= fds), "{fds} of {soft:?}");
     }
 
     #[test]
