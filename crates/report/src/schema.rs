@@ -164,6 +164,9 @@ pub enum LimitKind {
     Tasks,
     /// Memory (`ENOMEM`, `ENOBUFS`).
     Memory,
+    /// A process's memory mappings, `vm.max_map_count` (a thread's stacks; glibc
+    /// reports the failed `mmap` as `EAGAIN` from `pthread_create`).
+    Mappings,
     /// The model itself: one client per worker, and this many workers.
     Workers,
     /// The model itself: one client at a time.
@@ -183,6 +186,7 @@ impl LimitKind {
             LimitKind::FileTable => "the system's file table (fs.file-max)",
             LimitKind::Tasks => "tasks (kernel.pid_max, threads-max, RLIMIT_NPROC)",
             LimitKind::Memory => "memory",
+            LimitKind::Mappings => "memory mappings (vm.max_map_count)",
             LimitKind::Workers => "its workers: one client each",
             LimitKind::OneAtATime => "one client at a time",
             LimitKind::Ports => "the loaders' ephemeral ports",

@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! socklab nonblocking: accept: Too many open files (os error 24); 20000 descriptors open, RLIMIT_NOFILE 20000 (hard 20000): this process's descriptor limit; pausing accept for 50ms and retrying (said once)
-//! socklab thread: cannot spawn a thread: Resource temporarily unavailable (os error 11); 32001 threads in this process, kernel.pid_max 32768, kernel.threads-max 192726, RLIMIT_NPROC 96363: a task limit; the client is dropped (said once)
+//! socklab thread: cannot spawn a thread: Resource temporarily unavailable (os error 11); 16367 threads in this process, 65531 memory mappings of vm.max_map_count 65530, kernel.pid_max 32768, kernel.threads-max 192726, RLIMIT_NPROC 96363: at vm.max_map_count: the memory-mapping limit (a thread takes four mappings, its stack and signal stack with a guard page each); this client is dropped (said once)
 //! ```
 //!
 //! A forked child has its own copy of the "said" flags: each process says it
@@ -57,17 +57,42 @@ fn explain(err: &io::Error) -> Option<String> {
             "fs.file-max {}: the system's file table is full",
             proc_value("/proc/sys/fs/file-max")
         ),
-        libc::EAGAIN => format!(
-            "{} threads in this process, kernel.pid_max {}, kernel.threads-max {}, \
-             RLIMIT_NPROC {}: a task limit",
-            threads().map_or("?".into(), |n| n.to_string()),
-            proc_value("/proc/sys/kernel/pid_max"),
-            proc_value("/proc/sys/kernel/threads-max"),
-            nproc()
-        ),
+        libc::EAGAIN => {
+            let maps = mappings();
+            let max_maps: Option<usize> = proc_value("/proc/sys/vm/max_map_count").parse().ok();
+            // A thread takes four mappings: its stack and its signal stack, each
+            // with a guard page. glibc reports a failed stack mmap as EAGAIN too.
+            let which = match (maps, max_maps) {
+                (Some(n), Some(max)) if n + MAPPINGS_SLACK >= max => {
+                    "at vm.max_map_count: the memory-mapping limit (a thread takes four \
+                     mappings, its stack and signal stack with a guard page each)"
+                }
+                _ => "a task limit",
+            };
+            format!(
+                "{} threads in this process, {} memory mappings of vm.max_map_count {}, \
+                 kernel.pid_max {}, kernel.threads-max {}, RLIMIT_NPROC {}: {which}",
+                threads().map_or("?".into(), |n| n.to_string()),
+                maps.map_or("?".into(), |n| n.to_string()),
+                max_maps.map_or("?".into(), |n| n.to_string()),
+                proc_value("/proc/sys/kernel/pid_max"),
+                proc_value("/proc/sys/kernel/threads-max"),
+                nproc()
+            )
+        }
         libc::ENOMEM | libc::ENOBUFS => "out of memory".to_string(),
         _ => return None,
     })
+}
+
+/// Mappings short of `vm.max_map_count` that still count as "at it" (a failed
+/// spawn needed up to four).
+const MAPPINGS_SLACK: usize = 16;
+
+/// Memory mappings of this process (lines of /proc/self/maps).
+fn mappings() -> Option<usize> {
+    let maps = std::fs::read("/proc/self/maps").ok()?;
+    Some(maps.iter().filter(|&&b| b == b'\n').count())
 }
 
 fn proc_value(path: &str) -> String {
@@ -148,7 +173,13 @@ mod tests {
         assert!(text.contains("descriptors open, RLIMIT_NOFILE"), "{text}");
         assert!(!text.starts_with('?'), "{text}");
         let eagain = io::Error::from_raw_os_error(libc::EAGAIN);
-        assert!(explain(&eagain).unwrap().contains("kernel.pid_max"));
+        let text = explain(&eagain).unwrap();
+        assert!(text.contains("kernel.pid_max"), "{text}");
+        assert!(
+            text.contains("memory mappings of vm.max_map_count"),
+            "{text}"
+        );
+        assert!(text.ends_with("a task limit"), "{text}");
         assert!(say_once("test", "spawn", &eagain, "dropped"));
         assert!(explain(&io::Error::from_raw_os_error(libc::ECONNRESET)).is_none());
     }

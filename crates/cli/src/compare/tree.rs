@@ -165,6 +165,18 @@ pub fn fullest_fd_table(root: i32) -> Option<(u64, Option<u64>)> {
         .max_by_key(|(fds, _)| *fds)
 }
 
+/// The most memory mappings any process under `root` has (lines of
+/// /proc/PID/maps): what `vm.max_map_count` limits, per process.
+pub fn most_mappings(root: i32) -> Option<u64> {
+    descendants(root)
+        .into_iter()
+        .filter_map(|pid| {
+            let maps = std::fs::read(format!("/proc/{pid}/maps")).ok()?;
+            Some(maps.iter().filter(|&&b| b == b'\n').count() as u64)
+        })
+        .max()
+}
+
 fn pss_bytes(process: &Process) -> Option<u64> {
     let rollup = process.smaps_rollup().ok()?;
     let map = rollup.memory_map_rollup.0.first()?;
@@ -246,6 +258,7 @@ mod tests {
         let (fds, soft) = fullest_fd_table(me).unwrap();
         assert!(fds >= 3);
         assert!(soft.is_none_or(|s| s >= fds), "{fds} of {soft:?}");
+        assert!(most_mappings(me).unwrap() > 5);
     }
 
     #[test]

@@ -130,6 +130,7 @@ pub fn run(bench: &Bench, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
         held,
         log,
         fds: closed.fds,
+        maps: closed.maps.map(|n| (n, closed.max_map_count)),
         threads: peak.threads,
         processes: peak.processes,
         pid_max: closed.kernel.pid_max,
@@ -153,6 +154,8 @@ pub fn run(bench: &Bench, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
 struct Closed {
     kernel: Kernel,
     fds: Option<(u64, Option<u64>)>,
+    maps: Option<u64>,
+    max_map_count: u64,
 }
 
 /// Starts the loaders, lines them up, reads the server over the window, and
@@ -218,6 +221,11 @@ fn drive(
     let closed = Closed {
         kernel: Kernel::read(),
         fds: tree::fullest_fd_table(server.pid),
+        maps: tree::most_mappings(server.pid),
+        max_map_count: std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0),
     };
     for l in &mut loaders {
         l.tell(Command::Release);
@@ -343,6 +351,11 @@ fn record_kernel(cell: &mut Cell, before: &Kernel, closed: &Closed) {
         ("tasks", k.tasks as f64),
     ] {
         cell.extra.insert(name.into(), v);
+    }
+    if let Some(n) = closed.maps {
+        cell.extra.insert("server_maps_max".into(), n as f64);
+        cell.extra
+            .insert("max_map_count".into(), closed.max_map_count as f64);
     }
     if let Some((fds, limit)) = closed.fds {
         cell.extra.insert("server_fds_max".into(), fds as f64);
