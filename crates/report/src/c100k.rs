@@ -277,8 +277,14 @@ fn notes(md: &mut String, rows: &[Row]) {
          struct too); machine-wide, so other work moves it.\n",
     );
     for r in rows {
-        if let Some(l) = r.limit() {
-            let _ = writeln!(md, "- {}, stopped by: {}.", r.model, cell_text(&l.evidence));
+        match r.limit() {
+            Some(l) if l.kind == LimitKind::None => {
+                let _ = writeln!(md, "- {}: {}.", r.model, cell_text(&l.evidence));
+            }
+            Some(l) => {
+                let _ = writeln!(md, "- {}, stopped by: {}.", r.model, cell_text(&l.evidence));
+            }
+            None => {}
         }
     }
     md.push('\n');
