@@ -66,7 +66,12 @@ pub fn glance(ctx: &Ctx, model: &str) -> Option<String> {
     Some(if l.kind == LimitKind::None {
         "yes".to_string()
     } else {
-        format!("{} ({})", format::num(l.held as f64), short(l.kind))
+        format!(
+            "{} ({}{})",
+            format::num(l.held as f64),
+            short(l.kind),
+            if l.died { ", then died" } else { "" }
+        )
     })
 }
 
@@ -191,6 +196,22 @@ fn setup(md: &mut String, rows: &[Row]) {
             "**in some cell the merged count differs from the sum of the loaders'**".to_string()
         }
     );
+    let limits: Vec<String> = [
+        ("server_fds_limit", "descriptors per process (`RLIMIT_NOFILE`)"),
+        ("max_map_count", "memory mappings per process (`vm.max_map_count`)"),
+        ("pid_max", "tasks on the whole machine (`kernel.pid_max`)"),
+    ]
+    .iter()
+    .filter_map(|(name, what)| Some(format!("{} {what}", format::num(max(name)?))))
+    .collect();
+    if !limits.is_empty() {
+        let _ = writeln!(
+            md,
+            "The limits in reach on this machine, as read during the run: {}. socklab changes \
+             none of them (it raises its own processes' soft descriptor limit to the hard one).\n",
+            compare::list(&limits.iter().map(String::as_str).collect::<Vec<_>>())
+        );
+    }
 }
 
 fn table(md: &mut String, rows: &[Row]) {
@@ -203,11 +224,24 @@ fn table(md: &mut String, rows: &[Row]) {
         let m = |metric: Metric| value(g, &Target::Metric(metric));
         let held = r.limit().map_or(MISSING.to_string(), |l| {
             format!(
-                "{} / {}",
+                "{}{} / {}",
                 format::num(l.held as f64),
+                if l.died { " at its peak" } else { "" },
                 format::num(l.target as f64)
             )
         });
+        // Stalled or at its limit, the ramp's length still says when it ended.
+        let ramp = match g.get(Metric::Ramp) {
+            Some(v) if g.ramp_stalled => {
+                format!("{} (stalled)", format::range(v, Unit::Seconds))
+            }
+            _ => m(Metric::Ramp),
+        };
+        // A server that died has no window reading: its peak, from /proc.
+        let peak = |metric: Metric, extra: &str| match (g.get(metric), r.extra(extra)) {
+            (None, Some(v)) => format::num(v),
+            _ => m(metric),
+        };
         let limit = socklab_loadgen::event_loop::CONNECT_PHASE_LIMIT.as_secs_f64();
         let connect = r.extra("connect_s").map_or(MISSING.to_string(), |s| {
             // At the limit, the loaders stopped waiting for the rest to connect.
@@ -227,16 +261,23 @@ fn table(md: &mut String, rows: &[Row]) {
             (Some(b), Some(n)) if n > 0.0 => format::with_unit(b / n, Unit::Bytes),
             _ => MISSING.to_string(),
         };
-        let stopped = r.limit().map_or(MISSING.to_string(), |l| match l.kind {
-            LimitKind::None => "nothing: held them all".to_string(),
-            k => k.words().to_string(),
+        let stopped = r.limit().map_or(MISSING.to_string(), |l| {
+            let kind = match l.kind {
+                LimitKind::None => "nothing: held them all",
+                k => k.words(),
+            };
+            if l.died {
+                format!("{kind}; then the server died")
+            } else {
+                kind.to_string()
+            }
         });
         let cells = [
             r.model.to_string(),
             held,
             m(Metric::Served),
             connect,
-            m(Metric::Ramp),
+            ramp,
             m(Metric::P50),
             m(Metric::P99),
             m(Metric::P999),
@@ -245,8 +286,8 @@ fn table(md: &mut String, rows: &[Row]) {
             m(Metric::PssPerConn),
             sockets,
             slab,
-            m(Metric::Processes),
-            m(Metric::Threads),
+            peak(Metric::Processes, "processes_peak"),
+            peak(Metric::Threads, "threads_peak"),
             stopped,
         ];
         let _ = writeln!(md, "| {} |", cells.join(" | "));
@@ -341,26 +382,38 @@ fn findings(ctx: &Ctx, rows: &[Row]) -> Vec<String> {
         ));
     }
     for r in of(LimitKind::Mappings) {
-        out.push(format!(
-            "{} stopped at {} threads, {} of them holding a client: each thread takes four \
-             memory mappings (its stack and its signal stack, each with a guard page), and one \
-             process may have at most `vm.max_map_count` ({}; it had {}). glibc reports the \
-             stack it could not map as `EAGAIN` from `pthread_create`, which reads like a \
-             task limit, but the machine's `kernel.pid_max` ({}) was not reached.",
+        let had = r
+            .extra("server_maps_max")
+            .map_or(String::new(), |n| format!("; it had {}", format::num(n)));
+        let mut s = format!(
+            "{} stopped at {} threads, holding about {} clients: each thread takes four memory \
+             mappings (its stack and its signal stack, each with a guard page), and one process \
+             may have at most `vm.max_map_count` ({}{had}). glibc reports a stack it could not \
+             map as `EAGAIN` from `pthread_create`, which reads like a task limit, but the \
+             machine's `kernel.pid_max` ({}) was far off.",
             r.model,
-            format::num(r.group.get(Metric::Threads).map_or(0.0, |t| t.median)),
+            format::num(threads(r)),
             format::num(r.limit().map_or(0, |l| l.held) as f64),
             format::num(r.extra("max_map_count").unwrap_or(0.0)),
-            format::num(r.extra("server_maps_max").unwrap_or(0.0)),
             format::num(r.extra("pid_max").unwrap_or(0.0)),
-        ));
+        );
+        if r.limit().is_some_and(|l| l.died) {
+            s.push_str(
+                " Then a new thread that got its stack but could not map its signal stack's \
+                 guard page panicked (Rust's runtime sets that stack up in every thread it \
+                 starts); the panic could not unwind, and the whole process aborted with every \
+                 client it held: in a thread-per-client server one thread's failure is \
+                 everyone's.",
+            );
+        }
+        out.push(s);
     }
     for r in of(LimitKind::Tasks) {
         out.push(format!(
             "{} stopped at {} threads: a task limit (`kernel.pid_max` {} for the whole \
              machine, which had {} tasks alive at the close).",
             r.model,
-            format::num(r.group.get(Metric::Threads).map_or(0.0, |t| t.median)),
+            format::num(threads(r)),
             format::num(r.extra("pid_max").unwrap_or(0.0)),
             format::num(r.extra("tasks").unwrap_or(0.0)),
         ));
@@ -398,6 +451,16 @@ fn findings(ctx: &Ctx, rows: &[Row]) -> Vec<String> {
         ));
     }
     out
+}
+
+/// The most threads the server had: from the window's group, or for a server
+/// that died, from the peak /proc showed.
+fn threads(r: &Row) -> f64 {
+    r.group
+        .get(Metric::Threads)
+        .map(|t| t.median)
+        .or_else(|| r.extra("threads_peak"))
+        .unwrap_or(0.0)
 }
 
 /// Text safe inside a table cell or a list item: no pipes or line breaks.

@@ -145,6 +145,10 @@ pub struct Limit {
     pub held: u64,
     /// Connections the load generators opened towards it.
     pub target: u64,
+    /// The server died during the cell; `held` is then the most it held before
+    /// (descriptors open at its peak, less the idle server's).
+    #[serde(default)]
+    pub died: bool,
     /// The evidence, in words: the server's own line, the numbers from /proc.
     pub evidence: String,
 }

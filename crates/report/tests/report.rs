@@ -625,6 +625,7 @@ fn c100k_says_who_held_them_and_what_stopped_the_rest() {
             kind,
             held,
             target: 100_000,
+            died: false,
             evidence: format!("the server said: `socklab {model}: {evidence}`"),
         });
         results.cells.push(c);

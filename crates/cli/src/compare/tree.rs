@@ -29,6 +29,9 @@ pub struct TreeSample {
     pub threads: u64,
     pub rss_bytes: u64,
     pub pss_bytes: u64,
+    /// Descriptors open in all its processes (for a server that dies, the most
+    /// connections it held is its peak less its idle count).
+    pub fds: u64,
 }
 
 /// Every PID whose ancestry leads to `root`, `root` included.
@@ -70,6 +73,7 @@ pub fn sample(root: i32) -> TreeSample {
         total.threads += stat.num_threads.max(0) as u64;
         total.rss_bytes += stat.rss * procfs::page_size();
         total.pss_bytes += pss_bytes(&process).unwrap_or(0);
+        total.fds += process.fd_count().unwrap_or(0) as u64;
     }
     total
 }
@@ -201,6 +205,7 @@ impl Sampler {
                 max.threads = max.threads.max(s.threads);
                 max.rss_bytes = max.rss_bytes.max(s.rss_bytes);
                 max.pss_bytes = max.pss_bytes.max(s.pss_bytes);
+                max.fds = max.fds.max(s.fds);
                 if flag.load(Ordering::Relaxed) {
                     return max;
                 }

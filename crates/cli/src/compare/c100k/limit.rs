@@ -49,6 +49,9 @@ pub struct Evidence {
     pub workers: Option<usize>,
     /// Error messages the loaders reported.
     pub loader_errors: Vec<String>,
+    /// The server died during the cell: its last words. `held` is then the most
+    /// it held before.
+    pub died: Option<String>,
 }
 
 /// Descriptors short of the limit that still count as "at it": the process's
@@ -57,60 +60,89 @@ const AT_LIMIT: u64 = 64;
 
 /// The limit that stopped the model, with its evidence.
 pub fn classify(e: &Evidence) -> Limit {
-    let (kind, evidence) = if e.held >= e.target {
+    let lines = said(&e.log);
+    let (kind, mut evidence) = if e.held >= e.target && e.died.is_none() {
         (
             LimitKind::None,
             format!("held all {} connections", e.target),
         )
-    } else if let Some((kind, line)) = said(&e.log) {
+    } else if let Some((kind, _)) = lines.first() {
+        let quoted: Vec<String> = lines.iter().map(|(_, l)| format!("`{l}`")).collect();
         (
-            task_or_mappings(kind, &line, e),
-            format!("the server said: `{line}`; {}", proc_numbers(e)),
+            task_or_mappings(*kind, &e.log, e),
+            format!(
+                "the server said: {}; {}",
+                quoted.join(" and "),
+                proc_numbers(e)
+            ),
         )
     } else {
         from_shape_or_proc(e)
     };
+    if let Some(how) = &e.died {
+        evidence = format!(
+            "it held about {} connections at its peak, then died (`{}`); {evidence}",
+            e.held,
+            shorten(how)
+        );
+    }
     Limit {
         kind,
         held: e.held,
         target: e.target,
+        died: e.died.is_some(),
         evidence,
     }
 }
 
-/// The first line of the server's log that names a resource it ran out of.
-fn said(log: &str) -> Option<(LimitKind, String)> {
+/// Most lines of the server's log quoted as evidence.
+const QUOTED: usize = 2;
+
+/// The first lines of the server's log that name a resource it ran out of
+/// (distinct, at most [`QUOTED`]), each with the limit it names.
+fn said(log: &str) -> Vec<(LimitKind, String)> {
+    let mut out: Vec<(LimitKind, String)> = Vec::new();
+    for (kind, line) in log.lines().filter_map(said_in) {
+        if out.len() < QUOTED && !out.iter().any(|(_, l)| *l == line) {
+            out.push((kind, line));
+        }
+    }
+    out
+}
+
+/// The limit one log line names, if it names one.
+fn said_in(line: &str) -> Option<(LimitKind, String)> {
     const ERRNOS: &[(&str, LimitKind)] = &[
         ("(os error 24)", LimitKind::Fds),
         ("(os error 23)", LimitKind::FileTable),
         ("(os error 12)", LimitKind::Memory),
         ("(os error 105)", LimitKind::Memory),
     ];
-    log.lines().find_map(|line| {
-        let kind = ERRNOS
-            .iter()
-            .find(|(needle, _)| line.contains(needle))
-            .map(|(_, k)| *k)
-            .or_else(|| {
-                // EAGAIN means "no task" only from a fork or a thread spawn.
-                let task = ["fork", "spawn", "clone", "thread", "worker"]
-                    .iter()
-                    .any(|w| line.contains(w));
-                (line.contains("(os error 11)") && task).then_some(LimitKind::Tasks)
-            })?;
-        Some((kind, shorten(line)))
-    })
+    let kind = ERRNOS
+        .iter()
+        .find(|(needle, _)| line.contains(needle))
+        .map(|(_, k)| *k)
+        .or_else(|| {
+            // EAGAIN means "no task" only from a fork or a thread spawn.
+            let task = ["fork", "spawn", "clone", "thread", "worker"]
+                .iter()
+                .any(|w| line.contains(w));
+            (line.contains("(os error 11)") && task).then_some(LimitKind::Tasks)
+        })?;
+    Some((kind, shorten(line)))
 }
 
 /// Mappings short of `vm.max_map_count` that still count as "at it".
 const MAPS_SLACK: u64 = 16;
 
-/// A task limit said as `EAGAIN` is the mapping limit when the process's
-/// mappings were at `vm.max_map_count`, as the server's own line or /proc says.
-fn task_or_mappings(kind: LimitKind, line: &str, e: &Evidence) -> LimitKind {
-    let at_max = line.contains("at vm.max_map_count")
-        || e.maps.is_some_and(|(n, max)| n + MAPS_SLACK >= max);
-    if kind == LimitKind::Tasks && at_max {
+/// A task limit said as `EAGAIN`, or memory said as `ENOMEM` (a new thread that
+/// could not `mprotect` its signal stack's guard page), is the mapping limit
+/// when the process's mappings were at `vm.max_map_count`, as the server's own
+/// log or /proc says.
+fn task_or_mappings(kind: LimitKind, log: &str, e: &Evidence) -> LimitKind {
+    let at_max =
+        log.contains("at vm.max_map_count") || e.maps.is_some_and(|(n, max)| n + MAPS_SLACK >= max);
+    if matches!(kind, LimitKind::Tasks | LimitKind::Memory) && at_max {
         LimitKind::Mappings
     } else {
         kind
@@ -259,6 +291,27 @@ mod tests {
         assert!(l.evidence.contains("65531 memory mappings"), "{l:?}");
         e.maps = Some((200, 65_530));
         assert_eq!(classify(&e).kind, LimitKind::Tasks);
+        // A new thread that cannot guard its signal stack panics, and the panic
+        // cannot unwind: the server dies. Its log says both.
+        e.log = "thread 'client' (3740) panicked at library/std/src/sys/pal/unix/stack_overflow.rs:240:13:\n\
+                 failed to set up alternative stack guard page: Cannot allocate memory (os error 12)\n\
+                 socklab thread: cannot spawn a thread: Resource temporarily unavailable (os error 11); 16375 threads in this process, 65532 memory mappings of vm.max_map_count 65530: at vm.max_map_count: the memory-mapping limit (said once)\n\
+                 fatal runtime error: failed to initiate panic, error 5, aborting".into();
+        (e.maps, e.held) = (None, 16_370);
+        e.died = Some("fatal runtime error: failed to initiate panic, error 5, aborting".into());
+        let l = classify(&e);
+        assert_eq!(
+            (l.kind, l.died, l.held),
+            (LimitKind::Mappings, true, 16_370),
+            "{l:?}"
+        );
+        assert!(
+            l.evidence.starts_with(
+                "it held about 16370 connections at its peak, then died (`fatal runtime error"
+            ),
+            "{l:?}"
+        );
+        assert!(l.evidence.contains("`failed to set up alternative stack guard page: Cannot allocate memory (os error 12)` and `socklab thread: cannot spawn"), "{l:?}");
     }
 
     /// Held everything: nothing stopped it, whatever the log says.

@@ -107,17 +107,6 @@ pub fn run(bench: &Bench, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
         let _ = server.stop();
     }
     let (reports, closed) = driven.with_context(|| format!("server said: {tail}"))?;
-    if !survived {
-        bail!("the server died during the cell: {tail}");
-    }
-    cell.server = window.usage(idle, peak);
-    if let Some(e) = &*window.failed.borrow() {
-        bail!("server usage not read: {e}");
-    }
-    let held = window
-        .closed()
-        .map(|r| r.active)
-        .ok_or_else(|| anyhow!("no reading at the window's close"))?;
     let log = std::fs::read_to_string(
         bench
             .dir
@@ -125,6 +114,21 @@ pub fn run(bench: &Bench, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
             .join(format!("{}.stderr", cell_name(job))),
     )
     .unwrap_or_default();
+    // A server that dies on the way is an outcome here, as in chaos: how far it
+    // got, and what it said before it went.
+    let died = (!survived).then(|| last_words(&log, &tail));
+    let held = if died.is_some() {
+        peak.fds.saturating_sub(idle.fds)
+    } else {
+        cell.server = window.usage(idle, peak);
+        if let Some(e) = &*window.failed.borrow() {
+            bail!("server usage not read: {e}");
+        }
+        window
+            .closed()
+            .map(|r| r.active)
+            .ok_or_else(|| anyhow!("no reading at the window's close"))?
+    };
     let evidence = Evidence {
         target: job.conns as u64,
         held,
@@ -141,13 +145,28 @@ pub fn run(bench: &Bench, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
             .iter()
             .flat_map(|r| r.errors.messages.iter().cloned())
             .collect(),
+        died,
     };
     record_kernel(cell, &before, &closed);
+    cell.extra
+        .insert("threads_peak".into(), peak.threads as f64);
+    cell.extra
+        .insert("processes_peak".into(), peak.processes as f64);
     if let Some(w) = evidence.workers {
         cell.extra.insert("workers".into(), w as f64);
     }
     cell.limit = Some(limit::classify(&evidence));
     Ok(())
+}
+
+/// How a dead server ended: its `fatal` or `panicked` line, else the tail.
+fn last_words(log: &str, tail: &str) -> String {
+    log.lines()
+        .rev()
+        .find(|l| l.contains("fatal") || l.contains("panicked") || l.contains("aborting"))
+        .unwrap_or(tail)
+        .trim()
+        .to_string()
 }
 
 /// What compare read itself as the window closed.
@@ -234,11 +253,21 @@ fn drive(
         .into_iter()
         .map(|l| l.finish(FINISH_TIMEOUT))
         .collect::<anyhow::Result<_>>()?;
-    let hlogs: Vec<_> = (0..count).map(|k| file(k, "hlog")).collect();
-    let merged =
-        socklab_loadgen::merge_files(&hlogs).context("merging the loaders' interval logs")?;
-    let empty = socklab_loadgen::stats::new_histogram();
-    let timed = merged.by_tag.get(hlog::LATENCY_TAG).unwrap_or(&empty);
+    // A loader that measured nothing (its clients were never connected in the
+    // window) wrote a log without histograms: nothing of it to add.
+    let hlogs: Vec<_> = (0..count)
+        .filter(|&k| reports[k].latency_timed.count > 0)
+        .map(|k| file(k, "hlog"))
+        .collect();
+    let mut timed = socklab_loadgen::stats::new_histogram();
+    if !hlogs.is_empty() {
+        let merged =
+            socklab_loadgen::merge_files(&hlogs).context("merging the loaders' interval logs")?;
+        if let Some(h) = merged.by_tag.get(hlog::LATENCY_TAG) {
+            timed = h.clone();
+        }
+    }
+    let timed = &timed;
     let loadgen_cpus = super::matrix::placement(&bench.cpus, 1).map_or(1, |(_, l)| l.len());
     cell.load = Some(merge::merge(&reports, timed, loadgen_cpus)?);
     cell.hdr_log = Some(write_merged_log(
