@@ -197,8 +197,14 @@ fn setup(md: &mut String, rows: &[Row]) {
         }
     );
     let limits: Vec<String> = [
-        ("server_fds_limit", "descriptors per process (`RLIMIT_NOFILE`)"),
-        ("max_map_count", "memory mappings per process (`vm.max_map_count`)"),
+        (
+            "server_fds_limit",
+            "descriptors per process (`RLIMIT_NOFILE`)",
+        ),
+        (
+            "max_map_count",
+            "memory mappings per process (`vm.max_map_count`)",
+        ),
         ("pid_max", "tasks on the whole machine (`kernel.pid_max`)"),
     ]
     .iter()

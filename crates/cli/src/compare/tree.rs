@@ -171,6 +171,7 @@ pub fn fullest_fd_table(root: i32) -> Option<(u64, Option<u64>)> {
 
 /// The most memory mappings any process under `root` has (lines of
 /// /proc/PID/maps): what `vm.max_map_count` limits, per process.
+/// `None` when no live process is left (a zombie has no mappings).
 pub fn most_mappings(root: i32) -> Option<u64> {
     descendants(root)
         .into_iter()
@@ -178,6 +179,7 @@ pub fn most_mappings(root: i32) -> Option<u64> {
             let maps = std::fs::read(format!("/proc/{pid}/maps")).ok()?;
             Some(maps.iter().filter(|&&b| b == b'\n').count() as u64)
         })
+        .filter(|&n| n > 0)
         .max()
 }
 

@@ -202,6 +202,15 @@ fn from_shape_or_proc(e: &Evidence) -> (LimitKind, String) {
 
 /// The server's numbers from /proc, in words.
 fn proc_numbers(e: &Evidence) -> String {
+    if e.died.is_some() {
+        // Gone by the close: only the sampler's peak is left.
+        return format!(
+            "at its peak it had {} threads in {}; the machine's kernel.pid_max is {}",
+            e.threads,
+            processes(e.processes),
+            e.pid_max
+        );
+    }
     let fds = match e.fds {
         Some((n, Some(limit))) => {
             format!("its fullest process had {n} of {limit} descriptors open")
@@ -213,21 +222,27 @@ fn proc_numbers(e: &Evidence) -> String {
         Some((n, max)) => format!("; {n} memory mappings in one process of vm.max_map_count {max}"),
         None => String::new(),
     };
-    let processes = if e.processes == 1 {
-        "1 process".to_string()
-    } else {
-        format!("{} processes", e.processes)
-    };
     format!(
-        "{fds}{maps}; {} threads in {processes}; {} tasks on the machine of kernel.pid_max {}",
-        e.threads, e.tasks, e.pid_max
+        "{fds}{maps}; {} threads in {}; {} tasks on the machine of kernel.pid_max {}",
+        e.threads,
+        processes(e.processes),
+        e.tasks,
+        e.pid_max
     )
 }
 
-/// A log line without its `(said once)` tail, at most 240 characters.
+fn processes(n: u64) -> String {
+    if n == 1 {
+        "1 process".to_string()
+    } else {
+        format!("{n} processes")
+    }
+}
+
+/// A log line without its `(said once)` tail, at most 400 characters.
 fn shorten(line: &str) -> String {
     let line = line.trim().trim_end_matches(" (said once)");
-    match line.char_indices().nth(240) {
+    match line.char_indices().nth(400) {
         Some((i, _)) => format!("{}…", &line[..i]),
         None => line.to_string(),
     }
