@@ -232,10 +232,20 @@ fn table(md: &mut String, rows: &[Row]) {
             format!(
                 "{}{} / {}",
                 format::num(l.held as f64),
-                if l.died { " at its peak" } else { "" },
+                if l.died { "+ before it died" } else { "" },
                 format::num(l.target as f64)
             )
         });
+        // No request measured at all (a server dead before the window): no
+        // latency, rather than zeros.
+        let measured = r.extra("merged_count").is_none_or(|n| n > 0.0);
+        let latency = |metric: Metric| {
+            if measured {
+                m(metric)
+            } else {
+                MISSING.to_string()
+            }
+        };
         // Stalled or at its limit, the ramp's length still says when it ended.
         let ramp = match g.get(Metric::Ramp) {
             Some(v) if g.ramp_stalled => {
@@ -254,16 +264,20 @@ fn table(md: &mut String, rows: &[Row]) {
             let at_limit = if s >= limit - 0.01 { "≥ " } else { "" };
             format!("{at_limit}{}", format::num(s))
         });
+        // Read at the close: a server that died before it holds nothing there.
+        let died = r.limit().is_some_and(|l| l.died);
         let sockets = match (
             r.extra("kernel_tcp_sockets"),
             r.extra("kernel_tcp_buffer_bytes"),
         ) {
+            _ if died => MISSING.to_string(),
             (Some(n), Some(b)) => {
                 format!("+{}, {}", format::num(n), format::with_unit(b, Unit::Bytes))
             }
             _ => MISSING.to_string(),
         };
         let slab = match (r.extra("kernel_slab_bytes"), r.extra("kernel_tcp_sockets")) {
+            _ if died => MISSING.to_string(),
             (Some(b), Some(n)) if n > 0.0 => format::with_unit(b / n, Unit::Bytes),
             _ => MISSING.to_string(),
         };
@@ -284,9 +298,9 @@ fn table(md: &mut String, rows: &[Row]) {
             m(Metric::Served),
             connect,
             ramp,
-            m(Metric::P50),
-            m(Metric::P99),
-            m(Metric::P999),
+            latency(Metric::P50),
+            latency(Metric::P99),
+            latency(Metric::P999),
             m(Metric::CpuPerRequest),
             m(Metric::CtxPerRequest),
             m(Metric::PssPerConn),
@@ -392,14 +406,18 @@ fn findings(ctx: &Ctx, rows: &[Row]) -> Vec<String> {
             .extra("server_maps_max")
             .map_or(String::new(), |n| format!("; it had {}", format::num(n)));
         let mut s = format!(
-            "{} stopped at {} threads, holding about {} clients: each thread takes four memory \
+            "{} stopped at {} threads, holding {} clients: each thread takes four memory \
              mappings (its stack and its signal stack, each with a guard page), and one process \
              may have at most `vm.max_map_count` ({}{had}). glibc reports a stack it could not \
              map as `EAGAIN` from `pthread_create`, which reads like a task limit, but the \
              machine's `kernel.pid_max` ({}) was far off.",
             r.model,
             format::num(threads(r)),
-            format::num(r.limit().map_or(0, |l| l.held) as f64),
+            r.limit().map_or(String::new(), |l| format!(
+                "{}{}",
+                format::num(l.held as f64),
+                if l.died { " or more" } else { "" }
+            )),
             format::num(r.extra("max_map_count").unwrap_or(0.0)),
             format::num(r.extra("pid_max").unwrap_or(0.0)),
         );

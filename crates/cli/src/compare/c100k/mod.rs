@@ -381,10 +381,10 @@ fn record_kernel(cell: &mut Cell, before: &Kernel, closed: &Closed) {
     ] {
         cell.extra.insert(name.into(), v);
     }
+    cell.extra
+        .insert("max_map_count".into(), closed.max_map_count as f64);
     if let Some(n) = closed.maps {
         cell.extra.insert("server_maps_max".into(), n as f64);
-        cell.extra
-            .insert("max_map_count".into(), closed.max_map_count as f64);
     }
     if let Some((fds, limit)) = closed.fds {
         cell.extra.insert("server_fds_max".into(), fds as f64);
