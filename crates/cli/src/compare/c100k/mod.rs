@@ -218,10 +218,7 @@ fn drive(
     let started = Instant::now();
     let deadline =
         started + socklab_loadgen::event_loop::CONNECT_PHASE_LIMIT + ramp_limit + RAMP_MARGIN;
-    let ramped = loaders
-        .iter()
-        .filter(|l| l.ramped(deadline).is_some())
-        .count();
+    let ramped = wait_ramped(&loaders, deadline)?;
     eprintln!(
         "c100k {}: {ramped} of {count} loaders ramped after {:.1} s",
         job.model.name,
@@ -284,6 +281,26 @@ fn drive(
         reports.iter().map(|r| r.latency_timed.count).sum::<u64>() as f64,
     );
     Ok((reports, closed))
+}
+
+/// Waits until every loader has said it ramped, or `deadline`; returns how many
+/// did. Looks at each in turn for a few milliseconds, so Ctrl-C stops the cell
+/// within a tenth of a second.
+fn wait_ramped(loaders: &[Loader], deadline: Instant) -> anyhow::Result<usize> {
+    const SLICE: Duration = Duration::from_millis(10);
+    let mut said = vec![false; loaders.len()];
+    while said.iter().any(|s| !s) && Instant::now() < deadline {
+        if interrupt::requested() {
+            bail!("interrupted");
+        }
+        let before = Instant::now();
+        for (l, s) in loaders.iter().zip(&mut said) {
+            *s = *s || l.ramped(Instant::now() + SLICE).is_some();
+        }
+        // Dead loaders answer at once: do not spin on them.
+        std::thread::sleep(SLICE.saturating_sub(before.elapsed()));
+    }
+    Ok(said.iter().filter(|s| **s).count())
 }
 
 /// Sleeps until `at`, a tenth of a second at a time, so Ctrl-C stops the cell.
