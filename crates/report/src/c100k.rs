@@ -63,12 +63,21 @@ pub fn glance(ctx: &Ctx, model: &str) -> Option<String> {
     let rows = rows(ctx);
     let row = rows.iter().find(|r| r.model == model)?;
     let l = row.limit()?;
+    let served = row.group.get(Metric::Served).map(|r| r.median);
     Some(if l.kind == LimitKind::None {
         "yes".to_string()
     } else {
+        let held = match served {
+            // A queue in front of its workers holds more than it serves.
+            Some(s) if s < l.held as f64 => format!(
+                "{} held, {} served",
+                format::num(l.held as f64),
+                format::num(s)
+            ),
+            _ => format::num(l.held as f64),
+        };
         format!(
-            "{} ({}{})",
-            format::num(l.held as f64),
+            "{held} ({}{})",
             short(l.kind),
             if l.died { ", then died" } else { "" }
         )
@@ -108,18 +117,43 @@ pub fn limits(ctx: &Ctx) -> Vec<String> {
     }
     for r in rows
         .iter()
+        .filter(|r| r.limit().is_some_and(|l| l.kind == LimitKind::Cap))
+    {
+        out.push(format!(
+            "{} was capped at {} connections in c100k (`--max-conns`): a process per client \
+             for all {} would have been that many processes on a machine shared with the load \
+             generators{}.",
+            r.model,
+            format::num(r.extra("max_conns").unwrap_or(0.0)),
+            format::num(conns as f64),
+            past_pid_max(r, conns),
+        ));
+    }
+    for r in rows
+        .iter()
         .filter(|r| r.limit().is_some_and(|l| l.kind == LimitKind::Workers))
     {
         out.push(format!(
             "{} was given {} workers in c100k, not one per client: a worker per connection \
              would have been {} processes or threads on a machine shared with the load \
-             generators.",
+             generators{}.",
             r.model,
             format::num(r.extra("workers").unwrap_or(0.0)),
-            format::num(conns as f64)
+            format::num(conns as f64),
+            past_pid_max(r, conns),
         ));
     }
     out
+}
+
+/// `, past its kernel.pid_max of 32,768` when `conns` tasks would not fit.
+fn past_pid_max(r: &Row, conns: usize) -> String {
+    match r.extra("pid_max") {
+        Some(p) if p > 0.0 && p < conns as f64 => {
+            format!(", past its `kernel.pid_max` of {}", format::num(p))
+        }
+        _ => String::new(),
+    }
 }
 
 /// A limit in one word or two, for tight cells.
@@ -133,6 +167,7 @@ fn short(kind: LimitKind) -> &'static str {
         LimitKind::Mappings => "mappings",
         LimitKind::Workers => "workers",
         LimitKind::OneAtATime => "one at a time",
+        LimitKind::Cap => "capped",
         LimitKind::Ports => "ports",
         LimitKind::Unknown => "unknown",
     }
@@ -440,6 +475,17 @@ fn findings(ctx: &Ctx, rows: &[Row]) -> Vec<String> {
             format::num(threads(r)),
             format::num(r.extra("pid_max").unwrap_or(0.0)),
             format::num(r.extra("tasks").unwrap_or(0.0)),
+        ));
+    }
+    for r in of(LimitKind::Cap) {
+        out.push(format!(
+            "{} makes a process per client as clients come: the cell let it have {} \
+             (`--max-conns`), and it held {}. Left alone it would fork until `kernel.pid_max` \
+             ({}) for the whole machine, and every other program would find no PID to run in.",
+            r.model,
+            format::num(r.extra("max_conns").unwrap_or(0.0)),
+            format::num(r.limit().map_or(0, |l| l.held) as f64),
+            format::num(r.extra("pid_max").unwrap_or(0.0)),
         ));
     }
     for r in of(LimitKind::Workers) {

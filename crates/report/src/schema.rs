@@ -175,6 +175,9 @@ pub enum LimitKind {
     Workers,
     /// The model itself: one client at a time.
     OneAtATime,
+    /// The cell's own cap (`--max-conns`) on a model that makes a process per
+    /// client, kept below `kernel.pid_max` so the machine keeps running.
+    Cap,
     /// The load generators' ephemeral ports (`EADDRNOTAVAIL` on connect).
     Ports,
     /// Nothing the server said or /proc showed explains it.
@@ -193,6 +196,7 @@ impl LimitKind {
             LimitKind::Mappings => "memory mappings (vm.max_map_count)",
             LimitKind::Workers => "its workers: one client each",
             LimitKind::OneAtATime => "one client at a time",
+            LimitKind::Cap => "the cell's cap on processes (one per client)",
             LimitKind::Ports => "the loaders' ephemeral ports",
             LimitKind::Unknown => "not found",
         }

@@ -31,6 +31,9 @@ pub struct Evidence {
     pub target: u64,
     /// Connections the server held (its own count).
     pub held: u64,
+    /// Clients answered in the window (`None`: not known). A pool that accepts
+    /// every client into its queue holds them all and serves its workers' worth.
+    pub served: Option<u64>,
     /// The server's stderr.
     pub log: String,
     /// The server process with the most descriptors open: its count and its
@@ -47,6 +50,9 @@ pub struct Evidence {
     pub shape: Option<Shape>,
     /// The worker count the cell gave the model, if it takes one.
     pub workers: Option<usize>,
+    /// The `--max-conns` the cell capped it at, when below the target (a process
+    /// per client).
+    pub cap: Option<usize>,
     /// Error messages the loaders reported.
     pub loader_errors: Vec<String>,
     /// The server died during the cell: its last words. `held` is then the most
@@ -61,7 +67,8 @@ const AT_LIMIT: u64 = 64;
 /// The limit that stopped the model, with its evidence.
 pub fn classify(e: &Evidence) -> Limit {
     let lines = said(&e.log);
-    let (kind, mut evidence) = if e.held >= e.target && e.died.is_none() {
+    let served_all = e.served.is_none_or(|s| s >= e.target);
+    let (kind, mut evidence) = if e.held >= e.target && served_all && e.died.is_none() {
         (
             LimitKind::None,
             format!("held all {} connections", e.target),
@@ -167,6 +174,16 @@ fn from_shape_or_proc(e: &Evidence) -> (LimitKind, String) {
             format!("no error said, but {numbers}: at the machine's task limit"),
         );
     }
+    if let Some(cap) = e.cap.filter(|&c| e.held >= c as u64) {
+        return (
+            LimitKind::Cap,
+            format!(
+                "no error said: it makes a process per client, and the cell capped it at {cap} \
+                 (--max-conns); it held {}",
+                e.held
+            ),
+        );
+    }
     match (e.shape, e.workers) {
         (Some(Shape::Serial), _) => {
             return (
@@ -179,13 +196,20 @@ fn from_shape_or_proc(e: &Evidence) -> (LimitKind, String) {
             )
         }
         (Some(s), Some(w)) if s.pooled() => {
+            let queued = match e.served {
+                Some(n) if e.held > n => format!(
+                    " and served {n}: the other {} it accepted waited in its queue",
+                    e.held - n
+                ),
+                _ => String::new(),
+            };
             return (
                 LimitKind::Workers,
                 format!(
-                    "no error said: one client per worker, and it had {w} workers; it held {}",
+                    "no error said: one client per worker, and it had {w} workers; it held {}{queued}",
                     e.held
                 ),
-            )
+            );
         }
         _ => {}
     }
@@ -358,6 +382,22 @@ mod tests {
         let l = classify(&e);
         assert_eq!(l.kind, LimitKind::Workers);
         assert!(l.evidence.contains("1000 workers"), "{l:?}");
+        // A queue in front of the workers holds every client and serves a few.
+        let mut e = short_of(1_500);
+        (e.target, e.served) = (1_500, Some(1_000));
+        (e.shape, e.workers) = (Some(Shape::PoolQueue), Some(1_000));
+        let l = classify(&e);
+        assert_eq!(l.kind, LimitKind::Workers, "{l:?}");
+        assert!(
+            l.evidence
+                .contains("the other 500 it accepted waited in its queue"),
+            "{l:?}"
+        );
+        let mut e = short_of(1_000);
+        e.cap = Some(1_000);
+        let l = classify(&e);
+        assert_eq!(l.kind, LimitKind::Cap, "{l:?}");
+        assert!(l.evidence.contains("capped it at 1000"), "{l:?}");
         let mut e = short_of(50_000);
         e.fds = Some((5_000, Some(20_000)));
         let l = classify(&e);

@@ -132,6 +132,7 @@ pub fn run(bench: &Bench, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
     let evidence = Evidence {
         target: job.conns as u64,
         held,
+        served: cell.load.as_ref().and_then(|l| l.clients).map(|c| c.served),
         log,
         fds: closed.fds,
         maps: closed.maps.map(|n| (n, closed.max_map_count)),
@@ -141,6 +142,7 @@ pub fn run(bench: &Bench, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
         tasks: closed.kernel.tasks,
         shape: Some(job.model.shape),
         workers: shape::workers(job.model, job.conns).map(|(n, _)| n),
+        cap: Some(shape::max_conns(job.model, job.conns)).filter(|&c| c < job.conns),
         loader_errors: reports
             .iter()
             .flat_map(|r| r.errors.messages.iter().cloned())
@@ -152,6 +154,9 @@ pub fn run(bench: &Bench, job: &Job, cell: &mut Cell) -> anyhow::Result<()> {
         .insert("threads_peak".into(), peak.threads as f64);
     cell.extra
         .insert("processes_peak".into(), peak.processes as f64);
+    if let Some(c) = evidence.cap {
+        cell.extra.insert("max_conns".into(), c as f64);
+    }
     if let Some(w) = evidence.workers {
         cell.extra.insert("workers".into(), w as f64);
     }

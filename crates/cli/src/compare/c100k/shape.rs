@@ -17,12 +17,17 @@
 //!   takes `--workers` and whose single process does not hold every client's
 //!   descriptor: N event loops in N processes): each process gets at most
 //!   [`PER_PROCESS`] clients, under a 20,000-descriptor `RLIMIT_NOFILE` with room.
+//! - **a process per client, made on demand** (an `Elastic` model that takes no
+//!   `--workers` and holds no descriptor per client in one process: fork): capped
+//!   with `--max-conns` at [`MAX_ONE_CLIENT_WORKERS`] for the same reasons. Left
+//!   alone it would fork until `kernel.pid_max`, and every other program on the
+//!   machine would find no PID to run in.
 //! - everything else runs as it is: a single process (thread, the event loops) or
 //!   a single client at a time (iterative) meets its own limit, which is the
 //!   lesson.
 //!
-//! Every model gets `--max-conns` at the target: the default cap of 10,000 would
-//! stop it before any limit of the machine's did.
+//! Every other model gets `--max-conns` at the target: the default cap of 10,000
+//! would stop it before any limit of the machine's did.
 
 use socklab_models::Model;
 
@@ -43,10 +48,31 @@ pub const PER_LOADER: usize = 18_000;
 /// address is a source on `lo` without configuration).
 pub const MAX_LOADERS: usize = 250;
 
+/// Whether the model takes `--workers` (its compare arguments set them).
+fn takes_workers(model: &Model) -> bool {
+    model.compare_args.contains(&"--workers")
+}
+
+/// Whether the model makes a process per client as clients come (fork): no
+/// fixed workers, and no one process holding every client's descriptor.
+pub fn process_per_client(model: &Model) -> bool {
+    model.shape == socklab_models::Shape::Elastic && !model.fd_per_client && !takes_workers(model)
+}
+
+/// The `--max-conns` of a c100k cell: the target, or for a process per client
+/// at most [`MAX_ONE_CLIENT_WORKERS`].
+pub fn max_conns(model: &Model, conns: usize) -> usize {
+    if process_per_client(model) {
+        conns.min(MAX_ONE_CLIENT_WORKERS)
+    } else {
+        conns
+    }
+}
+
 /// The worker count the c100k cell gives `model` for `conns` clients, and why;
 /// `None` when the model takes no `--workers` or more would not help it.
 pub fn workers(model: &Model, conns: usize) -> Option<(usize, &'static str)> {
-    if !model.compare_args.contains(&"--workers") {
+    if !takes_workers(model) {
         return None;
     }
     if model.shape.pooled() {
@@ -78,7 +104,10 @@ pub fn serve_args(model: &Model, conns: usize) -> Vec<String> {
             args[i + 1] = n.to_string();
         }
     }
-    args.extend(["--max-conns".to_string(), conns.to_string()]);
+    args.extend([
+        "--max-conns".to_string(),
+        max_conns(model, conns).to_string(),
+    ]);
     args
 }
 
@@ -143,6 +172,12 @@ mod tests {
                 "100000"
             ]
         );
+        let fork = find("fork").unwrap();
+        assert!(process_per_client(fork) && !process_per_client(prefork));
+        assert_eq!(workers(fork, 100_000), None);
+        assert_eq!(serve_args(fork, 100_000), ["fork", "--max-conns", "1000"]);
+        assert_eq!(serve_args(fork, 400), ["fork", "--max-conns", "400"]);
+        assert!(!process_per_client(&sharded));
         for name in ["nonblocking", "thread", "iterative", "uring-2loops"] {
             let m = find(name).unwrap();
             assert_eq!(workers(m, 100_000), None, "{name}");
