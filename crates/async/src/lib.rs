@@ -245,7 +245,12 @@ async fn back_off(err: &io::Error) {
     ) {
         return; // a client that reset before we accepted it
     }
-    eprintln!("socklab {MODEL}: accept: {err}; pausing accept for {RESOURCE_BACKOFF:?}");
+    socklab_server_kit::exhaustion::say_once(
+        MODEL,
+        "accept",
+        err,
+        &format!("pausing accept for {RESOURCE_BACKOFF:?} and retrying"),
+    );
     tokio::time::sleep(RESOURCE_BACKOFF).await;
 }
 

@@ -5,9 +5,11 @@
 //! work is in the `socklab-loadgen` library.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufWriter, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -32,6 +34,13 @@ pub struct LoadArgs {
     /// The server speaks UDP (one datagram per request).
     #[arg(long)]
     pub udp: bool,
+
+    /// Source address of every connection, e.g. 127.0.0.2 (its port is chosen at
+    /// connect time, IP_BIND_ADDRESS_NO_PORT). One source address reaches one
+    /// server port with at most its ~28,000 ephemeral ports; several generators
+    /// on one machine each take their own (any 127.0.0.0/8 address works on lo).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<std::net::IpAddr>,
 
     /// closed: send, wait for the reply, repeat; open: fixed --rate, latency from
     /// the intended send time; churn: connect, one request, close. Default: open
@@ -132,6 +141,15 @@ pub struct LoadArgs {
     /// Print no results table (files are still written).
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// Let another process line this run up with others (`socklab compare`'s
+    /// c100k cell runs several): when the ramp ends, print `socklab load: ramped
+    /// ...` and keep sending unmeasured; start the warm-up at the instant a `go
+    /// UNIX_NS` line on stdin names; after the window keep the connections open
+    /// until a `release` line (or end of input). End of input before `go` stops
+    /// the run.
+    #[arg(long)]
+    pub hold: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,10 +183,23 @@ pub fn run(args: LoadArgs) -> Result<()> {
             b.update(&p);
         }
     };
+    let hold = args.hold.then(|| Arc::new(lg::Hold::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Some(hold) = &hold {
+        listen_for_commands(Arc::clone(hold), Arc::clone(&stop));
+    }
+    let on_ramped = |r: lg::Ramp| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", crate::hold::ramped_line(&r));
+        let _ = out.flush();
+    };
     let result = lg::run(
         &cfg,
         lg::Hooks {
             progress: Some(&on_progress),
+            ramped: hold.is_some().then_some(&on_ramped as &dyn Fn(lg::Ramp)),
+            hold: hold.as_ref(),
+            stop: Some(&stop),
             ..Default::default()
         },
     );
@@ -189,6 +220,27 @@ pub fn run(args: LoadArgs) -> Result<()> {
         print!("{report}");
     }
     verdict(&report, args.strict)
+}
+
+/// Reads the holder's commands from stdin on a thread of its own (see
+/// [`crate::hold`]): `go` and `release` go to `hold`; end of input before `go`
+/// sets `stop` (the holder is gone), after it releases.
+fn listen_for_commands(hold: Arc<lg::Hold>, stop: Arc<AtomicBool>) {
+    use crate::hold::{instant_of, Command};
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            match Command::parse(&line) {
+                Ok(Command::Go(at)) => hold.go(instant_of(at)),
+                Ok(Command::Release) => hold.release(),
+                Err(e) => eprintln!("socklab load --hold: {e}"),
+            }
+        }
+        if !hold.gone() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        hold.release();
+    });
 }
 
 /// Runs `socklab load merge a.hlog b.hlog ...`.
@@ -281,6 +333,7 @@ fn config(a: &LoadArgs) -> Result<LoadConfig> {
     let counted = a.requests.is_some();
     let cfg = LoadConfig {
         target,
+        bind: a.bind,
         transport: if a.udp || udp_scheme {
             Transport::Udp
         } else {

@@ -6,6 +6,7 @@
 mod args;
 mod client;
 mod compare;
+mod hold;
 mod load_cmd;
 mod serve;
 mod soak;

@@ -736,6 +736,22 @@ fn misuse_of_load_report_and_model_flags_is_a_clear_error() {
         (&["report", "/nonexistent/socklab-run"], "results.json"),
         (&["compare", "--models", "nosuch"], "unknown model"),
         (
+            &["compare", "--scenarios", "c100k", "--c100k-loaders", "0"],
+            "--c100k-loaders must be between 1",
+        ),
+        (
+            &["compare", "--scenarios", "c100k", "--c100k-loaders", "2"],
+            "one loader holds at most",
+        ),
+        (
+            &["compare", "--c100k-conns", "0"],
+            "--c100k-conns must be at least 1",
+        ),
+        (
+            &["compare", "--c100k-rate", "0"],
+            "--c100k-rate must be a positive",
+        ),
+        (
             &["serve", "pool", "--workers", "0", "--tcp", "127.0.0.1:0"],
             "at least 1",
         ),

@@ -99,7 +99,12 @@ pub fn serve(listener: TcpListener, cx: &Context) -> io::Result<()> {
         // In the parent the closure is dropped unrun, and with it the parent's
         // copy of the connection: it closes there, and stays open in the child.
         if let Err(e) = forked {
-            eprintln!("socklab {MODEL}: fork() failed, client dropped: {e}");
+            socklab_server_kit::exhaustion::say_once(
+                MODEL,
+                "fork() failed",
+                &e,
+                "this client is dropped",
+            );
         }
     }
     drop(listener);

@@ -109,6 +109,13 @@ impl std::error::Error for ConfigError {}
 pub struct LoadConfig {
     /// Server address.
     pub target: SocketAddr,
+    /// Source address of every connection (TCP) or socket (UDP); the port is the
+    /// kernel's choice, made at connect time (see [`crate::connect`]). `None`: the
+    /// kernel picks the address too. Several generators on one machine, each with
+    /// its own loopback address (127.0.0.2, 127.0.0.3, ...), each get their own
+    /// ephemeral ports towards one server.
+    #[serde(default)]
+    pub bind: Option<IpAddr>,
     pub transport: Transport,
     pub mode: Mode,
     /// TCP only; must match the server's framing.
@@ -177,6 +184,7 @@ impl Default for LoadConfig {
     fn default() -> Self {
         LoadConfig {
             target: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7788),
+            bind: None,
             transport: Transport::Tcp,
             mode: Mode::Closed,
             framing: Framing::Raw,
@@ -236,6 +244,19 @@ impl LoadConfig {
                 "target {} is the unspecified address; name a host to connect to",
                 c.target
             ));
+        }
+        if let Some(ip) = c.bind {
+            if ip.is_ipv4() != c.target.is_ipv4() {
+                return err(format!(
+                    "bind address {ip} and target {} are of different families (IPv4 and IPv6)",
+                    c.target
+                ));
+            }
+            if ip.is_unspecified() || ip.is_multicast() {
+                return err(format!(
+                    "bind address {ip} is not a unicast address of this host; name one (e.g. 127.0.0.2)"
+                ));
+            }
         }
         match (c.mode, c.rate) {
             (Mode::Open, None) => return err("open mode needs a rate (requests/s)".into()),
@@ -405,6 +426,14 @@ mod tests {
             },
             LoadConfig {
                 target: "0.0.0.0:80".parse().unwrap(),
+                ..ok.clone()
+            },
+            LoadConfig {
+                bind: Some("::1".parse().unwrap()),
+                ..ok.clone()
+            },
+            LoadConfig {
+                bind: Some("0.0.0.0".parse().unwrap()),
                 ..ok.clone()
             },
         ];

@@ -26,12 +26,27 @@
 //! TIME_WAIT per connection per run, which Linux reuses for new loopback connects
 //! (`net.ipv4.tcp_tw_reuse = 2`, the default).
 //!
+//! # A source address of one's own (`bind`)
+//!
+//! One client address reaches one server address and port with at most as many
+//! connections as it has ephemeral ports (`net.ipv4.ip_local_port_range`, 28,232
+//! here). Several load generators on one machine can each take another loopback
+//! address as their source (any of 127.0.0.0/8 works on `lo` without
+//! configuration) and so each get a port range of their own: `bind(IP:0)` before
+//! `connect()`. A plain `bind(IP:0)` would pick the port at once, and a bound port
+//! is reserved against *every* destination, so 28,232 bound sockets would exhaust
+//! the range even towards different servers. `IP_BIND_ADDRESS_NO_PORT` (Linux 4.2)
+//! tells the kernel to fix the address now and choose the port at `connect()`,
+//! where it need only be unique for the whole four-tuple, as an unbound
+//! socket's is.
+//!
 //! All connections also set `TCP_NODELAY`: a load generator's small writes must leave
 //! now, not wait for Nagle's algorithm to batch them behind an unacknowledged
 //! segment.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use mio::net::TcpStream;
@@ -44,13 +59,23 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(10);
 /// Longest wait between retries: a dead server is retried about once a second.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Starts a nonblocking connect to `addr`; the returned stream is not yet connected.
-pub fn start_connect(addr: SocketAddr, linger_zero: bool) -> io::Result<TcpStream> {
+/// Starts a nonblocking connect to `addr`, from source address `bind` if given
+/// (its port chosen at connect time: see the module docs); the returned stream is
+/// not yet connected.
+pub fn start_connect(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    linger_zero: bool,
+) -> io::Result<TcpStream> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_nonblocking(true)?;
     sock.set_nodelay(true)?;
     if linger_zero {
         sock.set_linger(Some(Duration::ZERO))?;
+    }
+    if let Some(ip) = bind {
+        bind_address_no_port(&sock)?;
+        sock.bind(&SocketAddr::new(ip, 0).into())?;
     }
     match sock.connect(&addr.into()) {
         Ok(()) => {}
@@ -58,6 +83,25 @@ pub fn start_connect(addr: SocketAddr, linger_zero: bool) -> io::Result<TcpStrea
         Err(e) => return Err(e),
     }
     Ok(TcpStream::from_std(sock.into()))
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT`: a later `bind(IP:0)` fixes the address only.
+fn bind_address_no_port(sock: &Socket) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a descriptor we own, with a c_int option of its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Where a nonblocking connect stands after a readiness event.
@@ -136,6 +180,31 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `bind` makes the connection come from that address, and the port is chosen
+    /// at connect time, not at bind time (no port reserved per socket).
+    #[test]
+    fn a_bound_connect_comes_from_its_address_with_a_port_chosen_late() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = listener.local_addr().unwrap();
+        let source: IpAddr = "127.0.0.3".parse().unwrap();
+        let sock = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        bind_address_no_port(&sock).unwrap();
+        sock.bind(&SocketAddr::new(source, 0).into()).unwrap();
+        let bound = sock.local_addr().unwrap().as_socket().unwrap();
+        assert_eq!((bound.ip(), bound.port()), (source, 0), "bind took a port");
+        drop(sock);
+        let stream = start_connect(target, Some(source), false).unwrap();
+        let (_, peer) = listener.accept().unwrap();
+        assert_eq!(peer.ip(), source);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !matches!(connect_state(&stream), ConnectState::Connected) {
+            assert!(std::time::Instant::now() < deadline, "never connected");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(stream.local_addr().unwrap().ip(), source);
+        assert_ne!(stream.local_addr().unwrap().port(), 0);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {

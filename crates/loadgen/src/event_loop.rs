@@ -30,7 +30,7 @@ use mio::{Events, Poll, Registry, Token};
 
 use crate::config::{LoadConfig, Mode};
 use crate::pace::{Pacer, Schedule};
-use crate::shared::{RampEnd, Window, WorkerCtx, WorkerResult};
+use crate::shared::{RampEnd, Window, WorkerCtx, WorkerResult, FINISH_WAIT};
 use crate::stats::ThreadStats;
 use crate::LoadError;
 
@@ -45,9 +45,6 @@ const EVENTS: usize = 1024;
 /// Longest the untimed connect phase may take before the traffic starts anyway.
 /// Connections still missing then keep retrying (and are reported).
 pub const CONNECT_PHASE_LIMIT: Duration = Duration::from_secs(10);
-/// Longest a thread that finished measuring waits for the others before it closes
-/// its connections.
-const FINISH_WAIT: Duration = Duration::from_secs(2);
 
 /// How often to look for timed-out requests: a twentieth of the shortest timeout
 /// (so a timeout is noticed within 5 % of its length), between [`TICK`] and 50 ms.
@@ -131,6 +128,8 @@ struct Driver<T> {
     /// When the traffic started (the start gate opened).
     traffic_start: Option<Instant>,
     ramp_reported: bool,
+    /// This thread has seen the ramp end (and counted who was served by then).
+    ramp_ended: bool,
     /// Connections answered at least once, as last told to the ramp.
     ramp_served: u64,
 }
@@ -171,6 +170,7 @@ impl<T: Transport> Driver<T> {
             schedule: None,
             traffic_start: None,
             ramp_reported: false,
+            ramp_ended: false,
             ramp_served: 0,
         })
     }
@@ -217,7 +217,10 @@ impl<T: Transport> Driver<T> {
         self.sockets.window_closed(deadline, &mut self.core);
         self.publish();
         self.ctx.shared.finish.arrive_within(FINISH_WAIT);
-        self.ctx.shared.close_seen.wait(FINISH_WAIT);
+        self.ctx
+            .shared
+            .close_seen
+            .wait(self.ctx.shared.close_wait());
         self.sockets.close_all();
         self.result(finished, connected_at_start)
     }
@@ -306,10 +309,16 @@ impl<T: Transport> Driver<T> {
         let Some(end) = ramp.check_limit(now, start + self.ctx.cfg.ramp_limit) else {
             return;
         };
-        let window = Window::after_ramp(end, &self.ctx.cfg);
+        if !self.ramp_ended {
+            self.ramp_ended = true;
+            self.core.stats.served_at_ramp_end = self.sockets.served_once();
+        }
+        // A held run goes on unmeasured until its caller says go.
+        let Some(window) = self.ctx.shared.window_after(end, &self.ctx.cfg) else {
+            return;
+        };
         self.core.window = Some(window);
         self.core.stats.rec.start_measuring(window.measure_start);
-        self.core.stats.served_at_ramp_end = self.sockets.served_once();
         if let Some(s) = &mut self.schedule {
             s.measure_from(window.measure_start, self.ctx.cfg.requests);
         }

@@ -98,6 +98,7 @@ pub use hlog::{merge_files, Hist, HlogError, Merged};
 pub use progress::{Phase, Progress, TerminalProgress};
 pub use report::{Clients, Little, LoadReport, Ramp, SCHEMA};
 pub use runner::{Edge, Hooks};
+pub use shared::Hold;
 pub use stats::{ConnectCounts, Counts, ErrorCounts, LatencySummary};
 
 /// Why a run could not be done at all. Problems *during* a run (refused

@@ -28,6 +28,7 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -141,6 +142,10 @@ pub struct Connections {
     pub ramp: Option<Ramp>,
     #[serde(flatten)]
     pub counts: ConnectCounts,
+    /// The local addresses the connections (UDP: sockets) came from, as the
+    /// kernel reported them (`getsockname`): the `bind` address when one was set.
+    #[serde(default)]
+    pub sources: Vec<IpAddr>,
 }
 
 /// The ramp: from the traffic's start until every client had been answered once.
@@ -227,6 +232,55 @@ impl Clients {
     }
 }
 
+impl Clients {
+    /// The histogram of requests per client (its clients' measured replies), as
+    /// [`Histograms::requests_per_client`] keeps it.
+    pub fn histogram(per_client: &[(u64, bool)]) -> hdrhistogram::Histogram<u64> {
+        let mut h = crate::stats::new_histogram();
+        for &(n, _) in per_client {
+            crate::stats::record(&mut h, n);
+        }
+        h
+    }
+
+    /// The per-client view of several runs taken together: generators that each
+    /// drove clients of their own against one server (processes, hosts). Their
+    /// histograms of requests per client add up, and every figure comes from the
+    /// sum — the median and the fairness of the whole cannot be had from the parts'
+    /// medians and fairnesses — with the clients that saw errors summed. Exact up
+    /// to 2,048 requests per client (HdrHistogram's 3 significant digits), within
+    /// 0.1 % past that. `None` without parts or clients.
+    pub fn combine<'a>(
+        parts: impl IntoIterator<Item = (&'a Clients, &'a Hist)>,
+    ) -> Option<Clients> {
+        let mut h = crate::stats::new_histogram();
+        let mut with_errors = 0;
+        for (c, part) in parts {
+            crate::stats::add_hist(&mut h, &part.0);
+            with_errors += c.with_errors;
+        }
+        if h.is_empty() {
+            return None;
+        }
+        let (mut sum, mut squares) = (0.0_f64, 0.0_f64);
+        for v in h.iter_recorded() {
+            let (x, k) = (v.value_iterated_to() as f64, v.count_at_value() as f64);
+            sum += k * x;
+            squares += k * x * x;
+        }
+        let n = h.len();
+        Some(Clients {
+            conns: n as usize,
+            served: n - h.count_between(0, 0),
+            with_errors,
+            requests_min: h.min(),
+            requests_median: h.value_at_quantile(0.5) as f64,
+            requests_max: h.max(),
+            fairness: (squares > 0.0).then(|| sum * sum / (n as f64 * squares)),
+        })
+    }
+}
+
 /// Little's law, L = λW: in a closed loop `conns × pipeline` requests are always in
 /// flight, so the mean latency of the replies received in the window must be
 /// about that number divided by the throughput. A gap means the clients spent
@@ -302,6 +356,11 @@ pub struct Histograms {
     pub intervals: Vec<Hist>,
     pub connect: Option<Hist>,
     pub connect_to_reply: Option<Hist>,
+    /// Closed and open loop, UDP: how many clients got how many measured replies
+    /// (values are requests, not µs), so the per-client view of several runs can
+    /// be put together exactly ([`Clients::combine`]).
+    #[serde(default)]
+    pub requests_per_client: Option<Hist>,
 }
 
 /// Replies read just after the deadline (their requests went out before it) land
@@ -409,6 +468,7 @@ impl LoadReport {
                     served: r.served,
                 }),
                 counts: t.connects,
+                sources: t.sources.clone(),
             },
             throughput: Throughput {
                 requests_per_s: per_s(t.counts.ok, measured_s),
@@ -435,6 +495,8 @@ impl LoadReport {
                     .collect(),
                 connect: churn.then_some(Hist(t.connect)),
                 connect_to_reply: churn.then_some(Hist(t.connect_to_reply)),
+                requests_per_client: (!churn && !t.per_client.is_empty())
+                    .then(|| Hist(Clients::histogram(&t.per_client))),
             },
             warnings: Vec::new(),
         };
@@ -698,6 +760,10 @@ impl fmt::Display for LoadReport {
                 grouped(cn.counts.retries)
             )?,
         }
+        if c.bind.is_some() || cn.sources.len() > 1 {
+            let from: Vec<String> = cn.sources.iter().map(|ip| ip.to_string()).collect();
+            writeln!(f, "source       {}", from.join(", "))?;
+        }
         if let Some(r) = &cn.ramp {
             if r.complete {
                 writeln!(
@@ -803,6 +869,35 @@ mod tests {
             None
         );
         assert!(Clients::of(&[]).is_none());
+    }
+
+    /// Put together from the parts' histograms, the per-client view is the one
+    /// the clients of all parts would have given in one run.
+    #[test]
+    fn the_per_client_view_of_parts_is_that_of_the_whole() {
+        let a = [(0, false), (3, true), (3, false)];
+        let b = [(1, false), (5, false), (9, true), (0, false)];
+        let part = |p: &[(u64, bool)]| (Clients::of(p).unwrap(), Hist(Clients::histogram(p)));
+        let (pa, pb) = (part(&a), part(&b));
+        let all: Vec<(u64, bool)> = a.iter().chain(&b).copied().collect();
+        let whole = Clients::of(&all).unwrap();
+        let combined = Clients::combine([(&pa.0, &pa.1), (&pb.0, &pb.1)]).unwrap();
+        assert_eq!(
+            (combined.conns, combined.served, combined.with_errors),
+            (whole.conns, whole.served, whole.with_errors)
+        );
+        assert_eq!(
+            (
+                combined.requests_min,
+                combined.requests_median,
+                combined.requests_max
+            ),
+            (0, 3.0, 9)
+        );
+        assert_eq!(whole.requests_median, 3.0);
+        let (f, g) = (combined.fairness.unwrap(), whole.fairness.unwrap());
+        assert!((f - g).abs() < 1e-9, "{f} vs {g}");
+        assert!(Clients::combine([]).is_none());
     }
 
     #[test]

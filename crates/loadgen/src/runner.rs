@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::{LoadConfig, Transport};
-use crate::report::{LoadReport, RampTiming, RunTiming};
-use crate::shared::{LiveCounters, PanicGuard, Shared, Window, WorkerCtx, WorkerResult};
+use crate::report::{LoadReport, Ramp, RampTiming, RunTiming};
+use crate::shared::{Hold, LiveCounters, PanicGuard, Shared, Window, WorkerCtx, WorkerResult};
 use crate::stats::Totals;
 use crate::sys::{self, CpuTimes, FdLimit};
 use crate::{LoadError, Phase, Progress};
@@ -47,6 +47,12 @@ pub struct Hooks<'a> {
     /// Set (by a signal handler, say) to stop the run within a tenth of a second;
     /// it then returns [`LoadError::Stopped`].
     pub stop: Option<&'a std::sync::atomic::AtomicBool>,
+    /// Once, as the ramp ends: how it went (an incomplete ramp's `served` is the
+    /// live count, a few milliseconds old; the report has the exact one).
+    pub ramped: Option<&'a dyn Fn(Ramp)>,
+    /// Hold the run between ramp and warm-up until the caller's go, and keep the
+    /// connections open after the window until its release (see [`Hold`]).
+    pub hold: Option<&'a Arc<Hold>>,
 }
 
 /// Runs a load test; see [`crate::run`].
@@ -64,7 +70,7 @@ pub fn run(config: &LoadConfig, hooks: Hooks) -> Result<LoadReport, LoadError> {
             })
         }
     }
-    let shared = Arc::new(Shared::new(cfg.threads));
+    let shared = Arc::new(Shared::new(cfg.threads, hooks.hold.cloned()));
     let mut handles = Vec::with_capacity(cfg.threads);
     let (done_tx, done_rx) = mpsc::channel::<()>();
     for t in 0..cfg.threads {
@@ -181,6 +187,8 @@ struct Watch {
     stopped: bool,
     traffic_start: Option<(Instant, SystemTime)>,
     connect_phase: Duration,
+    /// The caller has been told the ramp ended ([`Hooks::ramped`]).
+    ramp_told: bool,
     window: Option<Window>,
     /// The load generator's CPU times at the window's edges.
     cpu_open: Option<(CpuTimes, Instant)>,
@@ -197,6 +205,7 @@ impl Watch {
             stopped: false,
             traffic_start: None,
             connect_phase: Duration::ZERO,
+            ramp_told: false,
             window: None,
             cpu_open: None,
             cpu_close: None,
@@ -235,13 +244,24 @@ impl Watch {
                     }
                     Duration::ZERO
                 }
-                (Some(_), None) => {
-                    let end = shared.ramp.end.wait(PROGRESS_EVERY);
-                    self.window = end.map(|end| Window::after_ramp(end, cfg));
+                (Some((start, _)), None) => {
+                    if let Some(end) = shared.ramp.end.wait(PROGRESS_EVERY) {
+                        self.ramped(start, end, cfg, shared, hooks);
+                        self.window = shared.window_after(end, cfg);
+                        if self.window.is_none() {
+                            if let Some(h) = &shared.hold {
+                                h.wait_go(PROGRESS_EVERY);
+                            }
+                        }
+                    }
                     Duration::ZERO
                 }
                 (Some(_), Some(w)) => self.edges(w, now, shared, hooks),
             };
+            // A held run keeps its connections until the caller releases them.
+            if self.cpu_close.is_some() && shared.hold.as_ref().is_none_or(|h| h.released()) {
+                shared.close_seen.set(());
+            }
             if let Some(report) = hooks.progress {
                 report(self.snapshot(cfg, shared));
             }
@@ -259,7 +279,36 @@ impl Watch {
                 .ramp
                 .end
                 .get()
-                .map(|end| Window::after_ramp(end, cfg));
+                .and_then(|end| shared.window_after(end, cfg));
+        }
+    }
+
+    /// Tells the caller, once, that the ramp has ended and how.
+    fn ramped(
+        &mut self,
+        start: Instant,
+        end: crate::shared::RampEnd,
+        cfg: &LoadConfig,
+        shared: &Shared,
+        hooks: Hooks,
+    ) {
+        if std::mem::replace(&mut self.ramp_told, true) {
+            return;
+        }
+        if let Some(hook) = hooks.ramped {
+            hook(Ramp {
+                limit_s: cfg.ramp_limit.as_secs_f64(),
+                length_s: end.at.saturating_duration_since(start).as_secs_f64(),
+                complete: end.complete,
+                stalled: end.stalled,
+                quiet_s: end.quiet.as_secs_f64(),
+                // Complete means every one; otherwise the live count will do.
+                served: if end.complete {
+                    cfg.conns as u64
+                } else {
+                    shared.total(|l| &l.served)
+                },
+            });
         }
     }
 
@@ -280,12 +329,12 @@ impl Watch {
             if let Some(hook) = hooks.window {
                 hook(Edge::Close);
             }
-            shared.close_seen.set(());
         }
-        let next = if self.cpu_open.is_none() {
-            w.measure_start
-        } else {
-            w.deadline
+        let next = match (self.cpu_open, self.cpu_close) {
+            (None, _) => w.measure_start,
+            (Some(_), None) => w.deadline,
+            // Closed: only a held run's release, or the threads' end, is left.
+            (Some(_), Some(_)) => return PROGRESS_EVERY,
         };
         next.saturating_duration_since(Instant::now())
             .clamp(Duration::from_micros(1), PROGRESS_EVERY)

@@ -124,6 +124,10 @@ pub struct RampEnd {
     pub quiet: Duration,
 }
 
+/// Longest a thread that finished measuring waits for the others (and for the
+/// watcher to see the window close) before it closes its connections.
+pub const FINISH_WAIT: Duration = Duration::from_secs(2);
+
 /// The ramp ends early once no new client has been answered for this long, or
 /// for [`STALL_FACTOR`] times the longest wait between two new clients so far if
 /// that is longer: the server is not getting to the others (an iterative server,
@@ -152,9 +156,14 @@ pub struct Window {
 
 impl Window {
     pub fn after_ramp(ramp: RampEnd, cfg: &LoadConfig) -> Window {
-        let measure_start = ramp.at + cfg.warmup;
+        Window::warming_up_at(ramp.at, cfg)
+    }
+
+    /// The window whose warm-up starts at `warmup_start`.
+    pub fn warming_up_at(warmup_start: Instant, cfg: &LoadConfig) -> Window {
+        let measure_start = warmup_start + cfg.warmup;
         Window {
-            warmup_start: ramp.at,
+            warmup_start,
             measure_start,
             deadline: measure_start + cfg.duration,
         }
@@ -255,6 +264,68 @@ impl Ramp {
     }
 }
 
+/// A run held between its ramp and its warm-up until its caller says go.
+///
+/// Several load generators that must measure one window together (processes,
+/// each with its own descriptor table and source address: `socklab compare`'s
+/// c100k cell) cannot each open their window when their own ramp ends: one
+/// ramps in 2 s, another in 9, and the merged numbers would mix a steady state
+/// with a ramp. So each ramps on its own, says so ([`crate::Hooks::ramped`]),
+/// and keeps its traffic going unmeasured until [`Hold::go`] names the instant
+/// its warm-up starts; given the same instant, every generator measures the same
+/// window. After the window it keeps its connections open until
+/// [`Hold::release`], so the caller can read the server while every client is
+/// still there.
+#[derive(Debug)]
+pub struct Hold {
+    go: Latch<Instant>,
+    release: Latch<()>,
+}
+
+/// Longest a held run keeps its connections open after its window, waiting for
+/// [`Hold::release`]: a caller that never says it cannot keep them forever.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(60);
+
+impl Default for Hold {
+    fn default() -> Self {
+        Hold::new()
+    }
+}
+
+impl Hold {
+    pub fn new() -> Hold {
+        Hold {
+            go: Latch::new(),
+            release: Latch::new(),
+        }
+    }
+
+    /// Warm-up starts at `at` (or when the ramp ends, if that is later).
+    pub fn go(&self, at: Instant) {
+        self.go.set(at);
+    }
+
+    /// The connections may close once the window is over.
+    pub fn release(&self) {
+        self.release.set(());
+    }
+
+    /// Whether [`Hold::go`] has been said.
+    pub fn gone(&self) -> bool {
+        self.go.get().is_some()
+    }
+
+    /// Whether [`Hold::release`] has been said.
+    pub fn released(&self) -> bool {
+        self.release.get().is_some()
+    }
+
+    /// Waits up to `timeout` for [`Hold::go`].
+    pub fn wait_go(&self, timeout: Duration) -> Option<Instant> {
+        self.go.wait(timeout)
+    }
+}
+
 /// Live counters a thread publishes for the progress display (relaxed atomics,
 /// updated every few milliseconds, never on the per-request path).
 #[derive(Debug, Default)]
@@ -296,10 +367,12 @@ pub struct Shared {
     pub live: Vec<LiveCounters>,
     /// Set to make every thread stop at its next housekeeping tick.
     pub stop: AtomicBool,
+    /// The caller holds the run between ramp and warm-up (see [`Hold`]).
+    pub hold: Option<Arc<Hold>>,
 }
 
 impl Shared {
-    pub fn new(threads: usize) -> Shared {
+    pub fn new(threads: usize, hold: Option<Arc<Hold>>) -> Shared {
         Shared {
             start: Gate::new(threads),
             ramp: Ramp::new(threads),
@@ -307,6 +380,28 @@ impl Shared {
             close_seen: Latch::new(),
             live: (0..threads).map(|_| LiveCounters::default()).collect(),
             stop: AtomicBool::new(false),
+            hold,
+        }
+    }
+
+    /// The measured window once the ramp has ended at `end`: warm-up from the
+    /// ramp's end, or, for a held run, from the instant the caller gave (`None`
+    /// until it has). Every thread and the watcher derive it here, so they agree.
+    pub fn window_after(&self, end: RampEnd, cfg: &LoadConfig) -> Option<Window> {
+        let warmup_start = match &self.hold {
+            None => end.at,
+            Some(h) => h.go.get()?.max(end.at),
+        };
+        Some(Window::warming_up_at(warmup_start, cfg))
+    }
+
+    /// How long a thread that has finished measuring keeps its connections open
+    /// for the watcher ([`Shared::close_seen`]): a held run's caller may take a
+    /// while to read what it needs.
+    pub fn close_wait(&self) -> Duration {
+        match self.hold {
+            Some(_) => RELEASE_WAIT,
+            None => FINISH_WAIT,
         }
     }
 

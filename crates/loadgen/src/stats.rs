@@ -7,6 +7,7 @@
 //! is stored within 0.1 %, and adding histograms from many threads — or many hosts —
 //! is exact, which averaging percentiles never is.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -293,6 +294,8 @@ pub struct ThreadStats {
     pub served_at_ramp_end: u64,
     /// Sum of the latencies (µs) of the replies received in the window.
     pub answered_us: u64,
+    /// The local addresses the connections came from, each once.
+    pub sources: Vec<IpAddr>,
 }
 
 impl ThreadStats {
@@ -307,6 +310,14 @@ impl ThreadStats {
             per_client: Vec::new(),
             served_at_ramp_end: 0,
             answered_us: 0,
+            sources: Vec::new(),
+        }
+    }
+
+    /// A connection (or UDP socket) was set up from local address `ip`.
+    pub fn source(&mut self, ip: IpAddr) {
+        if !self.sources.contains(&ip) {
+            self.sources.push(ip);
         }
     }
 
@@ -357,6 +368,8 @@ pub struct Totals {
     pub per_client: Vec<(u64, bool)>,
     pub served_at_ramp_end: u64,
     pub answered_us: u64,
+    /// Every thread's [`ThreadStats::sources`], each address once, sorted.
+    pub sources: Vec<IpAddr>,
 }
 
 impl Totals {
@@ -374,8 +387,10 @@ impl Totals {
             per_client: Vec::new(),
             served_at_ramp_end: 0,
             answered_us: 0,
+            sources: Vec::new(),
         };
         for s in threads {
+            t.sources.extend_from_slice(&s.sources);
             t.per_client.extend_from_slice(&s.per_client);
             t.served_at_ramp_end += s.served_at_ramp_end;
             t.answered_us += s.answered_us;
@@ -396,6 +411,8 @@ impl Totals {
         for h in &t.intervals {
             add_hist(&mut t.latency, h);
         }
+        t.sources.sort_unstable();
+        t.sources.dedup();
         t
     }
 }

@@ -319,7 +319,7 @@ impl TcpConns {
                 core.stats.connects.retries += 1;
             }
             c.session_start = now;
-            match connect::start_connect(cfg.target, linger_zero) {
+            match connect::start_connect(cfg.target, cfg.bind, linger_zero) {
                 Ok(mut stream) => {
                     let interest = Interest::READABLE | Interest::WRITABLE;
                     match self.registry.register(&mut stream, Token(i), interest) {
@@ -342,6 +342,11 @@ impl TcpConns {
         self.resolve_first_attempt(i);
         core.stats.connects.succeeded += 1;
         let c = &mut self.conns[i];
+        // One getsockname per connect, never per request: where the connection
+        // really came from, for a reader checking `bind`.
+        if let Some(local) = c.stream.as_ref().and_then(|s| s.local_addr().ok()) {
+            core.stats.source(local.ip());
+        }
         c.state = State::Connected;
         c.backoff.reset();
         match self.ctx.cfg.mode {

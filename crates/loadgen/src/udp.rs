@@ -63,11 +63,13 @@ pub struct UdpSocks {
     next_scan: Instant,
 }
 
-fn unspecified_for(target: SocketAddr) -> SocketAddr {
-    let ip = match target {
+/// Where a socket binds: the configured source address, or the unspecified one of
+/// the target's family; port 0 either way (the kernel picks one).
+fn local_for(target: SocketAddr, bind: Option<IpAddr>) -> SocketAddr {
+    let ip = bind.unwrap_or(match target {
         SocketAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         SocketAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-    };
+    });
     SocketAddr::new(ip, 0)
 }
 
@@ -78,7 +80,7 @@ impl Transport for UdpSocks {
         let pool = Payload::new(cfg.seed, ctx.thread as u64, cfg.size - UDP_ID_LEN, false);
         for (i, c) in ctx.conn_ids().enumerate() {
             let what = || format!("opening a UDP socket to {}", cfg.target);
-            let mut sock = UdpSocket::bind(unspecified_for(cfg.target))
+            let mut sock = UdpSocket::bind(local_for(cfg.target, cfg.bind))
                 .map_err(|e| LoadError::io(what(), e))?;
             sock.connect(cfg.target)
                 .map_err(|e| LoadError::io(what(), e))?;
@@ -129,6 +131,11 @@ impl Transport for UdpSocks {
 
     fn start(&mut self, now: Instant, core: &mut Core) {
         self.started = true;
+        for s in &self.socks {
+            if let Ok(local) = s.sock.local_addr() {
+                core.stats.source(local.ip());
+            }
+        }
         if self.ctx.cfg.mode == Mode::Closed {
             for i in 0..self.socks.len() {
                 self.refill(i, now, core);

@@ -521,3 +521,92 @@ fn threads_finish_together_so_a_starved_connection_stays_starved() {
         let _ = w.join();
     }
 }
+
+/// With `bind`, every connection comes from that address (as the kernel reports
+/// it), and without it from the kernel's choice: 127.0.0.1 towards 127.0.0.1.
+#[test]
+fn bound_connections_come_from_their_address() {
+    let server = TcpServer::start(Framing::Raw, Behavior::Uppercase);
+    let source: std::net::IpAddr = "127.0.0.9".parse().unwrap();
+    let cfg = LoadConfig {
+        conns: 4,
+        requests: Some(40),
+        bind: Some(source),
+        ..config(server.addr)
+    };
+    let r = run_bounded(&cfg, LIMIT);
+    assert_eq!(r.counts.ok, 40, "{r}");
+    assert_eq!(r.connections.sources, [source], "{r}");
+    assert!(r.to_string().contains("source       127.0.0.9"), "{r}");
+    let unbound = run_bounded(&LoadConfig { bind: None, ..cfg }, LIMIT);
+    assert_eq!(
+        unbound.connections.sources,
+        ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+    );
+}
+
+/// A held run ramps, says so, and sends unmeasured until its go; its window then
+/// opens one warm-up after the go's instant (so generators given one instant
+/// measure one window), and it keeps its connections until released.
+#[test]
+fn a_held_run_measures_from_its_go_and_closes_on_release() {
+    use socklab_loadgen::{Hold, Hooks, Ramp};
+    use std::sync::{Arc, Mutex};
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let server = TcpServer::start(Framing::Raw, Behavior::Uppercase);
+    let cfg = LoadConfig {
+        mode: Mode::Open,
+        rate: Some(400.0),
+        conns: 4,
+        warmup: Duration::from_millis(100),
+        duration: Duration::from_millis(300),
+        ..config(server.addr)
+    };
+    let hold = Arc::new(Hold::new());
+    let ramped: Arc<Mutex<Option<Ramp>>> = Arc::default();
+    let run = {
+        let (hold, ramped) = (Arc::clone(&hold), Arc::clone(&ramped));
+        std::thread::spawn(move || {
+            let on_ramped = |r: Ramp| *ramped.lock().unwrap() = Some(r);
+            let hooks = Hooks {
+                hold: Some(&hold),
+                ramped: Some(&on_ramped),
+                ..Default::default()
+            };
+            socklab_loadgen::run(&cfg, hooks)
+        })
+    };
+    let deadline = Instant::now() + LIMIT;
+    let ramp = loop {
+        if let Some(r) = *ramped.lock().unwrap() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "never ramped");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert!(ramp.complete && ramp.served == 4, "{ramp:?}");
+    // Held: the traffic goes on unmeasured, for as long as the caller waits.
+    std::thread::sleep(Duration::from_millis(400));
+    let before = Served::get(&server.served.requests);
+    assert!(before > 100, "no traffic while held: {before}");
+    let go_wall = SystemTime::now() + Duration::from_millis(50);
+    hold.go(Instant::now() + Duration::from_millis(50));
+    // Past the window's end, and past the wait of an unheld run's threads for
+    // the watcher, it still holds its connections.
+    std::thread::sleep(
+        Duration::from_millis(50 + 100 + 300 + 300) + socklab_loadgen::shared::FINISH_WAIT,
+    );
+    assert!(!run.is_finished(), "closed before its release");
+    hold.release();
+    let r = run.join().unwrap().expect("held run");
+    let expected = go_wall.duration_since(UNIX_EPOCH).unwrap().as_secs_f64() + 0.1;
+    assert!(
+        (r.started_at_unix_s - expected).abs() < 0.02,
+        "window opened at {} instead of {expected}",
+        r.started_at_unix_s
+    );
+    // 300 ms at 400/s: 120 requests due in the window, every one answered.
+    assert!((115..=125).contains(&r.counts.ok), "{r}");
+    assert_eq!(r.clients.unwrap().served, 4, "{r}");
+}

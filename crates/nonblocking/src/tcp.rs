@@ -206,8 +206,11 @@ impl TcpLoop<'_> {
                 // close it, accept and close the client, reopen it — the client is told
                 // instead of left waiting.)
                 Err(e) => {
-                    eprintln!(
-                        "socklab {MODEL}: accept: {e}; pausing accept for {RESOURCE_BACKOFF:?}"
+                    socklab_server_kit::exhaustion::say_once(
+                        MODEL,
+                        "accept",
+                        &e,
+                        &format!("pausing accept for {RESOURCE_BACKOFF:?} and retrying"),
                     );
                     self.stop_accepting(Listening::BackingOff);
                     self.timers.push(now + RESOURCE_BACKOFF, Due::Listen);

@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use crate::schema::{Cell, Results};
 
 /// Scenarios in the order the report teaches them.
-pub const KNOWN_SCENARIOS: &[&str] = &["scaling", "churn", "cpu", "sleep", "slow", "chaos", "udp"];
+pub const KNOWN_SCENARIOS: &[&str] = &[
+    "scaling", "churn", "cpu", "sleep", "slow", "chaos", "udp", "c100k",
+];
 
 /// The spread of one metric over the repeats of one group.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -168,6 +168,10 @@ pub fn for_scenario(ctx: &Ctx, scenario: &str) -> Vec<Figure> {
     if scenario == "curve" {
         return crate::curve::figures(ctx);
     }
+    if scenario == crate::c100k::SCENARIO {
+        // An outcome per model (held, and what stopped it), told by its table.
+        return Vec::new();
+    }
     let works = ctx.summary.works_in(scenario);
     let mut out = Vec::new();
     for work in &works {

@@ -41,6 +41,8 @@ pub struct Costs {
     /// Counted at [`P99_CONNS`] connections (or the most the pass ran):
     /// syscalls, context switches and user-space instructions per request.
     pub counted: Option<CountedCosts>,
+    /// c100k: `yes`, or how many it held and what stopped it.
+    pub holds: Option<String>,
 }
 
 /// One model's counted costs per request at one connection count.
@@ -97,6 +99,7 @@ pub fn costs(ctx: &Ctx) -> Vec<Costs> {
                     let survived = g.extra("server_survived")?.min >= 1.0;
                     Some((lost, g.conns, survived))
                 }),
+                holds: crate::c100k::glance(ctx, model),
                 counted: counted_conns.and_then(|n| {
                     let c = ctx
                         .results

@@ -80,6 +80,24 @@ pub fn intro(scenario: &str) -> Option<&'static str> {
              models over TCP has nothing to do. Differences here come from how each model \
              waits for and hands out datagrams."
         }
+        "c100k" => {
+            "The C10K problem, ten times over: 100,000 clients connected at once, mostly \
+             idle — each sends one small request every ten seconds, 10,000 requests per \
+             second in all, as the users of a chat or push service do. Throughput is not the \
+             test; holding is. Every connection is a descriptor in some process, a socket in \
+             the kernel, and whatever the model keeps per client: a slot in an event loop, a \
+             task, a thread with its stacks, a process. So each model meets a limit, and which \
+             one is the lesson. One process may hold only as many descriptors as its \
+             `RLIMIT_NOFILE` allows, so a single-process model stops there however cheap its \
+             connections are. A thread per client also needs memory mappings for its stacks \
+             (`vm.max_map_count` per process) and a task of the machine's `kernel.pid_max`; \
+             a one-client-per-worker design holds as many clients as it has workers. Going \
+             past one process's descriptors takes several processes with tables of their own: \
+             the load generator does exactly that, one process and one source address per \
+             18,000 clients. Where a model stopped is read from what its server said \
+             (`accept: Too many open files`, a thread it could not spawn) and from /proc as \
+             the window closed, not guessed."
+        }
         _ => return None,
     })
 }

@@ -18,6 +18,8 @@
 //! - [`compare`]: the overlap rule and every sentence that ranks two models. A
 //!   claim is printed only when the min–max ranges are apart; otherwise "no
 //!   measurable difference here".
+//! - [`c100k`]: the c100k section: who held 100,000 idle connections, and the
+//!   limit that stopped the others.
 //! - [`lessons`]: what each scenario tests and what each design predicts, in words.
 //! - [`figures`]: which charts each scenario gets and the sentences under them;
 //!   [`counted`]: the same for syscalls, context switches and instructions.
@@ -43,6 +45,7 @@
 
 pub mod aggregate;
 pub mod baseline;
+pub mod c100k;
 pub mod charts;
 pub mod compare;
 pub mod counted;

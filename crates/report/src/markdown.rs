@@ -84,7 +84,10 @@ fn glance(md: &mut String, ctx: &Ctx) {
     let largest = rows.iter().find_map(|r| r.served.map(|(_, n)| n));
     let counted_at = rows.iter().find_map(|r| r.counted.map(|c| c.conns));
     let _ = writeln!(md, "## At a glance\n");
-    let head = [
+    // The c100k column only where the run has that scenario.
+    let holds = rows.iter().any(|r| r.holds.is_some());
+    let offered = ctx.summary.conns_in(crate::c100k::SCENARIO).last().copied();
+    let mut head = vec![
         "model".to_string(),
         "one client costs".to_string(),
         match largest {
@@ -103,6 +106,12 @@ fn glance(md: &mut String, ctx: &Ctx) {
             None => "syscalls · switches · instr. / req".to_string(),
         },
     ];
+    if holds {
+        head.push(format!(
+            "holds {}",
+            offered.map_or("c100k".to_string(), |n| format::num(n as f64))
+        ));
+    }
     let _ = writeln!(md, "| {} |", head.join(" | "));
     let _ = writeln!(md, "|---|---|{}", "---:|".repeat(head.len() - 2));
     let link = |text: String, anchor: &str| {
@@ -165,7 +174,7 @@ fn glance(md: &mut String, ctx: &Ctx) {
                 show(c.instructions)
             )
         });
-        let cells = [
+        let mut cells = vec![
             r.model.clone(),
             r.per_client.clone(),
             link(served, "scenario-scaling"),
@@ -178,14 +187,25 @@ fn glance(md: &mut String, ctx: &Ctx) {
             link(crash, "scenario-chaos"),
             link(counted, "counted-metrics"),
         ];
+        if holds {
+            let h = r.holds.clone().unwrap_or_else(|| MISSING.to_string());
+            cells.push(link(h, "scenario-c100k"));
+        }
         let _ = writeln!(md, "| {} |", cells.join(" | "));
     }
-    md.push_str(
+    let _ = write!(
+        md,
         "\nEach figure links to its section. p99 is over every client (a client never \
          answered counts with its wait, so `≥`); req/s per core is capacity at the knee of the \
          latency-vs-load curve (`≥`: the load generator's limit came first); memory is PSS per \
          connection the server held; sleep is requests per second against every client asleep \
-         at once.\n\n",
+         at once{}.\n\n",
+        if holds {
+            "; holds: whether the server held every connection of the c100k scenario, or how \
+             many it held and the limit that stopped it"
+        } else {
+            ""
+        }
     );
     for lesson in sentences::lessons(&rows) {
         let _ = writeln!(md, "- {lesson}");
@@ -384,6 +404,10 @@ pub fn columns(ctx: &Ctx, scenario: &str) -> Vec<Target> {
 
 fn scenario(md: &mut String, ctx: &Ctx, scenario: &str, figs: &[Figure]) {
     let _ = writeln!(md, "## Scenario: {scenario}\n");
+    if scenario == crate::c100k::SCENARIO {
+        crate::c100k::section(md, ctx);
+        return;
+    }
     if scenario == "curve" {
         if let Some(text) = lessons::intro(scenario) {
             let _ = writeln!(md, "{text}\n");

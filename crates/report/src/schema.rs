@@ -129,6 +129,78 @@ pub struct Cell {
     /// `normal_p99_us`). Each is explained where the report uses it.
     #[serde(default)]
     pub extra: BTreeMap<String, f64>,
+    /// c100k: how far the model got towards the connections it was offered, and
+    /// what stopped it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
+}
+
+/// How far a model got towards the connections offered (the c100k scenario), and
+/// the limit that stopped it: read from what the server said on stderr and what
+/// /proc showed as the window closed, never guessed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Limit {
+    pub kind: LimitKind,
+    /// Connections the server held open as the window closed (its own count).
+    pub held: u64,
+    /// Connections the load generators opened towards it.
+    pub target: u64,
+    /// The server died during the cell; `held` is then the most it held before
+    /// (descriptors open at its peak, less the idle server's).
+    #[serde(default)]
+    pub died: bool,
+    /// The evidence, in words: the server's own line, the numbers from /proc.
+    pub evidence: String,
+}
+
+/// What stopped a model short of its target.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimitKind {
+    /// Nothing: it held every connection.
+    None,
+    /// A process's descriptor limit, `RLIMIT_NOFILE` (`accept`: `EMFILE`).
+    Fds,
+    /// The system's file table, `fs.file-max` (`ENFILE`).
+    FileTable,
+    /// Tasks: `kernel.pid_max`, `kernel.threads-max` or `RLIMIT_NPROC` (`EAGAIN`
+    /// from `fork()`, `clone()`, `pthread_create`).
+    Tasks,
+    /// Memory (`ENOMEM`, `ENOBUFS`).
+    Memory,
+    /// A process's memory mappings, `vm.max_map_count` (a thread's stacks; glibc
+    /// reports the failed `mmap` as `EAGAIN` from `pthread_create`).
+    Mappings,
+    /// The model itself: one client per worker, and this many workers.
+    Workers,
+    /// The model itself: one client at a time.
+    OneAtATime,
+    /// The cell's own cap (`--max-conns`) on a model that makes a process per
+    /// client, kept below `kernel.pid_max` so the machine keeps running.
+    Cap,
+    /// The load generators' ephemeral ports (`EADDRNOTAVAIL` on connect).
+    Ports,
+    /// Nothing the server said or /proc showed explains it.
+    Unknown,
+}
+
+impl LimitKind {
+    /// The limit, named for a table cell.
+    pub fn words(self) -> &'static str {
+        match self {
+            LimitKind::None => "nothing: held them all",
+            LimitKind::Fds => "descriptors (RLIMIT_NOFILE)",
+            LimitKind::FileTable => "the system's file table (fs.file-max)",
+            LimitKind::Tasks => "tasks (kernel.pid_max, threads-max, RLIMIT_NPROC)",
+            LimitKind::Memory => "memory",
+            LimitKind::Mappings => "memory mappings (vm.max_map_count)",
+            LimitKind::Workers => "its workers: one client each",
+            LimitKind::OneAtATime => "one client at a time",
+            LimitKind::Cap => "the cell's cap on processes (one per client)",
+            LimitKind::Ports => "the loaders' ephemeral ports",
+            LimitKind::Unknown => "not found",
+        }
+    }
 }
 
 /// What the load generator measured in one cell.

@@ -928,6 +928,7 @@ pub fn limits(ctx: &Ctx) -> Vec<String> {
             if m.cpus == 1 { "" } else { "s" }
         )),
     }
+    out.extend(crate::c100k::limits(ctx));
     for t in ctx
         .results
         .run

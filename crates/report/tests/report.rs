@@ -571,3 +571,135 @@ fn criterion_output_is_linked() {
     let (plain, _) = report("no-criterion", &results);
     assert!(!plain.contains("## Criterion"));
 }
+
+/// The c100k section: a row per model with what it held and what stopped it, the
+/// server's own words under the table, a "holds" column on the first screen and
+/// a line in what the run could not show; a model that left clients unserved is
+/// not named best or worst.
+#[test]
+fn c100k_says_who_held_them_and_what_stopped_the_rest() {
+    use socklab_report::schema::{Limit, LimitKind};
+    let mut results = fixture();
+    let template: Cell = results
+        .cells
+        .iter()
+        .find(|c| c.scenario == "scaling" && c.model == "nonblocking" && c.conns == 1000)
+        .unwrap()
+        .clone();
+    let cases = [
+        (
+            "nonblocking",
+            19_990,
+            LimitKind::Fds,
+            "accept: Too many open files (os error 24)",
+        ),
+        (
+            "thread",
+            16_367,
+            LimitKind::Mappings,
+            "cannot spawn a thread: Resource temporarily unavailable (os error 11)",
+        ),
+        (
+            "uring",
+            100_000,
+            LimitKind::None,
+            "held all 100000 connections",
+        ),
+    ];
+    for (model, held, kind, evidence) in cases {
+        let mut c = template.clone();
+        c.model = model.to_string();
+        c.scenario = "c100k".to_string();
+        c.conns = 100_000;
+        c.repeat = 0;
+        let unserved = 100_000 - held;
+        let load = c.load.as_mut().unwrap();
+        load.errors.unserved_conns = unserved;
+        load.errors.clients = unserved;
+        load.clients = Some(socklab_report::schema::Clients {
+            conns: 100_000,
+            served: held,
+            with_errors: unserved,
+            requests_min: 0,
+            requests_median: 1.0,
+            requests_max: 2,
+            fairness: Some(0.9),
+        });
+        c.server.as_mut().unwrap().held_conns = Some(held);
+        c.server.as_mut().unwrap().threads_max = if model == "thread" { 16_367 } else { 3 };
+        for (k, v) in [
+            ("loaders", 6.0),
+            ("loader_sources", 6.0),
+            ("window_skew_ms", 0.2),
+            ("merged_count", 110_000.0),
+            ("loaders_count", 110_000.0),
+            ("connect_s", 1.5),
+            ("kernel_tcp_sockets", 2.0 * held as f64),
+            ("kernel_tcp_buffer_bytes", 0.0),
+            ("kernel_slab_bytes", 8192.0 * held as f64),
+            ("server_fds_limit", 20_000.0),
+            ("server_maps_max", 65_531.0),
+            ("max_map_count", 65_530.0),
+            ("pid_max", 32_768.0),
+        ] {
+            c.extra.insert(k.into(), v);
+        }
+        c.limit = Some(Limit {
+            kind,
+            held,
+            target: 100_000,
+            died: false,
+            evidence: format!("the server said: `socklab {model}: {evidence}`"),
+        });
+        results.cells.push(c);
+    }
+    let (md, _) = report("c100k", &results);
+    let s = section(&md, "## Scenario: c100k\n");
+    assert!(
+        row(s, "nonblocking", "19,990 / 100,000").contains("descriptors (RLIMIT_NOFILE)"),
+        "{s}"
+    );
+    assert!(
+        row(s, "thread", "16,367 / 100,000").contains("memory mappings (vm.max_map_count)"),
+        "{s}"
+    );
+    assert!(
+        row(s, "uring", "100,000 / 100,000").contains("nothing: held them all"),
+        "{s}"
+    );
+    assert!(s.contains("- nonblocking, stopped by: the server said: `socklab nonblocking: accept: Too many open files (os error 24)`"), "{s}");
+    assert!(s.contains("uring held all 100,000 connections."), "{s}");
+    assert!(
+        s.contains("nonblocking at 19,990 stopped at its descriptor limit of 20,000"),
+        "{s}"
+    );
+    assert!(
+        s.contains("vm.max_map_count` (65,530; it had 65,531)"),
+        "{s}"
+    );
+    assert!(
+        s.contains("merged count equals the sum of the loaders' (330,000 values in all)"),
+        "{s}"
+    );
+    assert!(s.contains("4 KiB"), "slab per socket: {s}");
+    // Only uring served everyone: the others are named as unserved, never ranked.
+    assert!(s.contains("left clients unserved"), "{s}");
+    assert!(!s.contains("for nonblocking to"), "{s}");
+    let glance = section(&md, "## At a glance");
+    assert!(glance.contains("holds 100,000"), "{glance}");
+    assert!(
+        glance.contains("[19,990 (fds)](#scenario-c100k)"),
+        "{glance}"
+    );
+    assert!(glance.contains("[yes](#scenario-c100k)"), "{glance}");
+    let limits = section(&md, "## What this run could not show");
+    assert!(
+        limits.contains(
+            "thread (mappings, at 16,367) and nonblocking (fds, at 19,990) stopped short"
+        ),
+        "{limits}"
+    );
+    // A run without c100k has no such column.
+    let (plain, _) = report("no-c100k", &fixture());
+    assert!(!section(&plain, "## At a glance").contains("holds"));
+}

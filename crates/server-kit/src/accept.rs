@@ -59,7 +59,12 @@ pub fn accept_next(listener: &TcpListener, shutdown: &Shutdown) -> Next {
         Ok((stream, peer)) => Next::Connection(stream, peer),
         Err(err) => {
             if is_resource_exhaustion(&err) {
-                eprintln!("socklab: accept: {err}; backing off {RESOURCE_BACKOFF:?}");
+                crate::exhaustion::say_once(
+                    "",
+                    "accept",
+                    &err,
+                    &format!("backing off {RESOURCE_BACKOFF:?} and retrying"),
+                );
                 std::thread::sleep(RESOURCE_BACKOFF);
             }
             if shutdown.is_triggered() {

@@ -13,6 +13,8 @@
 //!   signal exits at once.
 //! - [`accept`]: the blocking accept loop ([`Clients`]: wait for a slot under the
 //!   cap, accept, count the client open), shared by the blocking models.
+//! - [`exhaustion`]: what a server says, once, when it runs out of descriptors,
+//!   tasks or memory, with the limit it hit.
 //! - [`driver`]: the blocking per-connection driver (read, feed the protocol, do the
 //!   work, write) that every blocking model runs for each client.
 //! - [`buffers`]: the read buffer and backpressure sizes the blocking driver and
@@ -37,6 +39,7 @@ pub mod config;
 pub mod context;
 pub mod counters;
 pub mod driver;
+pub mod exhaustion;
 pub mod listen;
 pub mod loops;
 pub mod process;

@@ -80,7 +80,12 @@ fn spawn_handler(client: Client, cx: &Context) {
         // Out of threads or memory: this client is dropped (its stream and guard
         // were moved into the closure that never ran, and are dropped with it:
         // the connection closes and is counted closed); the server lives.
-        eprintln!("socklab thread: cannot spawn a thread: {e}");
+        socklab_server_kit::exhaustion::say_once(
+            "thread",
+            "cannot spawn a thread",
+            &e,
+            "this client is dropped",
+        );
     }
 }
 

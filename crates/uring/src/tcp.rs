@@ -350,7 +350,12 @@ impl<'a> TcpLoop<'a> {
                 // connection stays in the backlog; wait before trying again
                 // instead of spinning on the same error.
                 if is_resource_exhaustion(&err) {
-                    eprintln!("socklab uring: accept: {err}; backing off {RESOURCE_BACKOFF:?}");
+                    socklab_server_kit::exhaustion::say_once(
+                        "uring",
+                        "accept",
+                        &err,
+                        &format!("backing off {RESOURCE_BACKOFF:?} and retrying"),
+                    );
                 } else {
                     eprintln!(
                         "socklab uring: accept failed: {err}; retrying in {RESOURCE_BACKOFF:?}"

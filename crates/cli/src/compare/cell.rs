@@ -38,7 +38,10 @@ impl Bench<'_> {
     /// Runs one cell; a failure is recorded in the cell, never returned.
     pub fn run(&self, job: &Job) -> Cell {
         let mut cell = empty_cell(job);
-        let outcome = self.try_run(job, &mut cell);
+        let outcome = match job.scenario {
+            Scenario::C100k => super::c100k::run(self, job, &mut cell),
+            _ => self.try_run(job, &mut cell),
+        };
         finish(&mut cell, outcome);
         cell
     }
@@ -46,7 +49,10 @@ impl Bench<'_> {
     /// How to start the server of `job`, pinned where its placement says (and the
     /// load generator, this process, moved to its own CPUs).
     pub fn launch(&self, job: &Job) -> anyhow::Result<Launch> {
-        let mut serve_args: Vec<String> = super::matrix::serve_args(job.model);
+        let mut serve_args: Vec<String> = match job.scenario {
+            Scenario::C100k => super::c100k::serve_args(job.model, job.conns),
+            _ => super::matrix::serve_args(job.model),
+        };
         serve_args.extend(["--work".into(), job.scenario.work().into()]);
         if job.scenario == Scenario::Chaos {
             serve_args.extend(["--chaos".into(), "--framing".into(), "lines".into()]);
@@ -198,14 +204,14 @@ impl Bench<'_> {
 /// The server's readings at the window's edges, taken from the load generator's
 /// window hook.
 #[derive(Default)]
-struct WindowReadings {
+pub(super) struct WindowReadings {
     open: RefCell<Option<Reading>>,
     close: RefCell<Option<Reading>>,
-    failed: RefCell<Option<String>>,
+    pub(super) failed: RefCell<Option<String>>,
 }
 
 impl WindowReadings {
-    fn read(&self, server: &RunningServer, edge: Edge) {
+    pub(super) fn read(&self, server: &RunningServer, edge: Edge) {
         let slot = match edge {
             Edge::Open => &self.open,
             Edge::Close => &self.close,
@@ -216,9 +222,14 @@ impl WindowReadings {
         }
     }
 
+    /// The close reading, once taken.
+    pub(super) fn closed(&self) -> Option<Reading> {
+        *self.close.borrow()
+    }
+
     /// Usage over the window, with what /proc showed alive; `None` when either
     /// edge could not be read (a server that died in the cell).
-    fn usage(&self, idle: TreeSample, peak: TreeSample) -> Option<ServerUsage> {
+    pub(super) fn usage(&self, idle: TreeSample, peak: TreeSample) -> Option<ServerUsage> {
         let (open, close) = ((*self.open.borrow())?, (*self.close.borrow())?);
         let u = close.usage.since(&open.usage);
         Some(ServerUsage {
@@ -255,6 +266,7 @@ pub fn empty_cell(job: &Job) -> Cell {
         server: None,
         hdr_log: None,
         extra: BTreeMap::new(),
+        limit: None,
     }
 }
 
@@ -354,9 +366,9 @@ impl SlowClients {
     }
 }
 
-/// The load generator's report, reduced to what the results format keeps.
-pub fn summarize(r: &LoadReport) -> LoadSummary {
-    let pct = |l: &socklab_loadgen::LatencySummary| Percentiles {
+/// Latency percentiles as the results format keeps them.
+pub fn percentiles(l: &socklab_loadgen::LatencySummary) -> Percentiles {
+    Percentiles {
         p50: l.p50_us as f64,
         p90: l.p90_us as f64,
         p99: l.p99_us as f64,
@@ -365,7 +377,12 @@ pub fn summarize(r: &LoadReport) -> LoadSummary {
         max: l.max_us as f64,
         mean: l.mean_us,
         stddev: l.stddev_us,
-    };
+    }
+}
+
+/// The load generator's report, reduced to what the results format keeps.
+pub fn summarize(r: &LoadReport) -> LoadSummary {
+    let pct = percentiles;
     let e = &r.errors;
     let udp = r.config.transport == Transport::Udp;
     LoadSummary {

@@ -41,6 +41,10 @@ pub enum Scenario {
     Chaos,
     /// Datagrams.
     Udp,
+    /// 100,000 mostly idle connections, open loop at a modest rate, from several
+    /// load processes: who holds them all, and what stops the others (see
+    /// `c100k`). Full mode only, unless named.
+    C100k,
 }
 
 pub const ALL_SCENARIOS: &[Scenario] = &[
@@ -52,6 +56,7 @@ pub const ALL_SCENARIOS: &[Scenario] = &[
     Scenario::Slow,
     Scenario::Chaos,
     Scenario::Udp,
+    Scenario::C100k,
 ];
 
 impl Scenario {
@@ -65,7 +70,14 @@ impl Scenario {
             Scenario::Slow => "slow",
             Scenario::Chaos => "chaos",
             Scenario::Udp => "udp",
+            Scenario::C100k => "c100k",
         }
+    }
+
+    /// Run only in full mode unless `--scenarios` names it: c100k takes a minute
+    /// a model and holds a machine's worth of sockets.
+    pub fn full_only(self) -> bool {
+        self == Scenario::C100k
     }
 
     pub fn parse(name: &str) -> Option<Scenario> {
@@ -81,9 +93,11 @@ impl Scenario {
         }
     }
 
-    /// A fault-isolation cell is an event, not a rate: it is run once.
+    /// A fault-isolation cell is an event, not a rate: it is run once; so is
+    /// c100k (where a model stops is a limit, not a rate, and a cell takes a
+    /// minute).
     pub fn repeated(self) -> bool {
-        self != Scenario::Chaos
+        !matches!(self, Scenario::Chaos | Scenario::C100k)
     }
 
     /// Whether the scenario is also run with the server on more CPUs than one
@@ -123,6 +137,29 @@ pub struct Plan {
     pub server_cpus: Vec<usize>,
     /// Seconds each model is soaked for (0: no soak).
     pub soak: Duration,
+    /// The c100k scenario's size.
+    pub c100k: C100kPlan,
+}
+
+/// How big the c100k scenario is: connections, the total rate, and how many load
+/// processes share them (`None`: as few as hold them, see `c100k::loaders`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct C100kPlan {
+    pub conns: usize,
+    pub rate: f64,
+    pub loaders: Option<usize>,
+}
+
+impl Default for C100kPlan {
+    /// 100,000 connections at 10,000 requests per second: each client sends once
+    /// every 10 s, mostly idle, as the users of a chat or push service are.
+    fn default() -> Self {
+        C100kPlan {
+            conns: 100_000,
+            rate: 10_000.0,
+            loaders: None,
+        }
+    }
 }
 
 impl Plan {
@@ -144,6 +181,7 @@ impl Plan {
             curve_repeats: 1,
             server_cpus: every_count(),
             soak: Duration::ZERO,
+            c100k: C100kPlan::default(),
         }
     }
 
@@ -165,6 +203,7 @@ impl Plan {
             curve_repeats: 3,
             server_cpus: every_count(),
             soak: Duration::from_secs(45),
+            c100k: C100kPlan::default(),
         }
     }
 
@@ -174,6 +213,7 @@ impl Plan {
             Scenario::Scaling => self.scaling_conns.clone(),
             Scenario::Curve => self.curve_conns.clone(),
             Scenario::Sleep => vec![100],
+            Scenario::C100k => vec![self.c100k.conns],
             _ => vec![self.scenario_conns],
         }
     }

@@ -17,6 +17,7 @@
 //! the others, so the two never compete for a core; with one CPU nothing is pinned
 //! and the report says so.
 
+mod c100k;
 mod cell;
 mod counted;
 mod curve;
@@ -48,7 +49,8 @@ pub struct CompareArgs {
     /// default: async-current-thread, prefork-flock, prefork-passfd, pool-accept.
     #[arg(long, value_delimiter = ',')]
     models: Vec<String>,
-    /// Only these scenarios (comma-separated): scaling, curve, churn, cpu, sleep, slow, chaos, udp.
+    /// Only these scenarios (comma-separated): scaling, curve, churn, cpu, sleep, slow, chaos,
+    /// udp, c100k (in --full, or when named here).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Timed repeats per cell (default: 3 quick, 5 full).
@@ -78,6 +80,17 @@ pub struct CompareArgs {
     /// Count user-space instructions per request with callgrind (on in --full).
     #[arg(long)]
     callgrind: bool,
+    /// c100k: connections to open (default 100,000), from loader processes of at
+    /// most 18,000 each, each from its own 127.0.0.x source address.
+    #[arg(long, value_name = "N")]
+    c100k_conns: Option<usize>,
+    /// c100k: requests per second over all connections (default 10,000: each client
+    /// sends once every conns ÷ rate seconds).
+    #[arg(long, value_name = "REQ_PER_S")]
+    c100k_rate: Option<f64>,
+    /// c100k: loader processes (default: as few as hold the connections).
+    #[arg(long, value_name = "K")]
+    c100k_loaders: Option<usize>,
     /// Output directory (default: results/<date>-<host>, and results/latest points
     /// at it; an explicit --out leaves results/latest alone).
     #[arg(long)]
@@ -102,7 +115,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<Outcome> {
     };
     let plan = plan(&args)?;
     let models = select_models(&args.models)?;
-    let scenarios = select_scenarios(&args.scenarios)?;
+    let scenarios = select_scenarios(&args.scenarios, args.full)?;
+    if scenarios.contains(&Scenario::C100k) {
+        // Refused now, not a minute into the run.
+        c100k::loader_count(plan.c100k.conns, plan.c100k.loaders)?;
+    }
     let machine = machine::describe();
     let dir = match (&args.out, &results) {
         (Some(dir), _) => dir.clone(),
@@ -402,6 +419,19 @@ fn plan(args: &CompareArgs) -> anyhow::Result<Plan> {
         }
         plan.server_cpus = args.server_cpus.clone();
     }
+    if let Some(n) = args.c100k_conns {
+        if n == 0 {
+            bail!("--c100k-conns must be at least 1");
+        }
+        plan.c100k.conns = n;
+    }
+    if let Some(r) = args.c100k_rate {
+        if !(r.is_finite() && r > 0.0) {
+            bail!("--c100k-rate must be a positive number of requests per second, got {r}");
+        }
+        plan.c100k.rate = r;
+    }
+    plan.c100k.loaders = args.c100k_loaders;
     Ok(plan)
 }
 
@@ -423,9 +453,14 @@ fn select_models(names: &[String]) -> anyhow::Result<Vec<&'static matrix::ModelR
         .collect()
 }
 
-fn select_scenarios(names: &[String]) -> anyhow::Result<Vec<Scenario>> {
+/// The scenarios named, or by default every one (the full-only ones in full mode).
+fn select_scenarios(names: &[String], full: bool) -> anyhow::Result<Vec<Scenario>> {
     if names.is_empty() {
-        return Ok(matrix::ALL_SCENARIOS.to_vec());
+        return Ok(matrix::ALL_SCENARIOS
+            .iter()
+            .copied()
+            .filter(|s| full || !s.full_only())
+            .collect());
     }
     names
         .iter()

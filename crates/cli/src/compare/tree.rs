@@ -29,6 +29,9 @@ pub struct TreeSample {
     pub threads: u64,
     pub rss_bytes: u64,
     pub pss_bytes: u64,
+    /// Descriptors open in all its processes (for a server that dies, the most
+    /// connections it held is its peak less its idle count).
+    pub fds: u64,
 }
 
 /// Every PID whose ancestry leads to `root`, `root` included.
@@ -70,6 +73,7 @@ pub fn sample(root: i32) -> TreeSample {
         total.threads += stat.num_threads.max(0) as u64;
         total.rss_bytes += stat.rss * procfs::page_size();
         total.pss_bytes += pss_bytes(&process).unwrap_or(0);
+        total.fds += process.fd_count().unwrap_or(0) as u64;
     }
     total
 }
@@ -145,6 +149,40 @@ pub fn resources(root: i32) -> Resources {
     total
 }
 
+/// The process under `root` with the most descriptors open: how many, and its
+/// soft `RLIMIT_NOFILE` (`None`: unlimited or unreadable). What a process can
+/// hold is its own table's limit, not the tree's sum: a forking server's
+/// children each have their own.
+pub fn fullest_fd_table(root: i32) -> Option<(u64, Option<u64>)> {
+    processes(root, false)
+        .filter_map(|(process, _)| {
+            let fds = process.fd_count().ok()? as u64;
+            let soft = process
+                .limits()
+                .ok()
+                .and_then(|l| match l.max_open_files.soft_limit {
+                    procfs::process::LimitValue::Value(v) => Some(v),
+                    procfs::process::LimitValue::Unlimited => None,
+                });
+            Some((fds, soft))
+        })
+        .max_by_key(|(fds, _)| *fds)
+}
+
+/// The most memory mappings any process under `root` has (lines of
+/// /proc/PID/maps): what `vm.max_map_count` limits, per process.
+/// `None` when no live process is left (a zombie has no mappings).
+pub fn most_mappings(root: i32) -> Option<u64> {
+    descendants(root)
+        .into_iter()
+        .filter_map(|pid| {
+            let maps = std::fs::read(format!("/proc/{pid}/maps")).ok()?;
+            Some(maps.iter().filter(|&&b| b == b'\n').count() as u64)
+        })
+        .filter(|&n| n > 0)
+        .max()
+}
+
 fn pss_bytes(process: &Process) -> Option<u64> {
     let rollup = process.smaps_rollup().ok()?;
     let map = rollup.memory_map_rollup.0.first()?;
@@ -169,6 +207,7 @@ impl Sampler {
                 max.threads = max.threads.max(s.threads);
                 max.rss_bytes = max.rss_bytes.max(s.rss_bytes);
                 max.pss_bytes = max.pss_bytes.max(s.pss_bytes);
+                max.fds = max.fds.max(s.fds);
                 if flag.load(Ordering::Relaxed) {
                     return max;
                 }
@@ -218,6 +257,15 @@ mod tests {
         drop(files);
         assert!(after.fds >= before.fds + 5, "{before:?} -> {after:?}");
         assert!(after.threads >= 1 && after.rss_bytes > 0);
+    }
+
+    #[test]
+    fn the_fullest_table_is_read_with_its_limit() {
+        let me = std::process::id() as i32;
+        let (fds, soft) = fullest_fd_table(me).unwrap();
+        assert!(fds >= 3);
+        assert!(soft.is_none_or(|s| s >= fds), "{fds} of {soft:?}");
+        assert!(most_mappings(me).unwrap() > 5);
     }
 
     #[test]
