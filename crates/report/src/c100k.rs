@@ -356,10 +356,12 @@ fn notes(md: &mut String, rows: &[Row]) {
         "- held: connections the server itself counted open as the window closed, of those \
          the loaders opened. served: clients answered at least once in the window. connect: \
          the slowest loader's time to open its connections; `≥`: it stopped waiting at its \
-         limit, and the connections the server never accepted kept retrying. all served once: from the first request until every client had been \
-         answered once, the slowest loader's (at least one period: a client's first request \
-         is due within it); `≥`: the limit came first; stalled: no new client was answered \
-         for a second.\n\
+         limit, and the connections the server never accepted kept retrying. all served \
+         once: from the first request until every client had been answered once, the \
+         slowest loader's (at least one period: a client's first request is due within \
+         it); `≥`: the limit came first; stalled: no new client was answered for a second, \
+         or for four times the longest wait between two new clients so far (a connect \
+         still retrying its SYN waits 1, 3, 7 s), so the loader stopped waiting.\n\
          - p50, p99, p99.9: over every client of every loader, from the merged histograms; a \
          request still waiting at the close counts with its wait, so a model that left \
          clients waiting shows `≥`.\n\
@@ -373,14 +375,9 @@ fn notes(md: &mut String, rows: &[Row]) {
          struct too); machine-wide, so other work moves it.\n",
     );
     for r in rows {
-        match r.limit() {
-            Some(l) if l.kind == LimitKind::None => {
-                let _ = writeln!(md, "- {}: {}.", r.model, cell_text(&l.evidence));
-            }
-            Some(l) => {
-                let _ = writeln!(md, "- {}, stopped by: {}.", r.model, cell_text(&l.evidence));
-            }
-            None => {}
+        // A model that held them all is said so in the findings below.
+        if let Some(l) = r.limit().filter(|l| l.kind != LimitKind::None) {
+            let _ = writeln!(md, "- {}, stopped by: {}.", r.model, cell_text(&l.evidence));
         }
     }
     md.push('\n');

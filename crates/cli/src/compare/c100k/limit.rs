@@ -120,6 +120,10 @@ fn said(log: &str) -> Vec<(LimitKind, String)> {
 
 /// The limit one log line names, if it names one.
 fn said_in(line: &str) -> Option<(LimitKind, String)> {
+    // Thread per client lowers its own cap to what its mappings allow.
+    if line.contains("lowered to") && line.contains("vm.max_map_count") {
+        return Some((LimitKind::Mappings, shorten(line)));
+    }
     const ERRNOS: &[(&str, LimitKind)] = &[
         ("(os error 24)", LimitKind::Fds),
         ("(os error 23)", LimitKind::FileTable),
@@ -354,6 +358,19 @@ mod tests {
             "{l:?}"
         );
         assert!(l.evidence.contains("`failed to set up alternative stack guard page: Cannot allocate memory (os error 12)` and `socklab thread: cannot spawn"), "{l:?}");
+    }
+
+    /// Thread per client lowers its own cap below vm.max_map_count and says so.
+    #[test]
+    fn a_cap_lowered_to_the_mappings_is_the_mapping_limit() {
+        let mut e = short_of(16_124);
+        e.log = "socklab thread: --max-conns 100000 lowered to 16124: a thread takes 4 memory \
+                 mappings and vm.max_map_count is 65530; past it a new thread cannot map its \
+                 signal stack and the whole process aborts"
+            .into();
+        let l = classify(&e);
+        assert_eq!((l.kind, l.died), (LimitKind::Mappings, false), "{l:?}");
+        assert!(l.evidence.contains("lowered to 16124"), "{l:?}");
     }
 
     /// Held everything: nothing stopped it, whatever the log says.
