@@ -78,15 +78,18 @@ impl Step {
         !self.sustained
     }
 
-    /// Why this step was not sustained (`None` if it was), the load generator's
-    /// failure first: a step it could not measure says nothing of the server.
+    /// Why this step was not sustained (`None` if it was). Clients never answered
+    /// come first: a model that leaves them waiting for a turn or a worker does so
+    /// at any rate, however late the load generator sent. Then the load
+    /// generator's failure: a step it could not measure says nothing else of the
+    /// server.
     pub fn shortfall(&self) -> Option<NoKnee> {
         if self.sustained {
             None
-        } else if !self.measured_well {
-            Some(NoKnee::LoadGenerator)
         } else if !self.all_served {
             Some(NoKnee::Unserved)
+        } else if !self.measured_well {
+            Some(NoKnee::LoadGenerator)
         } else if self.p99_us > P99_BOUND_US {
             Some(NoKnee::Slow)
         } else {
@@ -240,6 +243,18 @@ mod tests {
             Knee::of(&[step(10_000.0, 10_000.0, 100.0, false)]),
             Knee::None(NoKnee::LoadGenerator)
         );
+    }
+
+    /// Clients never answered are the model's doing whatever the load generator's
+    /// lag: iterative serves one client of 100 at 2,000/s as at any rate.
+    #[test]
+    fn unserved_clients_outrank_a_late_load_generator() {
+        let starved = Step {
+            all_served: false,
+            ..step(2_000.0, 20.0, 1.8e6, false)
+        };
+        assert_eq!(starved.shortfall(), Some(NoKnee::Unserved));
+        assert_eq!(Knee::of(&[starved]), Knee::None(NoKnee::Unserved));
     }
 }
 

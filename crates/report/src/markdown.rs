@@ -909,15 +909,15 @@ fn appendix_repeats(md: &mut String, ctx: &Ctx) {
     md.push_str(
         "## Appendix B: every repeat\n\n<details><summary>One row per cell and repeat \
          (the tables above show their medians and ranges)</summary>\n\n\
-         | scenario | model | conns | CPUs | offered | repeat | req/s | p50 (µs) | p99 (µs) | served | server CPU (µs/req) | loadgen CPU |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | scenario | model | conns | CPUs | offered | repeat | req/s | p50 (µs) | p99 (µs) | served | server CPU (µs/req) | loadgen CPU | steal |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cells {
         let l = c.load.as_ref().expect("ok cells have a load");
         let opt = |v: Option<f64>| v.map_or(MISSING.to_string(), format::sig3);
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             c.scenario,
             c.model,
             format::num(c.conns as f64),
@@ -931,9 +931,16 @@ fn appendix_repeats(md: &mut String, ctx: &Ctx) {
                 .map_or(MISSING.to_string(), |k| format!("{}/{}", k.served, k.conns)),
             opt(c.cpu_us_per_request()),
             format::with_unit(l.loadgen_cpu_util, Unit::Share),
+            c.server
+                .as_ref()
+                .and_then(|s| s.steal_share)
+                .map_or(MISSING.to_string(), |v| format::with_unit(v, Unit::Share)),
         );
     }
-    md.push_str("\n</details>\n\n");
+    md.push_str(
+        "\nsteal: the share of the machine's CPU time the hypervisor gave to others during \
+         the window (/proc/stat).\n\n</details>\n\n",
+    );
 }
 
 fn raw_data(md: &mut String, ctx: &Ctx) {

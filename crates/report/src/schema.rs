@@ -320,6 +320,11 @@ pub struct ServerUsage {
     pub pss_max_bytes: u64,
     pub rss_idle_bytes: u64,
     pub pss_idle_bytes: u64,
+    /// The share of the whole machine's CPU time the hypervisor gave to others over
+    /// the window (`steal` in /proc/stat): not the server's, but what makes its
+    /// tails on a busy host. `None` where the kernel does not count it.
+    #[serde(default)]
+    pub steal_share: Option<f64>,
 }
 
 /// Counted metrics for one model over a fixed number of requests.

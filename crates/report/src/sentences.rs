@@ -598,7 +598,23 @@ pub fn checks(ctx: &Ctx) -> Vec<String> {
         let off: Vec<String> = little
             .iter()
             .filter(|(_, r)| !(LITTLE_BAND.0..=LITTLE_BAND.1).contains(r))
-            .map(|(c, r)| format!("{} ({:.2}×)", name(c), r))
+            .map(|(c, r)| {
+                let unsteady = c
+                    .load
+                    .as_ref()
+                    .and_then(|l| l.ramp)
+                    .is_some_and(|ramp| !ramp.complete);
+                if unsteady {
+                    format!(
+                        "{} ({:.2}×; its ramp reached its limit, so clients first answered in \
+                         the window brought their wait from before it: not a steady state)",
+                        name(c),
+                        r
+                    )
+                } else {
+                    format!("{} ({:.2}×)", name(c), r)
+                }
+            })
             .collect();
         let mut p = format!(
             "**Little's law.** In a closed loop every client has one request in flight, so the \
@@ -901,6 +917,7 @@ pub fn limits(ctx: &Ctx) -> Vec<String> {
             unmeasured.join("; ")
         ));
     }
+    out.extend(steal_limit(&ok));
     let m = &ctx.results.machine;
     let most = ctx
         .results
@@ -962,6 +979,33 @@ pub fn limits(ctx: &Ctx) -> Vec<String> {
     out
 }
 
+/// The cells whose window the hypervisor took more than [`STEAL_NOTED`] of the
+/// machine's CPU time from, and the worst of them.
+fn steal_limit(ok: &[&Cell]) -> Option<String> {
+    use crate::aggregate::STEAL_NOTED;
+    let stolen: Vec<(&Cell, f64)> = ok
+        .iter()
+        .filter_map(|c| Some((*c, c.server.as_ref()?.steal_share?)))
+        .filter(|(_, s)| *s > STEAL_NOTED)
+        .collect();
+    let (worst, share) = stolen.iter().max_by(|a, b| a.1.total_cmp(&b.1))?;
+    Some(format!(
+        "In {} of {} cells the hypervisor gave more than {} of this machine's CPU time to \
+         others during the window (steal, from /proc/stat; most: {} in {} {} {} r{}; every \
+         cell's share is in [appendix B](#appendix-b-every-repeat)). A virtual CPU woken from \
+         idle waits for the host, so there the latency tails, and the load generator's send \
+         schedule in the curve, measure the host as much as the model.",
+        format::num(stolen.len() as f64),
+        format::num(ok.len() as f64),
+        format::with_unit(STEAL_NOTED, Unit::Share),
+        format::with_unit(*share, Unit::Share),
+        worst.model,
+        worst.scenario,
+        format::num(worst.conns as f64),
+        worst.repeat
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -980,6 +1024,41 @@ mod tests {
             lower_bound: false,
             no_knee: Some(why),
         }
+    }
+
+    /// Only windows the hypervisor took more than 5 % of the CPU time from are
+    /// named, with the worst of them.
+    #[test]
+    fn stolen_windows_are_named_with_the_worst() {
+        let cell = |model: &str, steal: Option<f64>| Cell {
+            model: model.into(),
+            scenario: "curve".into(),
+            conns: 100,
+            repeat: 0,
+            server_cpus: 1,
+            offered_rps: Some(2_000.0),
+            work: "none".into(),
+            status: crate::schema::STATUS_OK.into(),
+            error: None,
+            load: None,
+            server: Some(crate::schema::ServerUsage {
+                steal_share: steal,
+                ..Default::default()
+            }),
+            hdr_log: None,
+            extra: Default::default(),
+            limit: None,
+        };
+        let (quiet, none, busy, worst) = (
+            cell("thread", Some(0.01)),
+            cell("pool", None),
+            cell("async", Some(0.08)),
+            cell("uring", Some(0.17)),
+        );
+        assert_eq!(steal_limit(&[&quiet, &none]), None);
+        let line = steal_limit(&[&quiet, &none, &busy, &worst]).expect("two stolen windows");
+        assert!(line.starts_with("In 2 of 4 cells the hypervisor"), "{line}");
+        assert!(line.contains("most: 17 % in uring curve 100 r0"), "{line}");
     }
 
     /// A curve without a knee is explained by what failed at its first step: the

@@ -246,8 +246,17 @@ impl WindowReadings {
             pss_max_bytes: peak.pss_bytes,
             rss_idle_bytes: idle.rss_bytes,
             pss_idle_bytes: idle.pss_bytes,
+            steal_share: steal_share(&open, &close),
         })
     }
+}
+
+/// The share of the machine's CPU time the hypervisor took between two readings.
+fn steal_share(open: &Reading, close: &Reading) -> Option<f64> {
+    let ((before, cpus), (after, _)) = (open.steal?, close.steal?);
+    let window = close.at.saturating_duration_since(open.at).as_secs_f64();
+    (window > 0.0 && cpus > 0)
+        .then(|| after.saturating_sub(before).as_secs_f64() / (window * cpus as f64))
 }
 
 /// A cell with nothing measured yet.

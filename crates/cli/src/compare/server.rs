@@ -65,6 +65,20 @@ pub struct Reading {
     pub active: u64,
     /// Requests the server had answered.
     pub requests: u64,
+    /// CPU time the hypervisor gave to others while this machine's CPUs wanted to
+    /// run (`steal` in /proc/stat, summed over every CPU), and how many CPUs;
+    /// `None` where the kernel does not count it.
+    pub steal: Option<(Duration, usize)>,
+}
+
+/// The machine's steal time so far: on a virtual machine, the time its virtual
+/// CPUs were ready to run but the host ran something else. A vCPU woken from idle
+/// can wait milliseconds for the host, so a window with much of it has tails that
+/// measure the host as much as the server.
+fn machine_steal() -> Option<(Duration, usize)> {
+    use procfs::CurrentSI as _;
+    let stats = procfs::KernelStats::current().ok()?;
+    Some((stats.total.steal_duration()?, stats.cpu_time.len()))
 }
 
 impl Launch {
@@ -186,6 +200,7 @@ impl RunningServer {
             usage: own.plus(&tree::live_children(self.pid)),
             active: counter("active")?,
             requests: counter("requests")?,
+            steal: machine_steal(),
         })
     }
 
