@@ -301,6 +301,11 @@ pub fn cost_sentence(ctx: &Ctx, conns: usize, cpus: usize) -> Vec<String> {
     let mut fell = Vec::new();
     let mut flat = Vec::new();
     let mut rose = Vec::new();
+    // Of the models whose cost fell: those that switched far less often per
+    // request at the knee (several sockets per wake-up), and those still woken for
+    // about every request, whose fall batching cannot explain.
+    let mut batched = Vec::new();
+    let mut woken_each = Vec::new();
     for row in knees(ctx.results, &ctx.summary.models)
         .iter()
         .filter(|k| k.conns == conns && k.server_cpus == cpus)
@@ -315,13 +320,12 @@ pub fn cost_sentence(ctx: &Ctx, conns: usize, cpus: usize) -> Vec<String> {
             .filter(|g| g.model == row.model && g.conns == conns && g.server_cpus == cpus)
             .collect();
         let cpu = |g: &&crate::aggregate::Group| g.get(Metric::CpuPerRequest).map(|r| r.median);
-        let (Some(first), Some(last)) = (
-            steps.first().and_then(cpu),
-            steps
-                .iter()
-                .rfind(|g| g.offered_rps.is_some_and(|o| o <= knee))
-                .and_then(cpu),
-        ) else {
+        let switches =
+            |g: &&crate::aggregate::Group| g.get(Metric::CtxPerRequest).map(|r| r.median);
+        let at_knee = steps
+            .iter()
+            .rfind(|g| g.offered_rps.is_some_and(|o| o <= knee));
+        let (Some(first), Some(last)) = (steps.first().and_then(cpu), at_knee.and_then(cpu)) else {
             continue;
         };
         if steps.len() < 3 || first <= 0.0 {
@@ -336,6 +340,22 @@ pub fn cost_sentence(ctx: &Ctx, conns: usize, cpus: usize) -> Vec<String> {
         );
         if change < -COST_CHANGE {
             fell.push(text);
+            match (steps.first().and_then(switches), at_knee.and_then(switches)) {
+                (_, Some(high)) if high >= WOKEN_EACH => woken_each.push(format!(
+                    "{} ({} context switches per request at the knee)",
+                    row.model,
+                    format::sig3(high)
+                )),
+                (Some(low), Some(high)) if high < low * (1.0 - COST_CHANGE) => {
+                    batched.push(format!(
+                        "{} ({} → {} switches per request)",
+                        row.model,
+                        format::sig3(low),
+                        format::sig3(high)
+                    ))
+                }
+                _ => {}
+            }
         } else if change > COST_CHANGE {
             rose.push(text);
         } else {
@@ -369,17 +389,33 @@ pub fn cost_sentence(ctx: &Ctx, conns: usize, cpus: usize) -> Vec<String> {
         "From the lowest step to the knee, server CPU per request {}.",
         parts.join("; ")
     )];
-    if !fell.is_empty() {
-        out.push(
-            "At a low rate every model wakes once per request and pays the same kernel \
-             path; as the rate rises an event loop finds several sockets ready per wake-up \
-             (`epoll_wait`, `io_uring_enter`) and pays for the wake-up once among them, \
-             while a blocked thread is woken for each request."
-                .to_string(),
-        );
+    if !batched.is_empty() {
+        out.push(format!(
+            "Context switches per request fell with it for {}: as the rate rises an event \
+             loop finds several sockets ready per wake-up (`epoll_wait`, `io_uring_enter`) and \
+             pays for the wake-up once among them.",
+            list(&batched)
+        ));
+    }
+    if !woken_each.is_empty() {
+        out.push(format!(
+            "Batched wake-ups do not explain the fall for {}: {} still woken about once per \
+             request.",
+            list(&woken_each),
+            if woken_each.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            }
+        ));
     }
     out
 }
+
+/// A model that made at least this many context switches per request at the knee
+/// is still woken for about every request (a blocked thread: 1.00 in the counted
+/// pass).
+const WOKEN_EACH: f64 = 0.5;
 
 /// The thread vs event loop trade: fewer instructions, more context switches.
 /// Stated as a lesson only when this run's counts show it.
@@ -1024,6 +1060,87 @@ mod tests {
             lower_bound: false,
             no_knee: Some(why),
         }
+    }
+
+    /// A curve of three steps per model, from the fixture's first scaling cell:
+    /// (offered req/s, server CPU µs per request, context switches per request).
+    fn curves(models: &[(&str, [(f64, f64, f64); 3])]) -> crate::schema::Results {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let mut results = crate::load(&dir).expect("fixture loads");
+        let template = results
+            .cells
+            .iter()
+            .find(|c| c.is_ok() && c.scenario == "scaling")
+            .expect("a scaling cell")
+            .clone();
+        results.cells.clear();
+        for (model, steps) in models {
+            for (offered, cpu_us, switches) in steps {
+                let mut c = template.clone();
+                c.model = model.to_string();
+                c.scenario = "curve".into();
+                c.conns = 100;
+                c.repeat = 0;
+                c.offered_rps = Some(*offered);
+                let load = c.load.as_mut().unwrap();
+                load.requests = (*offered as u64) * 3;
+                load.throughput_rps = *offered;
+                load.latency_us.p99 = 200.0;
+                load.loadgen_cpu_util = 0.3;
+                load.send_lag_p99_us = Some(50.0);
+                load.errors = Default::default();
+                let server = c.server.as_mut().unwrap();
+                server.cpu_user_s = 0.0;
+                server.cpu_system_s = cpu_us * load.requests as f64 / 1e6;
+                server.voluntary_ctx = (switches * load.requests as f64) as u64;
+                server.involuntary_ctx = 0;
+                results.cells.push(c);
+            }
+        }
+        results
+    }
+
+    /// The sentence under the CPU-per-request curve says an event loop batches
+    /// wake-ups only where its switches per request fell, and says of a model still
+    /// woken for every request that batching does not explain its fall.
+    #[test]
+    fn a_cheaper_request_is_explained_by_the_switches_that_fell() {
+        let results = curves(&[
+            (
+                "thread",
+                [
+                    (2_000.0, 30.0, 1.0),
+                    (3_200.0, 20.0, 1.0),
+                    (5_120.0, 11.0, 0.98),
+                ],
+            ),
+            (
+                "nonblocking",
+                [
+                    (2_000.0, 25.0, 0.9),
+                    (3_200.0, 18.0, 0.4),
+                    (5_120.0, 14.0, 0.1),
+                ],
+            ),
+        ]);
+        let summary = crate::aggregate::Summary::from_results(&results);
+        let ctx = Ctx {
+            results: &results,
+            summary: &summary,
+        };
+        let text = cost_sentence(&ctx, 100, 1).join(" ");
+        assert!(text.contains("fell by more than 25 % for thread"), "{text}");
+        assert!(
+            text.contains(
+                "Context switches per request fell with it for nonblocking (0.900 → 0.100"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("Batched wake-ups do not explain the fall for thread (0.980"),
+            "{text}"
+        );
+        assert!(!text.contains("while a blocked thread"), "{text}");
     }
 
     /// Only windows the hypervisor took more than 5 % of the CPU time from are
