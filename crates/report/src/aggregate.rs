@@ -92,9 +92,10 @@ pub struct Group {
 /// Above this share of its CPUs the load generator may have been the bottleneck.
 pub const LOADGEN_BUSY: f64 = 0.9;
 /// A window in which the hypervisor took more than this share of the machine's CPU
-/// time (steal) is named in the report: on the development VM an idle-ish window
-/// had about 1 %, and one whose loopback traffic kept waking the vCPUs had 17 %,
-/// with the load generator's sends up to 28 ms late at 2,000 requests/s.
+/// time (steal) is named in the report: on the development VM an idle machine had
+/// about 1 %, and 100 connections at 2,000 requests/s, whose traffic kept waking
+/// the vCPUs from idle, had 17 %, the load generator's sends up to 19 ms late
+/// (results/README.md has the commands).
 pub const STEAL_NOTED: f64 = 0.05;
 
 impl Group {
