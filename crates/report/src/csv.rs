@@ -73,6 +73,7 @@ pub const COLUMNS: &[&str] = &[
     "pss_per_conn_bytes",
     "loadgen_cpu_s",
     "loadgen_cpu_util",
+    "steal_share",
     "hdr_log",
 ];
 
@@ -174,6 +175,7 @@ fn fields(c: &Cell) -> Vec<String> {
         c.pss_per_conn_bytes(),
         load.map(|l| l.loadgen_cpu_s),
         load.map(|l| l.loadgen_cpu_util),
+        s.and_then(|s| s.steal_share),
     ];
     row.extend(numbers.into_iter().map(opt));
     row.push(c.hdr_log.clone().unwrap_or_default());
