@@ -44,7 +44,7 @@
 //! # What it costs
 //!
 //! Measured in the committed full run (`scripts/compare.sh --full --out
-//! results/2026-11-25-vm-full`, 2-CPU VM, multi-thread runtime; medians of 5
+//! results/2026-12-01-vm-full`, 2-CPU VM, multi-thread runtime; medians of 5
 //! repeats, [min–max]; the tables are in that directory's `report.md`), except
 //! where another command is named:
 //!
@@ -52,19 +52,22 @@
 //!   (a few hundred bytes: the locals live across an `.await`) and a task header
 //!   (state, waker vtable, run-queue links) — plus the buffers it owns: here a
 //!   16 KiB read buffer, as the blocking driver has. No stack, no kernel task.
-//!   scaling at 10,000 connections: 9.33 KiB of PSS per connection — far cheaper
-//!   than a thread's 16.5 KiB stack and task, dearer than the hand-written loop's
-//!   0.30 KiB, which shares one read buffer among all clients.
+//!   scaling at 10,000 connections: 9.34 KiB [9.33–9.34] of PSS per connection —
+//!   cheaper than a thread's stack and task (22.0 KiB per connection it held),
+//!   39× the hand-written loop's 0.239 KiB, which shares one read buffer among
+//!   all clients.
 //! - Per connection setup: `accept4`, `epoll_ctl(ADD)`, a task allocation, and
-//!   on multi-thread a wake-up of another worker. churn: 42.8 µs [42.2–47.6] of
-//!   CPU and 2.79 context switches per connection (nonblocking: 33.2 µs, 1.20).
+//!   on multi-thread a wake-up of another worker. churn: 30.5 µs [28.5–31.4] of
+//!   CPU and 2.07 context switches [2.00–2.59] per connection (nonblocking: 22.2
+//!   µs, 1.11).
 //! - Per request: the readiness loop's syscalls (`epoll_wait`, `read`, `write`,
 //!   amortised over every ready socket) plus the runtime's bookkeeping. tokio
-//!   skips the `read()` that would only say `EAGAIN` after a short read. Counted
-//!   pass, one connection: 3.03 syscalls and 3,159 user-space instructions per
-//!   request, against the hand-written loop's 3.00 and 971 — the price of
-//!   generality (wakers, task scheduling, the timer wheel, the multi-thread
-//!   runtime's queues).
+//!   skips the `read()` that would only say `EAGAIN` after a short read. Counted,
+//!   one connection: 2.99 syscalls and 3,132 user-space instructions per
+//!   request, against the hand-written loop's 3.00 and 682; at 100 connections
+//!   2.03 and 1,722 against 2.01 and 545 — the price of generality (wakers, task
+//!   scheduling, the timer wheel, the multi-thread runtime's queues). Context
+//!   switches at 100 connections: 0.000400 per request, nonblocking 0.0108.
 //! - Timers of one millisecond: `sleep:2ms` at 10 connections, server and load
 //!   pinned apart (`taskset -c 0 socklab serve async --work sleep:2ms --tcp
 //!   127.0.0.1:0`, then `taskset -c 1 socklab load ADDR --conns 10 --duration
@@ -72,9 +75,10 @@
 //!   thread measured 2,041 / 2,155 and the readiness loop, whose timerfd alarm
 //!   rings to the microsecond, 2,022 / 2,111. A 2 ms sleep takes 2 to 3 ms, most
 //!   often 3: the wheel's millisecond. The full run's sleep scenario (100
-//!   connections) shows the same: p50 3,937 µs [3,239–3,981], 26,723 requests/s,
-//!   the fewest of the models that do not cap their waiting requests. It is
-//!   tokio's design, not the model's: one tick serves every timer due in it.
+//!   connections) shows the same: p50 3,967 µs [3,753–4,011], 25,690 requests/s
+//!   [23,779–27,876], 51.4 % of the ideal 50,000/s, the fewest of the models that
+//!   do not cap their waiting requests. It is tokio's design, not the model's:
+//!   one tick serves every timer due in it.
 //!
 //! # When it breaks
 //!
@@ -82,14 +86,20 @@
 //!   long `cpu` loop stalls its worker and every task queued on it. On
 //!   current-thread that is every client; on multi-thread, one worker's share
 //!   (and a task sitting in the blocked worker's LIFO slot cannot be stolen).
-//!   cpu (50 µs per request, 10 connections): p50 689 µs [689–690].
+//!   cpu (50 µs per request, 10 connections, server on one CPU): p50 628 µs
+//!   [613–650]. Given 2 CPUs, the multi-thread runtime served 1.69× the requests
+//!   per second of one; nonblocking's one loop, 1.00×.
 //! - The tail, on one CPU: the multi-thread runtime's workers and their stealing
 //!   share the one CPU the server is pinned to. scaling at 10,000 connections: p99
-//!   770 ms [495–1,265], the longest of all the models (uring 121 ms, nonblocking
-//!   137 ms), for about the same throughput (97,536 requests/s); udp: 128,938
-//!   datagrams/s [126,640–136,932], the fewest, with 0.74 context switches each.
+//!   734 ms [491–1,433], 5.0× nonblocking's 147 ms [117–184] (uring's range
+//!   overlaps async's: no measurable difference), at a throughput no measurably
+//!   different from nonblocking's (118,947 requests/s [92,032–129,207]); every
+//!   client was served, but unevenly (fairness 0.867 [0.609–0.952], nonblocking
+//!   1.000). udp: 144,549 datagrams/s [133,175–149,338], the lowest median,
+//!   measurably below iterative's and nonblocking's (prefork's range overlaps
+//!   it), with 0.815 context switches each [0.773–0.831].
 //! - One crash (a segfault, an `abort()`) takes down every client, as threads do
-//!   (chaos: the server did not survive).
+//!   (chaos: the server did not survive; all 10 other clients were lost).
 //! - Cancellation is implicit: a future dropped at an `.await` simply stops
 //!   there. Shutdown relies on that (dropping the runtime cancels the tasks left
 //!   after the grace period), and so does every `timeout`.

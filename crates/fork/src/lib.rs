@@ -12,23 +12,24 @@
 //! # What it costs
 //!
 //! Measured in the committed full run (`scripts/compare.sh --full --out
-//! results/2026-11-25-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
+//! results/2026-12-01-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
 //! tables are in that directory's `report.md`):
 //!
 //! - One `fork()` per connection: the kernel copies the page tables and descriptor
 //!   table (memory pages are shared copy-on-write until written, and then copied
-//!   on the fault). churn: 329 µs [313–355] of server CPU per connection and 3,973
-//!   connections/s [3,639–4,129] — the dearest connection setup of all the
-//!   models: thread-per-client's `clone()` costs 74.3 µs, a server that creates
-//!   nothing 26 µs.
+//!   on the fault). churn: 300 µs [257–402] of server CPU per connection and
+//!   3,244 connections/s [2,420–3,780] — the dearest connection setup of all the
+//!   models: thread-per-client's `clone()` costs 45.8 µs [40.0–49.6], a server
+//!   that creates nothing (iterative) 18.9 µs [15.8–20.8].
 //! - Per connection: a whole process — its own page tables, kernel task, and
 //!   every page it writes (its stack, buffers, allocator state) duplicated. RSS
 //!   counts shared pages in every process; the report's PSS shares them out.
-//!   scaling: 112 KiB of PSS per connection at 10 connections, 51.5 KiB
-//!   [48.2–53.9] at 10,000 (3.1× a thread's 16.5 KiB).
-//! - Per request: like a thread, a context switch when `read()` wakes it (counted
-//!   pass: 1.00 switch, 2.00 syscalls and 360 user-space instructions per request:
-//!   once a client has its process, serving it is the blocking driver's cost).
+//!   scaling: 136 KiB [133–142] of PSS per connection at 10 connections, 93.8
+//!   KiB [93.7–94.3] at 1,000, where a thread costs 22.5 KiB [22.5–22.7].
+//! - Per request: like a thread, a context switch when `read()` wakes it
+//!   (counted at 100 connections: 0.992 switches, 2.00 syscalls and 390
+//!   user-space instructions per request; at one, 0.997, 2.00 and 377: once a
+//!   client has its process, serving it is the blocking driver's cost).
 //! - Reaping: every child that exits stays a *zombie* (its exit status kept by the
 //!   kernel) until the parent collects it. The tutorial's server never does, so
 //!   zombies pile up. Here the parent reaps each time round its accept loop
@@ -49,16 +50,21 @@
 //! # When it breaks
 //!
 //! - Connection churn: process creation dominates when clients send one request
-//!   (see above: 13× the CPU of a server that creates nothing).
+//!   (see above: 300 µs of CPU per connection, against 18.9 µs for a server that
+//!   creates nothing).
 //! - Many connections: memory per process, and `--max-conns` caps live children
 //!   (past it the parent stops accepting until one exits). scaling at 1,000
-//!   connections: 57,585 requests/s [52,840–60,858], p99 22.9 ms, about 540
-//!   processes; at 10,000, 35,210/s [31,666–40,241] with about 6,700 processes
-//!   alive and about 6,700 requests left unanswered when the window closed.
+//!   connections: 47,281 requests/s [42,154–65,492] from 1,001 processes, and
+//!   ≥ 5.87 s [2.54–10.00] before every client had been answered once; p99
+//!   42,751 µs [41,791–11,780,095], the top of the range a repeat whose ramp
+//!   reached its 10 s limit. At 10,000 it served 6,516 [6,438–8,148] of 10,000
+//!   clients, with 6,516 processes alive; the other 3,484 got no reply in the
+//!   window.
 //! - What it does *well*: a crashing handler (the `--chaos` flag) kills one child;
 //!   every other client keeps its own process and is not disturbed. chaos: the
-//!   server survived, 0 other clients lost, where every thread, pool and event-loop
-//!   model lost all 10.
+//!   server survived, 0 other clients lost, where every single-process model
+//!   (iterative, thread, pool, nonblocking, async, uring) lost all 10 and
+//!   workers, an event loop in each of 2 processes, lost 2.
 //!
 //! # Compare with
 //!

@@ -15,16 +15,21 @@
 //! (`read`, `write`), which makes it the floor the other models are measured against.
 //!
 //! Measured in the committed full run (`scripts/compare.sh --full --out
-//! results/2026-11-25-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
+//! results/2026-12-01-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
 //! tables are in that directory's `report.md`):
 //!
-//! - counted pass, one connection: 2.00 syscalls per request (`recvfrom`,
-//!   `sendto`), 361 user-space instructions per request, 1.00 context switch.
-//! - scaling, one connection: 17,848 requests/s [15,825–19,058], 28.6 µs of
-//!   server CPU per request — the loopback floor every model sits at.
-//! - churn: 21,824 connections/s [20,781–23,198] at 26.1 µs of CPU each: a
-//!   connection costs an `accept()` and nothing more.
-//! - udp: 221,581 datagrams/s [207,867–227,803], the most of any model.
+//! - counted, one connection: 2.00 syscalls per request (`recvfrom`, `sendto`),
+//!   377 user-space instructions per request, 1.00 context switch; the same at
+//!   100 connections, since it serves them one at a time.
+//! - scaling, one connection: 41,452 requests/s [36,935–41,872], 9.96 µs
+//!   [9.78–10.54] of server CPU per request, p50 22 µs [21–23] — the loopback
+//!   floor (19.1 µs at p50, measured with sockperf) every model sits at with one
+//!   client.
+//! - churn: 30,842 connections/s [27,054–31,842] at 18.9 µs [15.8–20.8] of CPU
+//!   each: a connection costs an `accept()` and nothing more.
+//! - udp: 206,296 datagrams/s [197,260–265,149], the highest median; only
+//!   async's 144,549 [133,175–149,338] is measurably lower, the other models'
+//!   ranges overlap it.
 //!
 //! # When it breaks
 //!
@@ -32,11 +37,13 @@
 //! even an idle one that types slowly — every other client's `connect()` completes
 //! (the kernel finishes the handshake and queues the connection in the listen
 //! backlog) but nobody reads its bytes. A single slow client stalls everyone.
-//! Measured (same run): scaling stays at about 17,000–18,000 requests/s from 1
-//! to 10,000 connections, with every client but one unserved; sleep (2 ms per
-//! request, 100 connections) serves 460 requests/s [450–462], one sleep at a time;
-//! slow (4 clients dribbling a request) leaves the normal clients 0 requests; chaos
-//! (one handler crashes) ends the server.
+//! Measured (same run): scaling stays at 41,452 requests/s [36,935–41,872] with
+//! 1 connection and 42,182 [38,730–48,845] with 10,000, but past one connection
+//! it serves 1 client (1 of 10, … 1 of 10,000; at 10,000, 256 also saw errors);
+//! sleep (2 ms per request, 100 connections) serves 458 requests/s [454–462],
+//! 0.917 % of the ideal 50,000/s, one sleep at a time; slow (4 clients dribbling
+//! a request) leaves the normal clients 0 requests (0 of 10 served); chaos (one
+//! handler crashes) ends the server and all 10 other clients.
 //!
 //! # Compare with
 //!

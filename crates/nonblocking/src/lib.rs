@@ -59,32 +59,35 @@
 //! # What it costs
 //!
 //! Measured in the committed full run (`scripts/compare.sh --full --out
-//! results/2026-11-25-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
+//! results/2026-12-01-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
 //! tables are in that directory's `report.md`), except where another command is
 //! named:
 //!
 //! - Per connection: a descriptor, a slab entry of under 200 bytes (the
 //!   connection table is `socklab_server_kit::slab`, as tokio keeps its own), and
 //!   only the bytes it really has pending — the loop reads into one shared 16 KiB
-//!   buffer. No stack, no kernel task. scaling at 10,000 connections: 0.30 KiB
-//!   [0.30–0.35] of PSS per connection, the least of any model (thread: 16.5 KiB).
+//!   buffer. No stack, no kernel task. scaling at 10,000 connections: 0.239 KiB
+//!   [0.236–0.254] of PSS per connection; workers' 0.250 [0.233–0.251] overlaps
+//!   it, no measurable difference; async 9.34 KiB, thread 22.0 KiB per
+//!   connection it held.
 //!   Idle clients cost no CPU either: `epoll_wait` returns only ready ones.
 //! - Per request: `epoll_wait` (shared by every socket ready at once), `read`,
-//!   `write`, and an `epoll_ctl` when a write is partial. Counted pass, one
+//!   `write`, and an `epoll_ctl` when a write is partial. Counted, one
 //!   connection: 3.00 syscalls per request (`epoll_wait`, `recvfrom`, `sendto`);
-//!   at 10 connections one `epoll_wait` serves about ten requests: 2.11. No
-//!   context switch while the loop has work (scaling at 10,000 connections: 0.012
-//!   per request, thread 1.62): scheduling happens in user space, in this code,
-//!   which is why it does more user-space instructions per request than a blocking
-//!   thread (361). Measured with `socklab compare --counted-only --models
+//!   at 100 connections one `epoll_wait` serves about a hundred requests (0.0100
+//!   per request): 2.01. No context switch while the loop has work (counted at
+//!   100 connections: 0.0108 per request, thread 1.01): scheduling happens in
+//!   user space, in this code, which is why it does more user-space instructions
+//!   per request than a blocking thread (545 at 100 connections, thread 376; 682
+//!   and 377 at one). Measured with `socklab compare --counted-only --models
 //!   nonblocking --callgrind --counted-conns 10 --out /tmp/cg-nb` (callgrind,
 //!   marginal over 2,000 and 4,000 requests): 556 instructions per request, under
 //!   a plain C epoll loop's 604. Before the slab replaced a `HashMap<Token, _>`
 //!   (SipHash: 242 instructions per request for the two lookups per event) and the
 //!   loop read the clock once per wake-up instead of twice per request (62), the
 //!   same command counted 836.
-//! - Per connection setup: `accept4` and one `epoll_ctl(ADD)`. churn: 33.2 µs
-//!   [32.2–34.6] of CPU per connection, 23,106 connections/s.
+//! - Per connection setup: `accept4` and one `epoll_ctl(ADD)`. churn: 22.2 µs
+//!   [19.3–25.9] of CPU per connection, 28,082 connections/s [25,451–30,410].
 //! - Timers to the microsecond: `sleep:2ms` at 10 connections, server and load
 //!   pinned apart (`taskset -c 0 socklab serve nonblocking --work sleep:2ms --tcp
 //!   127.0.0.1:0`, then `taskset -c 1 socklab load ADDR --conns 10 --duration
@@ -95,16 +98,20 @@
 //!   p50 2,205 [2,199–2,225], and at 100 connections p50 2,783 [2,745–2,841]
 //!   against 2,075 [2,069–2,103] with it (thread: 2,139). The alarm costs two
 //!   syscalls per wake-up by timer (`timerfd_settime`, `read`), none without
-//!   timers. (The full run's sleep scenario, 100 connections, predates it: p50
-//!   2,881 µs.)
+//!   timers. (The full run's sleep scenario, 100 connections, with the alarm:
+//!   p50 2,099 µs [2,085–2,623], 46,080 requests/s [32,911–46,454], 92.2 % of the
+//!   ideal 50,000/s.)
 //!
 //! # When it breaks
 //!
 //! - One loop is one CPU. Past it, throughput stops growing: run `--loops N`.
+//!   cpu with the server on 2 CPUs instead of one: 1.00× the requests per
+//!   second, where thread's grew 1.83×.
 //! - Anything that blocks stalls every client of the loop: `cpu` work, a slow
 //!   disk read, a DNS lookup, a `std::thread::sleep`. cpu (50 µs per request, 10
-//!   connections): p50 624 µs [623–641], every client waiting behind the other
-//!   nine's work, where the whole loop still serves 15,842 requests/s [15,269–15,857].
+//!   connections, server on one CPU): p50 579 µs [556–581], every client waiting
+//!   behind the other nine's work, where the whole loop still serves 17,020
+//!   requests/s [16,727–17,570].
 //! - The code: every wait is a state to save and resume by hand. The `async`
 //!   model gets the same loop with the state machine written by the compiler.
 //! - A crash in one handler takes down every client, as with threads (chaos: the

@@ -30,21 +30,24 @@
 //! # What it costs
 //!
 //! Measured in the committed full run (`scripts/compare.sh --full --out
-//! results/2026-11-25-vm-full`, 2-CPU VM, `pool --workers 4`; medians of 5
+//! results/2026-12-01-vm-full`, 2-CPU VM, `pool --workers 4`; medians of 5
 //! repeats, [min–max]; the tables are in that directory's `report.md`):
 //!
 //! - Thread creation (`clone()`, a stack `mmap`) happens `workers` times at start,
 //!   never per connection: connection setup costs an `accept()` and, in queue
 //!   mode, a channel hand-off (a futex wake of the idle worker, a context switch).
-//!   churn: 42.2 µs [41.7–43.7] of server CPU per connection and 2.68 context
-//!   switches, against thread-per-client's 74.3 µs for a `clone()` per client and
-//!   iterative's 26.1 µs for none: the hand-off is most of the difference.
-//! - Memory is fixed: `workers` stacks, however many clients come (scaling: about
-//!   80 KiB of PSS in all at every connection count, 8 KiB per connection at 10
-//!   and 0.008 KiB at 10,000).
+//!   churn: 26.1 µs [23.5–28.6] of server CPU per connection and 2.04 context
+//!   switches [1.92–2.07], against thread-per-client's 45.8 µs [40.0–49.6] for a
+//!   `clone()` per client and iterative's 18.9 µs [15.8–20.8] for none. The
+//!   hand-off shows as a switch iterative does not make (it makes 0.996).
+//! - Memory is fixed: `workers` stacks, however many clients come. It held 9
+//!   connections at every count from 10 to 10,000 (4 being served, the other 5
+//!   accepted and waiting for a worker); scaling: 8.89 KiB [8.89–12.44] of PSS
+//!   per held connection at 10, 12.4 KiB [8.9–26.7] at 10,000.
 //! - Per request: the same `read()`/`write()` as every blocking model, and a
-//!   context switch when a worker's `read()` wakes (counted pass: 2.00 syscalls,
-//!   1.00 switch, 361 user-space instructions per request).
+//!   context switch when a worker's `read()` wakes (counted at 100 connections:
+//!   2.01 syscalls, `sched_yield` 0.0104 among them, 1.000 switch and 383
+//!   user-space instructions per request; at one, 2.00, 1.00 and 377).
 //!
 //! # When it breaks
 //!
@@ -55,13 +58,15 @@
 //!   leaves. In queue mode it waits in our channel (we did `accept()` it); in
 //!   accept mode it waits in the kernel's backlog (nobody called `accept()`). The
 //!   slow scenario (4 clients dribbling a request, 4 workers) leaves the normal
-//!   clients 0 requests; the test `client_n_plus_one_waits_for_a_free_worker`
-//!   shows it too. The cure is not a bigger pool but not holding a thread per idle
-//!   client: see `socklab-nonblocking`.
+//!   clients 0 requests (0 of 10 served); the test
+//!   `client_n_plus_one_waits_for_a_free_worker` shows it too. The cure is not a
+//!   bigger pool but not holding a thread per idle client: see
+//!   `socklab-nonblocking`.
 //! - Sized too small for blocking work (`--work sleep:…`), throughput is capped
-//!   at `workers / work`: sleep (2 ms, 100 connections) 1,823 requests/s
-//!   [1,790–1,832] for 4 workers, where thread-per-client served 43,159/s; sized
-//!   too large, it is thread-per-client's memory without its elasticity.
+//!   at `workers / work`: sleep (2 ms, 100 connections) 1,816 requests/s
+//!   [1,510–1,838] for 4 workers, 4 of the 100 clients served, where
+//!   thread-per-client served 44,108/s; sized too large, it is thread-per-client's
+//!   memory without its elasticity.
 //! - A crash in one handler kills the whole process, as with any threads (chaos:
 //!   the server did not survive).
 //! - Live connections are bounded by the pool (`workers` being served, plus at

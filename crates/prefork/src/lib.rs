@@ -58,38 +58,43 @@
 //! # What it costs
 //!
 //! Measured in the committed full run (`scripts/compare.sh --full --out
-//! results/2026-11-25-vm-full`, 2-CPU VM, `prefork --workers 4`, NoLock; medians
+//! results/2026-12-01-vm-full`, 2-CPU VM, `prefork --workers 4`, NoLock; medians
 //! of 5 repeats, [min–max]; the tables are in that directory's `report.md`):
 //!
 //! - `fork()` `workers` times at start (and once per crash), never per
-//!   connection: connection setup is one `accept()`, as in the pool. churn: 27.2
-//!   µs [26.3–29.6] of server CPU per connection, 23,308 connections/s — where
-//!   `socklab-fork`'s `fork()` per client costs 329 µs and manages 3,973/s.
+//!   connection: connection setup is one `accept()`, as in the pool. churn: 19.4
+//!   µs [18.3–20.7] of server CPU per connection, 29,422 connections/s
+//!   [28,654–37,827] — where `socklab-fork`'s `fork()` per client costs 300 µs
+//!   and manages 3,244/s: 9.1× fewer.
 //! - Per connection, by mode: NoLock nothing more; Flock two `flock()` calls;
 //!   PassFd a `poll()` and `accept()` in the parent, `sendmsg()`/`recvmsg()` to hand
 //!   over, a byte written and read back to say "idle", and a context switch from
 //!   parent to worker.
 //! - Memory: `workers` processes, each with its own page tables and private copies
 //!   of every page it writes (buffers, stack, allocator state); pages never
-//!   written stay shared copy-on-write. The report's PSS shares them out: 170–200
-//!   KiB for the 4 workers whatever the connections (scaling: 19.8 KiB per
-//!   connection at 10, 0.017 KiB at 10,000).
+//!   written stay shared copy-on-write. The report's PSS shares them out, and
+//!   divides the growth by the connections the server held: 4, one per worker,
+//!   however many clients came. scaling: 107 KiB [57–263] per held connection at
+//!   10 connections, 197 KiB [57–205] at 10,000; the clients waiting in the
+//!   backlog add nothing to it.
 //! - Per request: the shared driver's `read()`/`write()` and a context switch
-//!   (counted pass: 2.01 syscalls — the parent's `wait4` every `REAP_INTERVAL`
-//!   adds 0.005 —, 1.00 switch, 362 user-space instructions).
+//!   (counted at 100 connections: 2.00 syscalls, 1.03 switches, 375 user-space
+//!   instructions; at one, 2.00, 1.00 and 378 — the parent's `waitid` every
+//!   `REAP_INTERVAL` does not show at two decimals).
 //!
 //! # When it breaks
 //!
 //! - Like the thread pool: N workers held by N idle or slow clients serve no one
 //!   else; client N+1 waits in the listen backlog (in every mode: in PassFd the
 //!   parent stops accepting when nobody is idle). slow (4 clients dribbling a
-//!   request, 4 workers): the normal clients get 0 requests.
+//!   request, 4 workers): the normal clients get 0 requests (0 of 10 served).
 //! - Sized too small for blocking work, throughput is capped at `workers / work`:
-//!   sleep (2 ms, 100 connections) 1,816 requests/s [1,793–1,837] for 4 workers.
+//!   sleep (2 ms, 100 connections) 1,812 requests/s [1,779–1,839] for 4 workers,
+//!   3.62 % of the ideal 50,000/s, with 4 of the 100 clients served.
 //! - What it does *well*: a crashing handler kills one worker and one client; the
 //!   parent replaces the worker and the others never notice (chaos: the server
 //!   survived, 0 other clients lost). The same crash kills every client of a
-//!   thread pool.
+//!   thread pool (chaos: pool lost all 10, and the server).
 //!
 //! # Compare with
 //!

@@ -10,23 +10,26 @@
 //! # What it costs
 //!
 //! Measured in the committed full run (`scripts/compare.sh --full --out
-//! results/2026-11-25-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
+//! results/2026-12-01-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
 //! tables are in that directory's `report.md`):
 //!
 //! - One `clone()` per connection (a stack is mapped, the kernel creates a task)
-//!   and one `exit` + `munmap` when it ends. churn: 74.3 µs [72.0–78.7] of server
-//!   CPU per connection, 16,030 connections/s [15,300–16,593] — against fork's
-//!   329 µs and 3,973/s, and 26 µs for a server that creates nothing.
+//!   and one `exit` + `munmap` when it ends. churn: 45.8 µs [40.0–49.6] of server
+//!   CPU per connection, 19,990 connections/s [18,489–22,390] — against fork's
+//!   300 µs and 3,244/s, and 18.9 µs for a server that creates nothing.
 //! - Per connection: a task in the kernel and a stack — 2 MiB of address space
 //!   (std's default), of which only the touched pages are resident. scaling at
-//!   10,000 connections: 16.5 KiB [15.4–17.7] of PSS per connection, about 7,400
-//!   threads alive.
+//!   1,000 connections: 22.5 KiB [22.5–22.7] of PSS per connection; at 10,000,
+//!   22.0 KiB per connection held, with 7,400 threads alive.
 //! - Per request: the kernel schedules. A thread blocked in `read()` is woken when
-//!   data arrives: a context switch per request (counted pass: 1.00, with 361
-//!   user-space instructions per request, the least of any model — the scheduler
-//!   does the rest).
-//! - sleep work blocks only its own thread: `sleep:2ms` at 100 connections, 43,159
-//!   requests/s [42,452–44,534], the most of any model. `std::thread::sleep` is a
+//!   data arrives: a context switch per request (counted at 100 connections:
+//!   1.01, with 376 user-space instructions per request, about what every
+//!   blocking model runs (375 to 390) and fewer than the readiness loop's 545 —
+//!   the scheduler does the rest; at one connection 1.00 and 377).
+//! - sleep work blocks only its own thread: `sleep:2ms` at 100 connections, 44,108
+//!   requests/s [36,879–45,099], 88.2 % of the ideal 50,000/s; fork, nonblocking,
+//!   workers and uring overlap it, so no measurable difference from them; async
+//!   serves fewer, 25,690 [23,779–27,876]. `std::thread::sleep` is a
 //!   `nanosleep`, whose wake-up the kernel may defer by the thread's timer slack
 //!   (50 µs by default): at 10 connections a 2 ms request takes min 2,041 µs, p50
 //!   2,155 µs (`taskset -c 0 socklab serve thread --work sleep:2ms --tcp
@@ -37,16 +40,21 @@
 //! # When it breaks
 //!
 //! - At many connections, memory and scheduler work grow with every idle client
-//!   (10,000 idle clients are 10,000 threads). scaling at 10,000 connections:
-//!   53,025 requests/s [49,245–60,871] with 1.62 context switches and 30.4 µs of
-//!   CPU per request, against the readiness loop's 85,797/s at 0.012 switches and
-//!   15.2 µs; p99 239 ms; and about 5,200 clients unanswered while the threads were
-//!   still being created.
+//!   (10,000 idle clients are 10,000 threads). scaling at 1,000 connections:
+//!   62,871 requests/s [53,197–75,922] with 0.995 context switches [0.987–1.008]
+//!   and 15.7 µs [12.9–18.5] of CPU per request, against the readiness loop's
+//!   135,526/s [119,413–152,653] at 0.0519 switches and 6.68 µs; and ≥ 6.28 s
+//!   [1.68–10.00] before every client had been answered once (two repeats of five
+//!   reached the 10 s limit). At 10,000 it served 6,629 [6,320–7,339] of the
+//!   10,000 clients in the window, where the readiness loop served them all.
 //! - A crash in one handler (a segfault, an `abort()`) kills the whole process:
 //!   threads share one address space. The chaos scenario loses every client (the
 //!   server did not survive), where `socklab-fork` loses one.
 //! - Without a cap a connection flood exhausts threads or memory: past
-//!   `--max-conns` this server stops accepting until a client leaves.
+//!   `--max-conns` this server stops accepting until a client leaves. c100k
+//!   (100,000 mostly idle clients): it lowered `--max-conns 100000` to 16,114,
+//!   what `vm.max_map_count` (65,530) allows at four mappings a thread, and held
+//!   and served 16,114 of the 100,000.
 //!
 //! # Compare with
 //!

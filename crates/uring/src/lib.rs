@@ -245,18 +245,35 @@
 //!   3,237.
 //!
 //! From the committed full run (`scripts/compare.sh --full --out
-//! results/2026-11-25-vm-full`; medians of 5 repeats, [min–max]; the tables are
-//! in that directory's `report.md`): scaling at 10,000 connections, 94,903
-//! requests/s [87,299–101,307] with the shortest tail of all the models (p99 121
-//! ms, nonblocking 137 ms) and 8.41 KiB of PSS per connection (nonblocking 0.30
-//! KiB: the pinned buffers, since replaced by the buffer ring); churn, 28.7 µs [28.0–29.7] of CPU per connection;
-//! cpu (50 µs per request, 10 connections), 17,388 requests/s, the most of any
-//! model, the batched syscalls leaving more of the one CPU for the work.
+//! results/2026-12-01-vm-full`, 2-CPU VM; medians of 5 repeats, [min–max]; the
+//! tables are in that directory's `report.md`), with the buffer ring:
+//!
+//! - scaling at 10,000 connections: 91,009 requests/s [80,647–100,694], the
+//!   lowest median, but the ranges of every model that served all 10,000
+//!   overlap it: no measurable difference. 1.35 KiB [1.35–1.37] of PSS per
+//!   connection (nonblocking 0.239 KiB, async 9.34 KiB). Its tail is not the
+//!   shortest: p99 334,079 µs [305,407–495,103], longer than nonblocking's
+//!   146,943 [116,671–183,679] and workers' 178,815 [157,951–194,559], and no
+//!   measurable difference from async's.
+//! - churn: 19.8 µs [18.5–21.6] of CPU per connection, 28,937 connections/s
+//!   [27,835–35,039].
+//! - cpu (50 µs per request, 10 connections, server on one CPU): 17,316
+//!   requests/s [16,866–18,008], the highest median, but nonblocking's, workers'
+//!   and async's ranges overlap it: no measurable difference.
+//! - counted: 2.00 syscalls per request at one connection (`io_uring_enter`
+//!   2.00), 1.00 context switch; at 100 connections, 0.000200 (one `munmap`):
+//!   the longer counted run made no more `io_uring_enter` calls than the
+//!   shorter, so read it as "almost none", as in the table above; 0.0102
+//!   context switches per request (nonblocking 0.0108). User-space instructions
+//!   were not counted: under callgrind the server did not stop within 10 s of
+//!   SIGTERM and was killed, at both connection counts.
 //!
 //! # When it breaks
 //!
 //! - **`cpu` work** blocks the loop: one client's expensive request is everyone's
 //!   latency (as in `socklab-nonblocking`); `--loops N` only spreads it over N.
+//!   Given 2 CPUs instead of one, the cpu scenario's one loop served 1.01× the
+//!   requests per second.
 //! - **Where io_uring is refused** — kernels before 5.6, containers whose seccomp
 //!   profile blocks `io_uring_setup` (Docker's default does), and hosts with
 //!   `kernel.io_uring_disabled` = 2 (or 1 and the user not in

@@ -104,6 +104,34 @@
 //!   overlap: the load generator shares those two CPUs and is the limit. The
 //!   workers took 0/100, 41/59 and 32/68 of the clients.
 //!
+//! Measured in the committed full run (`scripts/compare.sh --full --out
+//! results/2026-12-01-vm-full`, 2-CPU VM, `workers --workers 2`; medians of 5
+//! repeats, [min–max]; the tables are in that directory's `report.md`):
+//!
+//! - Per connection: scaling at 10,000 connections, 0.250 KiB [0.233–0.251] of
+//!   PSS per connection, no measurable difference from nonblocking's 0.239
+//!   [0.236–0.254]: a worker's own pages are paid once, not per client.
+//! - Per connection set up: churn, 25.7 µs [21.8–28.6] of CPU per connection and
+//!   26,947 connections/s [24,296–35,371], no measurable difference from
+//!   nonblocking's 22.2 µs and 28,082/s; but 2.25 context switches per
+//!   connection [2.00–2.41] against nonblocking's 1.11 [0.94–1.23]: the other
+//!   worker's wake-up (the herd, above).
+//! - Per request: counted at 100 connections, 2.02 syscalls (`epoll_wait` 0.0198:
+//!   a wake-up per fifty requests, where nonblocking's one loop has one per
+//!   hundred, 0.0100), 0.207 context switches — the two loops taking turns —
+//!   against nonblocking's 0.0108, and 546 user-space instructions against 545;
+//!   at one connection, 3.00 syscalls and 682 instructions, as nonblocking. In
+//!   the timed scaling cells the turns did not show: at 1,000 connections 0.0261
+//!   context switches per request [0.0119–0.1764], nonblocking 0.0519
+//!   [0.0009–0.0924], ranges that overlap.
+//! - Throughput and tail: scaling at 10,000 connections, every client served,
+//!   98,032 requests/s [87,363–117,334] and p99 178,815 µs [157,951–194,559];
+//!   nonblocking's 133,722 [93,832–141,259] and 146,943 [116,671–183,679]
+//!   overlap both: no measurable difference.
+//! - Two CPUs: the cpu scenario (50 µs per request, 10 connections) given 2 CPUs
+//!   instead of one served 1.02× the requests per second, with repeats too far
+//!   apart to tell whether the second worker used the second CPU.
+//!
 //! # When it breaks
 //!
 //! - A crashing handler takes down its worker and **every client of that
@@ -115,12 +143,19 @@
 //!   lost 1, 1 and 2, each time the crashed worker's other clients and no more
 //!   (the supervisor's line: `worker 1 (pid …) was killed by SIGABRT; … (2
 //!   connection(s) it held lost, …)`). Prefork loses one client because a worker
-//!   holds one; here a worker holds its share of all of them.
+//!   holds one; here a worker holds its share of all of them. The full run's
+//!   chaos: the server survived, 2 of the 10 other clients lost, where fork and
+//!   prefork lost 0 and every single-process model all 10.
 //! - Blocking or `cpu` work stalls every client of its worker, as in one loop;
 //!   the other workers go on.
 //! - The descriptor limit is per process, so each worker holds at most
 //!   `RLIMIT_NOFILE` clients, and N workers N times that: past the hard limit one
-//!   process cannot raise (20,000 here), more workers are the way on.
+//!   process cannot raise (20,000 here), more workers are the way on. The full
+//!   run's c100k (100,000 mostly idle clients, 7 workers): it held and served all
+//!   100,000, the only model that did, its fullest process at 14,302
+//!   descriptors, with 0.244 KiB of PSS per held connection, p50 47 µs and p99
+//!   819,711 µs; nonblocking, async and uring stopped at their one process's
+//!   20,000 descriptors, holding 19,986, 19,981 and 19,987.
 //! - The balance is the kernel's and the scheduler's, not the server's (above):
 //!   a worker that takes most clients is the one whose crash loses most.
 //! - State that every worker must see (a cache, a rate limit, a session table)
