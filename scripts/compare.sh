@@ -3,7 +3,7 @@
 # every scenario, and write results/<date>-<host>/ (report.md, charts/*.svg,
 # results.json, results.csv, hdr/*.hlog); results/latest points at it.
 #
-#   scripts/compare.sh                       quick matrix (a few minutes on 2 cores)
+#   scripts/compare.sh                       quick matrix (about 7 minutes on 2 cores)
 #   scripts/compare.sh --full                everything: 10,000 connections, 5 repeats, callgrind
 #   scripts/compare.sh --models thread,nonblocking --scenarios scaling,churn
 #   scripts/compare.sh --criterion           then the criterion benches (benches/README.md),

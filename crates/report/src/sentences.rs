@@ -837,18 +837,33 @@ pub fn lessons(rows: &[crate::glance::Costs]) -> Vec<String> {
         .filter(|(_, l, _, s)| *l == 0.0 && *s)
         .map(|(m, ..)| m.to_string())
         .collect();
+    let lost_all = |(_, l, n, s): &&(&str, f64, usize, bool)| !*s || *l >= *n as f64;
+    let some: Vec<String> = crash
+        .iter()
+        .filter(|c| c.1 > 0.0 && !lost_all(c))
+        .map(|(m, l, n, _)| format!("{m} ({} of {n})", format::num(*l)))
+        .collect();
     let lost: Vec<String> = crash
         .iter()
-        .filter(|(_, l, _, _)| *l > 0.0)
+        .filter(|c| c.1 > 0.0 && lost_all(c))
         .map(|(m, ..)| m.to_string())
         .collect();
     if !kept.is_empty() && !lost.is_empty() {
-        out.push(format!(
-            "When one handler crashed, {} lost no other client: the crash ended one process. \
-             {} lost every other client with it: they share one process.",
-            list(&kept),
+        let mut lesson = format!(
+            "When one handler crashed, {} lost no other client: the crash ended one process.",
+            list(&kept)
+        );
+        if !some.is_empty() {
+            lesson += &format!(
+                " {} lost only the clients of the one process that crashed.",
+                list(&some)
+            );
+        }
+        lesson += &format!(
+            " {} lost every other client with it: they share one process.",
             list(&lost)
-        ));
+        );
+        out.push(lesson);
     }
     // The counted trade, at the most connections counted.
     let thread = rows
@@ -916,21 +931,24 @@ pub fn limits(ctx: &Ctx) -> Vec<String> {
     // Curves the load generator limited, per server CPU count: a lower bound, or
     // nothing measured at all.
     let rows = knees(ctx.results, &ctx.summary.models);
-    let mut spans: Vec<usize> = rows.iter().map(|k| k.server_cpus).collect();
+    // One list per curve: connections and server CPUs.
+    let mut spans: Vec<(usize, usize)> = rows.iter().map(|k| (k.conns, k.server_cpus)).collect();
+    spans.sort_unstable();
     spans.dedup();
     let per_span = |keep: &dyn Fn(&crate::curve::KneeRow) -> bool| -> Vec<String> {
         spans
             .iter()
-            .filter_map(|&cpus| {
+            .filter_map(|&(conns, cpus)| {
                 let models: Vec<&str> = rows
                     .iter()
-                    .filter(|k| k.server_cpus == cpus && keep(k))
+                    .filter(|k| k.conns == conns && k.server_cpus == cpus && keep(k))
                     .map(|k| k.model.as_str())
                     .collect();
                 (!models.is_empty()).then(|| {
                     format!(
-                        "{} (server on {})",
+                        "{} ({} connections, server on {})",
                         compare::list(&models),
+                        format::num(conns as f64),
                         format::cpus(cpus)
                     )
                 })
@@ -1141,6 +1159,35 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("while a blocked thread"), "{text}");
+    }
+
+    /// A model that lost some other clients in the crash (workers: the crashed
+    /// worker's) is neither among those that lost none nor those that lost all.
+    #[test]
+    fn a_crash_that_took_some_clients_is_told_apart() {
+        let row = |model: &str, lost: f64, survived: bool| crate::glance::Costs {
+            model: model.into(),
+            crash: Some((lost, 10, survived)),
+            ..Default::default()
+        };
+        let rows = [
+            row("fork", 0.0, true),
+            row("thread", 10.0, false),
+            row("workers", 2.0, true),
+        ];
+        let lesson = lessons(&rows)
+            .into_iter()
+            .find(|l| l.starts_with("When one handler crashed"))
+            .expect("a crash lesson");
+        assert!(lesson.contains("fork lost no other client"), "{lesson}");
+        assert!(
+            lesson.contains("workers (2 of 10) lost only the clients of the one process"),
+            "{lesson}"
+        );
+        assert!(
+            lesson.contains("thread lost every other client"),
+            "{lesson}"
+        );
     }
 
     /// Only windows the hypervisor took more than 5 % of the CPU time from are

@@ -58,7 +58,10 @@ impl CountedPass<'_> {
                 self.strace(model, conns, short),
                 self.strace(model, conns, 2 * short),
             ) {
-                (Ok(a), Ok(b)) => counted.syscalls = strace::marginal(&a, &b),
+                (Ok(a), Ok(b)) => match strace::marginal_checked(&a, &b, short) {
+                    Ok(extra) => counted.syscalls = extra,
+                    Err(note) => counted.notes.push(note),
+                },
                 (Err(e), _) | (_, Err(e)) => counted.notes.push(format!("syscalls: {e:#}")),
             }
         }

@@ -163,7 +163,7 @@ impl Default for C100kPlan {
 }
 
 impl Plan {
-    /// Under five minutes on two cores: short cells, three repeats.
+    /// About seven minutes on two cores: short cells, three repeats.
     pub fn quick() -> Plan {
         Plan {
             mode: "quick",
