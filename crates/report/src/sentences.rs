@@ -1080,9 +1080,12 @@ mod tests {
         }
     }
 
-    /// A curve of three steps per model, from the fixture's first scaling cell:
-    /// (offered req/s, server CPU µs per request, context switches per request).
-    fn curves(models: &[(&str, [(f64, f64, f64); 3])]) -> crate::schema::Results {
+    /// One curve step: offered req/s, server CPU µs per request, context switches
+    /// per request.
+    type CurveStep = (f64, f64, f64);
+
+    /// A curve of three steps per model, from the fixture's first scaling cell.
+    fn curves(models: &[(&str, [CurveStep; 3])]) -> crate::schema::Results {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
         let mut results = crate::load(&dir).expect("fixture loads");
         let template = results
