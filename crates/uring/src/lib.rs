@@ -260,11 +260,12 @@
 //! - cpu (50 µs per request, 10 connections, server on one CPU): 17,316
 //!   requests/s [16,866–18,008], the highest median, but nonblocking's, workers'
 //!   and async's ranges overlap it: no measurable difference.
-//! - counted: 2.00 syscalls per request at one connection (`io_uring_enter`
-//!   2.00), 1.00 context switch; at 100 connections, 0.000200 (one `munmap`):
-//!   the longer counted run made no more `io_uring_enter` calls than the
-//!   shorter, so read it as "almost none", as in the table above; 0.0102
-//!   context switches per request (nonblocking 0.0108). User-space instructions
+//! - counted: 1.98 syscalls per request at one connection (`io_uring_enter`
+//!   1.98), 1.00 context switch; at 100 connections, 0.140 (`io_uring_enter`
+//!   only) and 0.000200 context switches per request (nonblocking 2.01 and
+//!   0.0108). How many requests one `io_uring_enter` carries depends on timing,
+//!   so the 100-connection figure moves between runs (0.0195 in the quick run);
+//!   docs/BENCHMARKS.md tells how this one was re-measured. User-space instructions
 //!   were not counted: under callgrind the server did not stop within 10 s of
 //!   SIGTERM and was killed, at both connection counts.
 //!
