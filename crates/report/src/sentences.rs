@@ -928,7 +928,7 @@ pub fn limits(ctx: &Ctx) -> Vec<String> {
             format::with_unit(LOADGEN_BUSY, Unit::Share)
         ));
     }
-    // Curves the load generator limited, per server CPU count: a lower bound, or
+    // Curves the load generator limited, per connection and server CPU count: a lower bound, or
     // nothing measured at all.
     let rows = knees(ctx.results, &ctx.summary.models);
     // One list per curve: connections and server CPUs.
