@@ -365,12 +365,7 @@ fn report_with_baseline_writes_what_changed() {
             }
         }
     });
-    let out = socklab(&[
-        "report",
-        new.to_str().unwrap(),
-        "--baseline",
-        old.to_str().unwrap(),
-    ]);
+    let out = report_with_baseline(&new, &old);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let path = new.join("baseline.md");
@@ -386,6 +381,16 @@ fn report_with_baseline_writes_what_changed() {
     assert!(!old.join("baseline.md").exists(), "OLD is left as measured");
 }
 
+/// `socklab report NEW --baseline OLD`.
+fn report_with_baseline(new: &std::path::Path, old: &std::path::Path) -> std::process::Output {
+    socklab(&[
+        "report",
+        new.to_str().unwrap(),
+        "--baseline",
+        old.to_str().unwrap(),
+    ])
+}
+
 /// A missing OLD, or one of another schema, is a clear error naming the file, with
 /// a non-zero exit, no backtrace, and nothing written into NEW.
 #[test]
@@ -399,12 +404,7 @@ fn report_with_bad_baseline_is_a_clear_error() {
         (&missing, "cannot read"),
         (&foreign, "has schema \"socklab-compare/1\""),
     ] {
-        let out = socklab(&[
-            "report",
-            new.to_str().unwrap(),
-            "--baseline",
-            old.to_str().unwrap(),
-        ]);
+        let out = report_with_baseline(&new, old);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{old:?} succeeded");
         let file = old.join("results.json");

@@ -58,7 +58,7 @@ impl CountedPass<'_> {
                 self.strace(model, conns, short),
                 self.strace(model, conns, 2 * short),
             ) {
-                (Ok(a), Ok(b)) => match strace::marginal_checked(&a, &b, short) {
+                (Ok(a), Ok(b)) => match strace::marginal_checked(&a, &b, (short, 2 * short)) {
                     Ok(extra) => counted.syscalls = extra,
                     Err(note) => counted.notes.push(note),
                 },
